@@ -1,0 +1,1 @@
+"""Agents of the generation graph: retriever, reasoner, writer, critic (one node each)."""

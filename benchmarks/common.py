@@ -1,0 +1,35 @@
+"""Helpers for benchmark scripts: the real data folder and a plain table printer."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SYNTHTRIALS_DATA", ROOT.parent / "shared" / "data")).resolve()
+TOP = DATA / "top"
+XML_FILE = DATA / "ctgov-xml" / "NCT00000378.xml"
+OUT = ROOT / "benchmarks" / "out"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """A Markdown table (pastes straight into RESULTS.md)."""
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(_fmt(c) for c in row) + " |")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,1 @@
+"""Classifiers, experiments, LLM judge, fidelity/diversity/privacy, report."""

@@ -1,0 +1,1 @@
+"""The generation state and StateGraph; batch runs with a checkpointer."""

@@ -1,0 +1,1 @@
+"""The command line (`synthtrials ...`) and example scripts."""

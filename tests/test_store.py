@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from support import TOP, XML_FILE
+from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.ingest import ingest
+from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.store import TrialFilter, open_store
+from synthtrials.tools.trial import Phase
+
+
+def test_store_counts_and_eligibility_rules(top_store):
+    assert top_store.count() == 3722
+    stats = top_store.stats()
+    assert stats["label"] == {"1": 2348, "0": 1374}
+    # the seed paper's counting (lower-cased names): 37 drugs first-listed, 95 any listed
+    assert len(top_store.eligible(k=3, rule="first", names="lowercase")) == 37
+    assert len(top_store.eligible(k=3, rule="any", names="lowercase")) == 95
+    # normalised names merge dose variants ("raltegravir 400 mg", "raltegravir 1200 mg")
+    first = {e.intervention for e in top_store.eligible(k=3, rule="first")}
+    lower = {normalize_intervention(e.intervention) for e in top_store.eligible(k=3, rule="first", names="lowercase")}
+    assert first - lower == {"raltegravir"} and len(first) == 38
+    assert len(top_store.eligible(k=3, rule="any")) == 96
+    for e in top_store.eligible(k=3):
+        assert e.successes >= 3 and e.failures >= 3
+    assert len(top_store.eligible(k=10)) < len(top_store.eligible(k=3))
+    with pytest.raises(ConfigError):
+        top_store.eligible(rule="most")
+
+
+def test_get_and_filters(top_store):
+    trial = top_store.get("NCT01187615")
+    assert trial.label == 0 and trial.phase == Phase.PHASE_1
+    assert top_store.get("NCT99999999") is None
+    failed = top_store.filter(TrialFilter(intervention="  Sorafenib ", label=0))
+    assert failed and all(t.label == 0 for t in failed)
+    assert all(any(normalize_intervention(i.name) == "sorafenib" for i in t.interventions) for t in failed)
+    phase3 = top_store.filter_ids(TrialFilter(phase="Phase 3"))
+    assert len(phase3) == 329
+    cond = top_store.filter(TrialFilter(condition="Breast Cancer", label=1), limit=5)
+    assert cond and all("breast cancer" in [c.lower() for c in t.conditions] for t in cond)
+    excluded = top_store.filter_ids(TrialFilter(intervention="sorafenib", exclude_ids=frozenset({failed[0].nct_id})))
+    assert failed[0].nct_id not in excluded
+
+
+@pytest.mark.parametrize("mode", ["semantic", "bm25", "hybrid"])
+def test_search_modes_with_filters(top_store, mode):
+    hits = top_store.search("trastuzumab HER2 positive breast cancer", k=5, flt=TrialFilter(label=1), mode=mode)
+    assert len(hits) == 5
+    assert all(h.trial.label == 1 for h in hits)
+    assert any("trastuzumab" in " ".join(h.trial.intervention_names).lower() for h in hits)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    narrow = top_store.search("anything", k=50, flt=TrialFilter(intervention="sorafenib", label=0), mode=mode)
+    assert {h.trial.nct_id for h in narrow} <= set(top_store.filter_ids(TrialFilter(intervention="sorafenib", label=0)))
+
+
+def test_langchain_retriever(top_store):
+    docs = top_store.vectorstore.as_retriever(search_kwargs={"k": 3}).invoke("metformin type 2 diabetes")
+    assert len(docs) == 3 and all(d.id.startswith("NCT") for d in docs)
+    assert any("metformin" in d.page_content for d in docs)
+
+
+def test_upsert_never_duplicates_and_persists(tmp_path):
+    path = tmp_path / "store"
+    store = open_store(path)
+    report = ingest(store, [TOP / "phase_I_valid.csv", XML_FILE])
+    assert (report.inserted, store.count()) == (118, 118)
+    again = ingest(store, [TOP / "phase_I_valid.csv"])
+    assert (again.inserted, again.updated, again.embedded, store.count()) == (0, 117, 0, 118)
+    store.close()
+    reopened = open_store(path, create=False)
+    assert reopened.count() == 118 and reopened.get("NCT00000378").brief_title.startswith("Antidepressant")
+    hits = reopened.search("sertraline nortriptyline depression", k=1)
+    assert hits[0].trial.nct_id == "NCT00000378"
+    reopened.close()
+
+
+def test_failed_upsert_leaves_store_unchanged(tmp_path):
+    store = open_store(tmp_path / "s")
+    trials = read_trials([TOP / "phase_I_valid.csv"])
+    store.upsert(trials[:10])
+    before = store.stats()
+    with pytest.raises(Exception):
+        store.upsert(trials[10:20], vectors=np.zeros((10, 7), dtype=np.float32))  # wrong dimension
+    assert store.stats() == before and store.count() == 10
+
+
+def test_missing_store_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no trial store here"):
+        open_store(tmp_path / "absent", create=False)

@@ -1,0 +1,42 @@
+"""Live tests of the Weaviate backend: they run only where WEAVIATE_URL points at a server."""
+
+import os
+import uuid
+
+import pytest
+
+from support import TOP
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.store import TrialFilter, open_store
+from synthtrials.tools.weaviate_store import trial_properties
+
+WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
+
+
+def test_trial_properties_carry_filter_fields():
+    trial = read_trials([TOP / "phase_I_valid.csv"])[0]
+    props = trial_properties(trial)
+    assert props["nct_id"] == trial.nct_id and props["label"] == trial.label
+    assert props["interventions"] and props["phase"] == trial.phase.value
+    assert "status" not in props["text"].lower().split(":")[0]
+
+
+@pytest.mark.weaviate
+@pytest.mark.skipif(not WEAVIATE_URL, reason="set WEAVIATE_URL to run the live Weaviate tests")
+def test_live_weaviate_store():
+    collection = f"TrialTest{uuid.uuid4().hex[:8]}"
+    store = open_store(WEAVIATE_URL, collection=collection)
+    try:
+        trials = read_trials([TOP / "phase_I_valid.csv"])
+        store.upsert(trials)
+        store.upsert(trials[:10])  # upsert by NCT id never duplicates
+        assert store.count() == len(trials)
+        assert store.get(trials[0].nct_id) == trials[0]
+        for mode in ("semantic", "bm25", "hybrid"):
+            hits = store.search("cancer", k=3, flt=TrialFilter(label=1), mode=mode)
+            assert hits and all(h.trial.label == 1 for h in hits)
+        counts = store.intervention_label_counts("any")
+        assert counts
+    finally:
+        store._client.collections.delete(collection)
+        store.close()

@@ -1,0 +1,1 @@
+"""Trial schema, readers and client, TrialStore, embeddings, chat-model factory, checks."""

