@@ -25,6 +25,8 @@ app = typer.Typer(help="Synthetic labelled clinical trials from a LangGraph team
                   pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
 store_app = typer.Typer(help="Inspect a trial store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+llm_app = typer.Typer(help="Check the configured LLM.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -207,6 +209,189 @@ def fetch(
         progress.update(task, total=len(studies), completed=len(studies))
     write_json_atomic(out, {"studies": studies})
     console.print(f"wrote {len(studies)} studies to {out} ({client.requests_made} requests, {client.retries} retries)")
+
+
+# --- LLM options, shared by every command that talks to a model ------------------------------
+BackendOpt = Annotated[str, typer.Option(help="llamacpp (offline default), openai (any OpenAI-compatible server) or transformers.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="openai: model name (gpt-4o-mini, a vLLM/Ollama model); transformers: folder.")]
+ModelPathOpt = Annotated[Optional[str], typer.Option(help="llamacpp: GGUF path, or a bundled name (smollm2, gemma3-270m).")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp).")]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Name of the environment variable holding the API key (never stored).")]
+TemperatureOpt = Annotated[Optional[float], typer.Option(help="Sampling temperature.")]
+StructuredOpt = Annotated[str, typer.Option(help="auto, json_schema, json_object_schema (llama.cpp server), json_mode, tool_calling, prompt.")]
+
+
+def llm_config(backend: str, model: str | None, model_path: str | None, base_url: str | None, api_key_env: str,
+               temperature: float | None, structured: str, **extra: Any):
+    from pydantic import ValidationError
+
+    from synthtrials.tools.errors import describe
+    from synthtrials.tools.llm import LLMConfig
+
+    values = dict(backend=backend, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
+                  structured=structured, **extra)
+    if temperature is not None:
+        values["temperature"] = temperature
+    try:
+        return LLMConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"LLM options: {describe(exc)}") from None
+
+
+@llm_app.command("try")
+@one_line_errors
+def llm_try(
+    intervention: Annotated[str, typer.Option(help="The drug the trial must test.")],
+    label: Annotated[int, typer.Option(help="1: a trial that succeeds, 0: one that fails.")] = 1,
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    temperature: TemperatureOpt = None,
+    structured: StructuredOpt = "auto",
+    seed: int = 0,
+    max_tokens: int = 900,
+) -> None:
+    """Ask the configured model for one Trial (no retrieval) and print it as JSON."""
+    import uuid
+
+    from synthtrials.agents.prompting import prompt_version
+    from synthtrials.agents.writer import write_draft
+    from synthtrials.tools.llm import LLMClient
+
+    if label not in (0, 1):
+        raise ConfigError(f"--label must be 0 or 1, got {label}")
+    config = llm_config(backend, model, model_path, base_url, api_key_env, temperature, structured,
+                        seed=seed, max_tokens=max_tokens)
+    with err_console.status(f"asking {config.model_label()} ({config.backend}) for a trial of {intervention}..."):
+        client = LLMClient(config)
+        _, result = write_draft(client, intervention, label, examples=[], reasons=[], feedback=[])
+    trial = result.value.to_trial(f"SYN-{uuid.uuid4().hex[:12]}", label=label, provenance={
+        "backend": config.backend, "model": config.model_label(), "template": prompt_version("writer"),
+        "seed": seed, "attempts": result.attempts})
+    print(trial.model_dump_json(indent=2, exclude_none=True))
+    usage = client.usage
+    err_console.print(f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens in "
+                      f"{usage.seconds:.1f} s ({result.attempts} attempt(s))")
+
+
+@app.command()
+@one_line_errors
+def generate(
+    store: StoreOpt,
+    n: Annotated[int, typer.Option("--n", help="Number of accepted synthetic trials to produce.")],
+    out: Annotated[Path, typer.Option(help="Run folder (resumable: re-run the same command after any interruption).")],
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).")] = None,
+    structured: StructuredOpt = "auto",
+    seed: int = 0,
+    k: Annotated[int, typer.Option(help="Real examples per draw.")] = 3,
+    reasons: Annotated[int, typer.Option(help="Reasons per draw.")] = 5,
+    revisions: Annotated[int, typer.Option(help="Critic -> writer loops before rejection.")] = 2,
+    neighbours: Annotated[str, typer.Option(help="Semantic neighbours: off, fallback or add.")] = "fallback",
+    llm_critic: Annotated[str, typer.Option(help="LLM domain-consistency critic: off, advisory or enforce.")] = "enforce",
+    plan: Annotated[str, typer.Option(help="Interventions: uniform over eligible, proportional, or list.")] = "uniform",
+    intervention: Annotated[Optional[list[str]], typer.Option(help="With --plan list: an intervention (repeatable).")] = None,
+    rule: Annotated[str, typer.Option(help="Eligibility rule: first or any listed drug.")] = "first",
+    concurrency: Annotated[int, typer.Option(help="Parallel threads (network backends).")] = 4,
+    max_tokens: int = 900,
+    max_retries: Annotated[int, typer.Option(help="Retries per call (429/5xx/timeouts, with backoff).")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds per model call.")] = 120.0,
+    price_prompt: Annotated[float, typer.Option(help="USD per million prompt tokens (cost accounting).")] = 0.0,
+    price_completion: Annotated[float, typer.Option(help="USD per million completion tokens.")] = 0.0,
+    force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.")] = False,
+    hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.")] = False,
+) -> None:
+    """Generate N accepted synthetic trials with the retriever-reasoner-writer-critic graph."""
+    from pydantic import ValidationError
+
+    from synthtrials.graphs.config import GenerationConfig
+    from synthtrials.graphs.runner import RunOptions, run_generation
+    from synthtrials.tools.errors import describe
+
+    llm = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, seed=seed,
+                     max_tokens=max_tokens, max_concurrency=concurrency, price_prompt_per_m=price_prompt,
+                     max_retries=max_retries, timeout_s=timeout,
+                     price_completion_per_m=price_completion)
+    try:
+        generation = GenerationConfig(k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours,
+                                      llm_critic=llm_critic, seed=seed, llm=llm,
+                                      **({"writer_temperature": temperature} if temperature is not None else {}))
+        options = RunOptions(store=store, out=out, n=n, generation=generation, plan_mode=plan,
+                             interventions=intervention, eligibility_rule=rule, concurrency=concurrency,
+                             force=force, hf_dataset=hf_dataset)
+    except ValidationError as exc:
+        raise ConfigError(f"generate options: {describe(exc)}") from None
+    from synthtrials.tools.llm import LLMError
+
+    with progress_bar() as progress:
+        task = progress.add_task("generating", total=n)
+
+        def on_progress(p) -> None:
+            rate = p.tokens / p.elapsed_s if p.elapsed_s > 0 else 0.0
+            progress.update(task, completed=p.accepted, description=(
+                f"accepted {p.accepted}/{n} | draws {p.draws} | revised {p.revisions} | rejected {p.rejected} | "
+                f"{rate:.0f} tok/s"))
+
+        try:
+            summary = run_generation(options, on_progress=on_progress)
+        except LLMError as exc:
+            raise ConfigError(str(exc)) from None
+    table = Table(title=f"run {out}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key in ("accepted", "draws", "rejected", "acceptance_rate", "revisions", "writer_valid_share",
+                "tokens_per_accepted", "accepted_per_minute", "seconds"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("rejections by reason", json.dumps(summary["rejections_by_reason"]))
+    console.print(table)
+    console.print(f"trials: {out / 'trials.jsonl'}  (also trials.parquet, rejected.jsonl, summary.json)")
+
+
+@app.command()
+@one_line_errors
+def trace(
+    run_dir: Annotated[Path, typer.Argument(help="A generation run folder.")],
+    trial: Annotated[Optional[str], typer.Argument(help="Plan index, trial-NNNNNN or SYN- id; omit to list all.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    full: Annotated[bool, typer.Option(help="Print whole prompts and answers.")] = False,
+) -> None:
+    """List a run's trials, or one trial's steps: node, reads, writes, prompt, answer, verdicts, timing."""
+    from synthtrials.graphs.trace import list_trials, trace_json, trial_trace
+
+    if trial is None:
+        traces = list_trials(run_dir)
+        if as_json:
+            print(json.dumps([t.model_dump(mode="json", exclude={"steps"}) for t in traces], indent=2))
+            return
+        table = Table(title=f"{len(traces)} trials in {run_dir}", title_justify="left")
+        for col in ("index", "trial", "intervention", "label", "verdict", "reason", "checkpoints"):
+            table.add_column(col)
+        for t in traces:
+            table.add_row(str(t.plan_index), t.trial_id or "", t.intervention, str(t.label), t.verdict,
+                          t.reject_reason or "", str(t.checkpoints))
+        console.print(table)
+        return
+    result = trial_trace(run_dir, trial)
+    if as_json:
+        print(trace_json(result))
+        return
+    console.print(f"[bold]{result.thread_id}[/] {result.trial_id or ''}: {result.intervention}, label {result.label} "
+                  f"-> {result.verdict} {result.reject_reason or ''} ({result.checkpoints} checkpoints)")
+    for number, step in enumerate(result.steps, 1):
+        console.rule(f"{number}. {step.node}  {step.seconds:.2f} s  {step.tokens} tokens")
+        console.print("[bold]read[/]", json.dumps(step.read, default=str))
+        console.print("[bold]wrote[/]", json.dumps(step.wrote, default=str))
+        limit = None if full else 600
+        if step.prompt:
+            console.print("[bold]prompt[/]", step.prompt[:limit], highlight=False)
+        if step.answer:
+            console.print("[bold]answer[/]", step.answer[:limit], highlight=False)
 
 
 def main() -> None:

@@ -22,3 +22,55 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         capture_output=True, text=True, cwd=cwd, timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LlamaServer:
+    """`python -m llama_cpp.server` with the bundled SmolLM2 on 127.0.0.1 (a real OpenAI-compatible server)."""
+
+    def __init__(self, api_key: str | None = None, n_ctx: int = 4096) -> None:
+        from synthtrials.tools.llm import resolve_gguf
+
+        self.port = free_port()
+        self.api_key = api_key
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", resolve_gguf("smollm2"), "--host", "127.0.0.1",
+               "--port", str(self.port), "--n_ctx", str(n_ctx), "--model_alias", "smollm2", "--verbose", "False"]
+        if api_key:
+            cmd += ["--api_key", api_key]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def wait(self, timeout: float = 120) -> LlamaServer:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.base_url}/models", headers=headers, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("llama_cpp.server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

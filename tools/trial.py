@@ -12,7 +12,7 @@ import re
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 NCT_ID = re.compile(r"^NCT\d{8}$")
 NCT_ID_ANYWHERE = re.compile(r"NCT\d{8}", re.IGNORECASE)
@@ -139,20 +139,37 @@ class Trial(BaseModel):
 
 # --- What an LLM is asked to write: the content of a trial, tightly bounded ------------------
 
-Short = Annotated[str, Field(min_length=1, max_length=120)]
-Sentence = Annotated[str, Field(min_length=1, max_length=300)]
-Paragraph = Annotated[str, Field(min_length=1, max_length=1200)]
+def _trimmed(limit: int):
+    """Trim an over-long string at a word boundary (models without a grammar overrun limits)."""
+
+    def trim(value: Any) -> Any:
+        if isinstance(value, str):
+            value = " ".join(value.split())
+            if len(value) > limit:
+                value = value[:limit].rsplit(" ", 1)[0].rstrip(",;:") or value[:limit]
+        return value
+
+    return BeforeValidator(trim)
+
+
+Short = Annotated[str, _trimmed(120), Field(min_length=1, max_length=120)]
+Sentence = Annotated[str, _trimmed(300), Field(min_length=1, max_length=300)]
+Paragraph = Annotated[str, _trimmed(1200), Field(min_length=1, max_length=1200)]
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class InterventionDraft(BaseModel):
     name: Short
     type: InterventionType = InterventionType.DRUG
-    description: Sentence | None = None
+    description: Annotated[Sentence | None, BeforeValidator(_blank_to_none)] = None
 
 
 class OutcomeDraft(BaseModel):
     measure: Sentence
-    time_frame: Short | None = None
+    time_frame: Annotated[Short | None, BeforeValidator(_blank_to_none)] = None
 
 
 class TrialDraft(BaseModel):
@@ -199,12 +216,57 @@ class TrialDraft(BaseModel):
         )
 
 
+def draft_from_trial(trial: Trial) -> TrialDraft:
+    """A real trial in the writer's output format (for few-shot examples), trimmed to the bounds."""
+
+    def enum(value: str | None, allowed: tuple[str, ...], default: str) -> str:
+        text = (value or "").lower()
+        return next((a for a in allowed if a in text), default)
+
+    design = trial.design or Design()
+    eligibility = trial.eligibility or Eligibility()
+    allocation = (design.allocation or "").lower()
+    return TrialDraft.model_validate({
+        "brief_title": trial.brief_title or trial.official_title or f"A study of {', '.join(trial.intervention_names[:2])}"
+                       f" in {', '.join(trial.conditions[:2]) or 'patients'}",
+        "phase": trial.phase or Phase.PHASE_1,
+        "conditions": (trial.conditions or ["unspecified condition"])[:4],
+        "interventions": [{"name": i.name, "type": i.type, "description": i.description}
+                          for i in trial.interventions[:4]] or [{"name": "unspecified"}],
+        "brief_summary": trial.brief_summary or trial.detailed_description
+                         or f"A {trial.phase.value if trial.phase else ''} study of {', '.join(trial.intervention_names[:3])}.",
+        "inclusion_criteria": [c for c in eligibility.inclusion if c.strip()][:8] or ["See eligibility text"],
+        "exclusion_criteria": [c for c in eligibility.exclusion if c.strip()][:8] or ["None listed"],
+        "enrollment": max(1, min(trial.enrollment or 30, 100000)),
+        "allocation": "non-randomized" if "non" in allocation else ("randomized" if "random" in allocation else "not applicable"),
+        "masking": enum(design.masking, ("quadruple", "triple", "double", "single"), "none"),
+        "primary_purpose": enum(design.primary_purpose, ("treatment", "prevention", "diagnostic", "supportive care",
+                                                          "screening", "health services research", "basic science"), "treatment"),
+        "primary_outcomes": [{"measure": o.measure, "time_frame": o.time_frame} for o in trial.primary_outcomes[:3]]
+                            or [{"measure": "Safety and tolerability", "time_frame": None}],
+    })
+
+
 def trial_draft_json_schema() -> dict[str, Any]:
     """The JSON schema handed to LLMs for structured output (bounded, see `TrialDraft`)."""
     return TrialDraft.model_json_schema()
 
 
 # --- The one classifier rendering --------------------------------------------------------------
+
+#: words that name a registry status or an outcome in any context. The classifier rendering
+#: removes them (whole words only: "unsuccessful" is not turned into "un") from real and
+#: synthetic trials alike, so neither can carry them to a classifier. Context-dependent words
+#: ("failed prior therapy", "heart failure", "completed chemotherapy") are kept and counted.
+SCRUBBED_WORDS = ("terminated", "withdrawn", "suspended", "recruiting", "successful", "successfully",
+                  "unsuccessful", "futility", "halted")
+_SCRUBBED = re.compile(r"\b(?:" + "|".join(SCRUBBED_WORDS) + r")\b", re.IGNORECASE)
+
+
+def scrub_status_words(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return re.sub(r"[ \t]{2,}", " ", _SCRUBBED.sub("", text)).strip() or None
 
 
 def _section(title: str, body: str | None) -> str | None:
@@ -222,8 +284,9 @@ def render_for_classifier(trial: Trial) -> str:
 
     The informative fields come first (interventions, conditions, phase, eligibility, design,
     outcomes), then enrollment, title and summary. Identifiers, dates, sponsor, overall status,
-    why-stopped, label, provenance and results are never included, so real and synthetic trials
-    render identically and the outcome cannot leak through the format.
+    why-stopped, label, provenance and results are never included, and status words are removed
+    from the text (`SCRUBBED_WORDS`), so real and synthetic trials render identically and the
+    outcome cannot leak through the format.
     """
     parts: list[str | None] = []
     if trial.interventions:
@@ -259,7 +322,7 @@ def render_for_classifier(trial: Trial) -> str:
     parts.append(_section("Enrollment", str(trial.enrollment) if trial.enrollment is not None else None))
     parts.append(_section("Title", trial.official_title or trial.brief_title))
     parts.append(_section("Summary", trial.brief_summary))
-    return "\n".join(" ".join(p.split()) for p in parts if p)
+    return "\n".join(" ".join(scrub_status_words(p).split()) for p in parts if p and scrub_status_words(p))
 
 
 def render_for_embedding(trial: Trial, max_chars: int = 400) -> str:

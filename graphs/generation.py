@@ -1,0 +1,91 @@
+"""The generation graph, wired in one place and compiled once:
+
+    retrieve -> reason -> write -> critique --revise--> write
+                                      \\--accept/reject--> finalize -> END
+
+A retrieval that finds no example goes straight to finalize (rejected). One graph thread per
+synthetic trial; with a checkpointer every step is saved, so an interrupted thread continues
+from its last completed step and any thread can be replayed step by step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+
+from synthtrials.agents.critic import make_critique_node, route_after_critique
+from synthtrials.agents.prompting import prompt_version
+from synthtrials.agents.reasoner import make_reason_node
+from synthtrials.agents.retriever import make_retrieve_node
+from synthtrials.agents.writer import make_write_node
+from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.state import GenerationState, StepLog
+from synthtrials.tools.checks import outcome_word_counts, scrub_trial
+from synthtrials.tools.trial import render_for_embedding
+
+TEMPLATES = ("reasoner", "writer", "critic")
+
+
+def make_finalize_node(resources: Resources):
+    def finalize(state: GenerationState, config: RunnableConfig) -> dict:
+        cfg = GenerationConfig.from_runnable_config(config)
+        start = time.perf_counter()
+        last = state.critiques[-1] if state.critiques else None
+        provenance: dict[str, Any] = {
+            "run_id": ((config or {}).get("configurable") or {}).get("run_id"),
+            "plan_index": state.target.index,
+            "target": state.target.model_dump(),
+            "examples": state.examples,
+            "reasons": state.reasons,
+            "critiques": [c.model_dump() for c in state.critiques],
+            "revisions": sum(1 for c in state.critiques if c.verdict == "revise"),
+            "backend": cfg.llm.backend,
+            "model": cfg.llm.model_label(),
+            "templates": {name: prompt_version(name) for name in TEMPLATES},
+            "seed": cfg.seed,
+            "tokens": sum(step.tokens for step in state.log),
+        }
+        if last is not None and last.verdict == "accept" and state.draft is not None:
+            counts = outcome_word_counts(state.draft)
+            trial = scrub_trial(state.draft).model_copy(
+                update={"provenance": {**provenance, "outcome_words": dict(counts)}})
+            resources.synthetic.add(trial.nct_id, resources.embeddings.embed_array([render_for_embedding(trial)])[0])
+            update = {"draft": trial, "verdict": "accept", "provenance": trial.provenance}
+        else:
+            if not state.examples:
+                reason = "no_examples"
+            elif last is not None:
+                reason = ",".join(last.failed_checks) or "rejected"
+            else:
+                reason = "rejected"
+            update = {"verdict": "reject", "reject_reason": reason, "provenance": provenance}
+        update["log"] = [StepLog(node="finalize", seconds=time.perf_counter() - start,
+                                 wrote={"verdict": update["verdict"], "reason": update.get("reject_reason")})]
+        return update
+
+    return finalize
+
+
+def route_after_retrieve(state: GenerationState) -> str:
+    return "reason" if state.examples else "finalize"
+
+
+def build_graph(resources: Resources, checkpointer: Any = None):
+    """The compiled StateGraph for `resources` (store, LLM, synthetic index)."""
+    graph = StateGraph(GenerationState)
+    graph.add_node("retrieve", make_retrieve_node(resources))
+    graph.add_node("reason", make_reason_node(resources))
+    graph.add_node("write", make_write_node(resources))
+    graph.add_node("critique", make_critique_node(resources))
+    graph.add_node("finalize", make_finalize_node(resources))
+    graph.add_edge(START, "retrieve")
+    graph.add_conditional_edges("retrieve", route_after_retrieve, {"reason": "reason", "finalize": "finalize"})
+    graph.add_edge("reason", "write")
+    graph.add_edge("write", "critique")
+    graph.add_conditional_edges("critique", route_after_critique, {"write": "write", "finalize": "finalize"})
+    graph.add_edge("finalize", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,50 @@
+"""What the nodes share and the checkpoints do not hold: the store, the LLM, the accepted-synthetic index."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from synthtrials.tools.llm import LLMClient
+from synthtrials.tools.store import TrialStoreBackend
+
+
+class SyntheticIndex:
+    """Embeddings of the synthetic trials accepted so far (near-duplicate checks), thread-safe."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._vectors: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def add(self, trial_id: str, vector: np.ndarray) -> None:
+        with self._lock:
+            if trial_id not in self._ids:
+                self._ids.append(trial_id)
+                self._vectors.append(np.asarray(vector, dtype=np.float32))
+
+    def most_similar(self, vector: np.ndarray, exclude: str | None = None) -> tuple[str | None, float]:
+        with self._lock:
+            pairs = [(i, v) for i, v in zip(self._ids, self._vectors) if i != exclude]
+        if not pairs:
+            return None, 0.0
+        matrix = np.stack([v for _, v in pairs])
+        scores = matrix @ np.asarray(vector, dtype=np.float32)
+        best = int(np.argmax(scores))
+        return pairs[best][0], float(scores[best])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+@dataclass
+class Resources:
+    store: TrialStoreBackend
+    llm: LLMClient
+    synthetic: SyntheticIndex = field(default_factory=SyntheticIndex)
+
+    @property
+    def embeddings(self):
+        return self.store.embeddings

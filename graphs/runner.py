@@ -1,0 +1,391 @@
+"""Batch generation runs: a sampling plan, one checkpointed graph thread per planned trial,
+bounded concurrency, resume after any interruption, and atomically written outputs.
+
+A run folder holds:
+
+    run.json           what must match to resume (store, generation config, plan options)
+    plan.json          the sampling plan and the targets drawn so far
+    checkpoints.sqlite every step of every thread (LangGraph SqliteSaver)
+    llm_cache.sqlite   LangChain's LLM cache (a re-run call costs nothing)
+    trials.jsonl       exactly N accepted synthetic trials (the first N accepted by plan index)
+    trials.parquet     the same, flattened, with the classifier rendering
+    rejected.jsonl     rejected drafts with their reasons
+    summary.json       acceptance, rejections by reason, revisions, tokens, cost, time
+    hf_dataset/        optional Hugging Face `datasets` folder
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.generation import build_graph
+from synthtrials.graphs.plan import PlanMode, SamplingPlan
+from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.state import GenerationState
+from synthtrials.tools.atomic import atomic_open, write_json_atomic, write_jsonl_atomic
+from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.llm import LLMClient, LLMError
+from synthtrials.tools.store import open_store
+from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
+
+RUN_FILE = "run.json"
+CHECKPOINTS = "checkpoints.sqlite"
+MAX_CONSECUTIVE_ERRORS = 3
+
+
+class RunOptions(BaseModel):
+    store: str
+    out: Path
+    n: int
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    plan_mode: PlanMode = "uniform"
+    interventions: list[str] | None = None
+    eligibility_rule: str = "first"
+    concurrency: int = 1
+    max_draws_factor: int = 10
+    force: bool = False
+    hf_dataset: bool = False
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"store": str(self.store), "generation": self.generation.fingerprint(), "plan_mode": self.plan_mode,
+                "interventions": self.interventions, "eligibility_rule": self.eligibility_rule}
+
+
+class RunProgress(BaseModel):
+    draws: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    revisions: int = 0
+    errors: int = 0
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    target: int = 0
+
+
+def thread_id(index: int) -> str:
+    return f"trial-{index:06d}"
+
+
+def thread_config(index: int, run_id: str, generation: GenerationConfig) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id(index), "run_id": run_id,
+                             "generation": generation.model_dump(mode="json")}}
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [prefix.rstrip(".")] if old != new else []
+
+
+def prepare_run_folder(options: RunOptions) -> str:
+    """Create or reopen the run folder; returns the run id. Refuses a different config unless forced."""
+    out = options.out
+    run_file = out / RUN_FILE
+    fingerprint = options.fingerprint()
+    if run_file.exists():
+        try:
+            saved = json.loads(run_file.read_text())
+        except (json.JSONDecodeError, OSError) as exc:
+            raise ConfigError(f"{run_file}: unreadable ({exc}); use --force to start over") from None
+        differences = _diff(saved.get("fingerprint"), fingerprint)
+        if not differences:
+            return str(saved["run_id"])
+        if not options.force:
+            raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}); "
+                              "resume it with the same options, or use --force to start over (the old run is kept aside)")
+        aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(aside)
+    elif out.exists() and any(out.iterdir()):
+        if not options.force:
+            raise ConfigError(f"{out}: folder exists and is not a synthtrials run; choose another --out or use --force")
+        out.rename(out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:12]
+    write_json_atomic(run_file, {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                 "fingerprint": fingerprint})
+    return run_id
+
+
+def checkpoint_serializer():
+    """LangGraph's serializer, allowed to revive exactly our state's pydantic types."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from synthtrials.graphs import state as state_module
+    from synthtrials.tools import trial as trial_module
+
+    allowed = [(state_module.__name__, name) for name in ("GenerationState", "Target", "Critique", "StepLog")]
+    allowed += [(trial_module.__name__, name) for name in (
+        "Trial", "Intervention", "InterventionType", "Eligibility", "Arm", "Design", "Outcome", "Phase")]
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+
+
+def open_checkpointer(out: Path):
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    connection = sqlite3.connect(out / CHECKPOINTS, check_same_thread=False)
+    saver = SqliteSaver(connection, serde=checkpoint_serializer())
+    saver.setup()
+    return saver
+
+
+def started_threads(checkpointer: Any) -> list[int]:
+    """Plan indices of every thread with at least one checkpoint."""
+    rows = checkpointer.conn.execute("SELECT DISTINCT thread_id FROM checkpoints").fetchall()
+    return sorted(int(r[0].split("-")[1]) for r in rows if r[0].startswith("trial-"))
+
+
+def thread_values(graph: Any, index: int, run_id: str, generation: GenerationConfig) -> tuple[GenerationState | None, bool]:
+    """The thread's latest state (or None) and whether it is finished."""
+    snapshot = graph.get_state(thread_config(index, run_id, generation))
+    if not snapshot.values:
+        return None, False
+    state = GenerationState.model_validate(snapshot.values)
+    return state, state.verdict != "pending" and not snapshot.next
+
+
+def run_thread(graph: Any, plan: SamplingPlan, index: int, run_id: str, generation: GenerationConfig) -> GenerationState:
+    """Run (or continue, or just read) the thread of planned trial `index`."""
+    config = thread_config(index, run_id, generation)
+    state, finished = thread_values(graph, index, run_id, generation)
+    if finished and state is not None:
+        return state
+    if state is not None:  # interrupted: continue from the last checkpoint
+        values = graph.invoke(None, config)
+    else:
+        values = graph.invoke(GenerationState(target=plan.target(index)), config)
+    return GenerationState.model_validate(values)
+
+
+def select_accepted(results: dict[int, GenerationState], n: int) -> list[Trial]:
+    """The first n accepted trials by plan index, over the contiguous finished prefix."""
+    accepted: list[Trial] = []
+    index = 0
+    while index in results and len(accepted) < n:
+        state = results[index]
+        if state.verdict == "accept" and state.draft is not None:
+            accepted.append(state.draft)
+        index += 1
+    return accepted
+
+
+def trial_row(trial: Trial) -> dict[str, Any]:
+    return {
+        "nct_id": trial.nct_id, "label": trial.label, "phase": trial.phase.value if trial.phase else None,
+        "interventions": trial.intervention_names, "conditions": trial.conditions, "enrollment": trial.enrollment,
+        "source": trial.source, "text": render_for_classifier(trial), "record": trial.model_dump_json(),
+    }
+
+
+def write_parquet(path: Path, trials: list[Trial]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("nct_id", pa.string()), ("label", pa.int8()), ("phase", pa.string()),
+                        ("interventions", pa.list_(pa.string())), ("conditions", pa.list_(pa.string())),
+                        ("enrollment", pa.int64()), ("source", pa.string()), ("text", pa.string()),
+                        ("record", pa.string())])
+    table = pa.Table.from_pylist([trial_row(t) for t in trials], schema=schema)
+    with atomic_open(path, "wb") as handle:
+        pq.write_table(table, handle)
+
+
+def write_hf_dataset(folder: Path, trials: list[Trial]) -> None:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("--hf-dataset needs the `datasets` package (pip install datasets)") from None
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.Dataset.from_list([trial_row(t) for t in trials]).save_to_disk(str(tmp))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def summarize(results: dict[int, GenerationState], accepted: list[Trial], options: RunOptions, llm: LLMClient,
+              seconds: float, errors: int) -> dict[str, Any]:
+    finished = list(results.values())
+    rejected = [s for s in finished if s.verdict == "reject"]
+    by_reason: Counter = Counter()
+    for state in rejected:
+        for check in (state.reject_reason or "rejected").split(","):
+            by_reason[check] += 1
+    revised_by: Counter = Counter()
+    writes = valid = 0
+    for state in finished:
+        for critique in state.critiques:
+            if critique.verdict == "revise":
+                revised_by.update(critique.failed_checks)
+        for step in state.log:
+            if step.node == "write":
+                writes += 1
+                valid += int("error" not in step.wrote)
+    usage = llm.usage
+    tokens = usage.total_tokens
+    return {
+        "requested": options.n,
+        "accepted": len(accepted),
+        "draws": len(finished),
+        "rejected": len(rejected),
+        "acceptance_rate": round(sum(s.verdict == "accept" for s in finished) / max(1, len(finished)), 4),
+        "rejections_by_reason": dict(by_reason.most_common()),
+        "revisions": sum(1 for s in finished for c in s.critiques if c.verdict == "revise"),
+        "revisions_by_reason": dict(revised_by.most_common()),
+        "writer_calls": writes,
+        "writer_valid_share": round(valid / max(1, writes), 4),
+        "errors": errors,
+        "tokens": usage.as_dict(options.generation.llm),
+        "tokens_per_accepted": round(tokens / max(1, len(accepted)), 1),
+        "accepted_per_minute": round(len(accepted) / max(seconds / 60, 1e-9), 3),
+        "seconds": round(seconds, 1),
+        "backend": options.generation.llm.backend,
+        "model": options.generation.llm.model_label(),
+    }
+
+
+def write_outputs(options: RunOptions, plan: SamplingPlan, results: dict[int, GenerationState], llm: LLMClient,
+                  seconds: float, errors: int, final: bool) -> dict[str, Any]:
+    out = options.out
+    accepted = select_accepted(results, options.n)
+    accepted_ids = {t.nct_id for t in accepted}
+    write_jsonl_atomic(out / "trials.jsonl", (t.model_dump(mode="json") for t in accepted))
+    rejected_rows = [
+        {"plan_index": i, "target": s.target.model_dump(), "reason": s.reject_reason,
+         "problems": s.critiques[-1].problems if s.critiques else [],
+         "draft": s.draft.model_dump(mode="json") if s.draft else None}
+        for i, s in sorted(results.items()) if s.verdict == "reject"
+    ]
+    write_jsonl_atomic(out / "rejected.jsonl", rejected_rows)
+    write_json_atomic(out / "plan.json", {**plan.model_dump(mode="json"),
+                                          "targets": [plan.target(i).model_dump() for i in range(max(results, default=-1) + 1)]})
+    summary = summarize(results, accepted, options, llm, seconds, errors)
+    summary["surplus_accepted"] = sum(1 for s in results.values()
+                                      if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids)
+    summary["complete"] = final and len(accepted) == options.n
+    if final:
+        write_parquet(out / "trials.parquet", accepted)
+        if options.hf_dataset:
+            write_hf_dataset(out / "hf_dataset", accepted)
+    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "config.json", {"n": options.n, "store": options.store, "plan_mode": options.plan_mode,
+                                            "interventions": options.interventions, "concurrency": options.concurrency,
+                                            "eligibility_rule": options.eligibility_rule,
+                                            "generation": options.generation.model_dump(mode="json")})
+    return summary
+
+
+def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], None] | None = None,
+                   llm: LLMClient | None = None) -> dict[str, Any]:
+    """Run (or resume) a generation run until exactly `options.n` trials are accepted.
+
+    Raises `ConfigError` on bad input before anything is written, and `LLMError` when the
+    backend fails every call (the run folder stays resumable).
+    """
+    if options.n <= 0:
+        raise ConfigError(f"--n must be positive, got {options.n}")
+    if options.concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {options.concurrency}")
+    store = open_store(options.store, create=False)
+    if store.count() == 0:
+        raise ConfigError(f"{options.store}: the store is empty (run `synthtrials ingest` first)")
+    eligible = store.eligible(k=options.generation.k, rule=options.eligibility_rule)  # type: ignore[arg-type]
+    if not eligible:
+        raise ConfigError(f"{options.store}: no intervention has {options.generation.k} successful and "
+                          f"{options.generation.k} failed trials (lower --k)")
+    run_id = prepare_run_folder(options)
+    plan = SamplingPlan.create(run_id, options.generation.seed, eligible, options.plan_mode, options.interventions)
+    generation = options.generation.model_copy(deep=True)
+    generation.llm.cache_path = str(options.out / "llm_cache.sqlite")
+    llm = llm or LLMClient(generation.llm)
+    resources = Resources(store=store, llm=llm)
+    checkpointer = open_checkpointer(options.out)
+    graph = build_graph(resources, checkpointer)
+    concurrency = options.concurrency if generation.llm.backend == "openai" else 1
+    max_draws = options.n * options.max_draws_factor
+
+    results: dict[int, GenerationState] = {}
+    for index in started_threads(checkpointer):  # finished threads of an earlier run, and the synthetic index
+        state, finished = thread_values(graph, index, run_id, generation)
+        if state is not None and finished:
+            results[index] = state
+            if state.verdict == "accept" and state.draft is not None:
+                resources.synthetic.add(state.draft.nct_id,
+                                        resources.embeddings.embed_array([render_for_embedding(state.draft)])[0])
+
+    start = time.perf_counter()
+    progress = RunProgress(target=options.n)
+    errors = consecutive_errors = 0
+    retries: Counter = Counter()
+
+    def report() -> None:
+        finished = list(results.values())
+        progress.draws = len(finished)
+        progress.accepted = len(select_accepted(results, options.n))
+        progress.rejected = sum(s.verdict == "reject" for s in finished)
+        progress.revisions = sum(1 for s in finished for c in s.critiques if c.verdict == "revise")
+        progress.errors = errors
+        progress.tokens = llm.usage.total_tokens
+        progress.elapsed_s = time.perf_counter() - start
+        if on_progress:
+            on_progress(progress)
+
+    def enough() -> bool:
+        return len(select_accepted(results, options.n)) >= options.n
+
+    report()
+    next_index = 0
+    failure: LLMError | None = None
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        inflight: dict[Future, int] = {}
+        while True:
+            while (len(inflight) < concurrency and not enough() and failure is None
+                   and next_index < max_draws):
+                if next_index in results:
+                    next_index += 1
+                    continue
+                inflight[pool.submit(run_thread, graph, plan, next_index, run_id, generation)] = next_index
+                next_index += 1
+            if not inflight:
+                break
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = inflight.pop(future)
+                try:
+                    results[i] = future.result()
+                    consecutive_errors = 0
+                except LLMError as exc:
+                    errors += 1
+                    consecutive_errors += 1
+                    if exc.fatal or consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                        failure = failure or exc
+                    elif retries[i] < 1:  # one more try within this run; resume retries again
+                        retries[i] += 1
+                        inflight[pool.submit(run_thread, graph, plan, i, run_id, generation)] = i
+                    else:
+                        failure = failure or exc
+            report()
+            if len(results) % 5 == 0:
+                write_outputs(options, plan, results, llm, time.perf_counter() - start, errors, final=False)
+    seconds = time.perf_counter() - start
+    summary = write_outputs(options, plan, results, llm, seconds, errors, final=failure is None)
+    checkpointer.conn.close()
+    if failure is not None:
+        raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")
+    if summary["accepted"] < options.n:
+        raise ConfigError(f"only {summary['accepted']} of {options.n} trials accepted after {summary['draws']} draws "
+                          f"(limit {max_draws}); see {options.out / 'summary.json'} for the rejection reasons")
+    return summary

@@ -1,0 +1,56 @@
+"""The generation state: one typed model, one per graph thread (one synthetic trial)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from synthtrials.tools.trial import Trial
+
+
+class Target(BaseModel):
+    """What one thread must produce: a trial of `intervention` with outcome `label`."""
+
+    index: int
+    intervention: str
+    label: Literal[0, 1]
+
+
+class Critique(BaseModel):
+    round: int
+    verdict: Literal["accept", "revise", "reject"]
+    problems: list[str] = Field(default_factory=list)
+    failed_checks: list[str] = Field(default_factory=list)
+    llm_problems: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class StepLog(BaseModel):
+    """One node's step, for trace inspection: what it read and wrote, its prompt and answer."""
+
+    node: str
+    seconds: float
+    read: dict[str, Any] = Field(default_factory=dict)
+    wrote: dict[str, Any] = Field(default_factory=dict)
+    prompt: str | None = None
+    answer: str | None = None
+    tokens: int = 0
+
+
+class GenerationState(BaseModel):
+    target: Target
+    examples: list[str] = Field(default_factory=list, description="NCT ids of the real examples")
+    example_texts: list[str] = Field(default_factory=list)
+    vocabulary: dict[str, list[str]] = Field(
+        default_factory=dict, description="conditions and phases of the real trials of the intervention")
+    reasons: list[str] = Field(default_factory=list)
+    draft: Trial | None = None
+    draft_error: str | None = None
+    critiques: Annotated[list[Critique], operator.add] = Field(default_factory=list)
+    revision: int = 0
+    verdict: Literal["pending", "accept", "reject"] = "pending"
+    reject_reason: str | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    log: Annotated[list[StepLog], operator.add] = Field(default_factory=list)

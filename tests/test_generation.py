@@ -1,0 +1,158 @@
+"""The generation graph: a real run on the embedded model, and the runner's control flow
+(resume after SIGKILL, config refusal, bad input) against a scripted OpenAI-compatible server."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fake_openai import Fault, FakeOpenAIServer, scripted_trial_answer
+from support import TOP, run_cli
+from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.generation import build_graph
+from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.state import GenerationState, Target
+from synthtrials.tools.ingest import ingest
+from synthtrials.tools.llm import LLMClient
+from synthtrials.tools.store import open_store
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """phase_I_train ingested: enough eligible drugs, quick to build."""
+    path = tmp_path_factory.mktemp("store")
+    store = open_store(path)
+    ingest(store, [TOP / "phase_I_train.csv"])
+    store.close()
+    return path
+
+
+def test_graph_on_the_embedded_model_records_every_step(small_store):
+    store = open_store(small_store, create=False)
+    config = GenerationConfig(max_revisions=1, llm_critic="advisory")
+    graph = build_graph(Resources(store=store, llm=LLMClient(config.llm)))
+    drug = store.eligible(k=3)[0].intervention
+    state = GenerationState.model_validate(graph.invoke(
+        GenerationState(target=Target(index=0, intervention=drug, label=1)),
+        {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "test"}}))
+    assert state.verdict in ("accept", "reject")
+    assert len(state.examples) == 3 and all(e.startswith("NCT") for e in state.examples)
+    assert all(store.get(e).label == 1 for e in state.examples)
+    nodes = [s.node for s in state.log]
+    assert nodes[:4] == ["retrieve", "reason", "write", "critique"] and nodes[-1] == "finalize"
+    writes = [s for s in state.log if s.node == "write"]
+    assert writes and all(s.prompt and drug in s.prompt for s in writes)
+    if state.verdict == "accept":
+        assert state.draft.source == "synthetic" and state.draft.nct_id.startswith("SYN-")
+        assert state.draft.provenance["examples"] == state.examples
+        assert state.draft.interventions[0].name == drug
+    else:
+        assert state.reject_reason and state.critiques[-1].problems
+
+
+def _generate_args(store, out, server, n=6, extra=()):
+    return ["generate", "--store", str(store), "--n", str(n), "--out", str(out), "--backend", "openai",
+            "--model", "scripted", "--base-url", server.base_url, "--concurrency", "2", "--max-retries", "1",
+            "--timeout", "10", *extra]
+
+
+def _accepted(out):
+    rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    return [r["nct_id"] for r in rows], rows
+
+
+def test_resume_after_sigkill_gives_exactly_n_unique_trials(small_store, tmp_path):
+    out = tmp_path / "run"
+    rng = random.Random(3)
+    with FakeOpenAIServer(responder=scripted_trial_answer, delay_s=0.15) as server:
+        args = [sys.executable, "-m", "synthtrials.scripts.cli", *_generate_args(small_store, out, server, n=8)]
+        kills = 0
+        for _ in range(5):
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "COLUMNS": "200"})
+            time.sleep(rng.uniform(4.0, 9.0))  # model load + a few steps, then SIGKILL mid-run
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait()
+        assert kills >= 3
+        result = run_cli(*_generate_args(small_store, out, server, n=8))
+        assert result.returncode == 0, result.stderr
+    ids, rows = _accepted(out)
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert all(i.startswith("SYN-") for i in ids) and all(r["source"] == "synthetic" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["accepted"] == 8
+    plan = json.loads((out / "plan.json").read_text())
+    for row in rows:
+        target = plan["targets"][row["provenance"]["plan_index"]]
+        assert row["label"] == target["label"] and row["interventions"][0]["name"] == target["intervention"]
+        assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v1"
+    # a finished run re-run is a no-op with the same result
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        again = run_cli(*_generate_args(small_store, out, server, n=8))
+        assert again.returncode == 0 and len(server.requests) == 0
+    assert _accepted(out)[0] == ids
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "trials.parquet").num_rows == 8
+
+
+def test_trace_lists_steps(small_store, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        assert run_cli(*_generate_args(small_store, out, server, n=2)).returncode == 0
+    listing = json.loads(run_cli("trace", str(out), "--json").stdout)
+    assert listing and listing[0]["thread_id"] == "trial-000000"
+    trace = json.loads(run_cli("trace", str(out), "0", "--json").stdout)
+    nodes = [s["node"] for s in trace["steps"]]
+    assert nodes[0] == "retrieve" and "write" in nodes and nodes[-1] == "finalize"
+    write = next(s for s in trace["steps"] if s["node"] == "write")
+    assert write["prompt"] and write["answer"] and write["seconds"] >= 0
+    by_id = json.loads(run_cli("trace", str(out), trace["trial_id"], "--json").stdout)
+    assert by_id["plan_index"] == 0
+    text = run_cli("trace", str(out), "0")
+    assert "retrieve" in text.stdout and "critique" in text.stdout
+
+
+def test_run_folder_with_another_config_is_refused(small_store, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        assert run_cli(*_generate_args(small_store, out, server, n=2)).returncode == 0
+        before = (out / "trials.jsonl").read_text()
+        refused = run_cli(*_generate_args(small_store, out, server, n=2, extra=("--k", "4")))
+        assert refused.returncode == 2 and "different configuration (generation.k)" in refused.stderr
+        assert (out / "trials.jsonl").read_text() == before  # nothing lost
+        forced = run_cli(*_generate_args(small_store, out, server, n=2, extra=("--k", "4", "--force")))
+        assert forced.returncode == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(aside) == 1 and (aside[0] / "trials.jsonl").read_text() == before
+
+
+def test_bad_generate_inputs(small_store, tmp_path):
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        zero = run_cli(*_generate_args(small_store, tmp_path / "a", server, n=0))
+        assert zero.returncode == 2 and "--n must be positive" in zero.stderr
+        high_k = run_cli(*_generate_args(small_store, tmp_path / "b", server, extra=("--k", "10")))
+        assert high_k.returncode == 2 and "no intervention has 10 successful" in high_k.stderr
+        empty = tmp_path / "empty_store"
+        open_store(empty).close()
+        no_trials = run_cli(*_generate_args(empty, tmp_path / "c", server))
+        assert no_trials.returncode == 2 and "store is empty" in no_trials.stderr
+    for result in (zero, high_k, no_trials):
+        assert "Traceback" not in result.stderr
+
+
+def test_backend_failing_every_call_stops_cleanly(small_store, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        server.faults.extend([Fault(status=500)] * 200)
+        result = run_cli(*_generate_args(small_store, out, server, n=2))
+    assert result.returncode == 2 and "generation stopped" in result.stderr and "HTTP 500" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "run.json").exists() and json.loads((out / "summary.json").read_text())["complete"] is False

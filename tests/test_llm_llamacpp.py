@@ -1,0 +1,78 @@
+"""The embedded llama.cpp backend on the bundled SmolLM2 model: real generation, real cache."""
+
+import sqlite3
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from support import TOP
+from synthtrials.agents.writer import write_draft, writer_json_schema
+from synthtrials.tools.llm import LLMClient, LLMConfig, LLMConfigError, LLMError, extract_json, resolve_gguf
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.trial import TrialDraft, render_for_classifier
+
+
+@pytest.fixture(scope="module")
+def cached_client(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache") / "llm_cache.sqlite"
+    return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7))
+
+
+def test_structured_trial_from_the_embedded_model(cached_client):
+    examples = [render_for_classifier(t)[:800] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
+    _, result = write_draft(cached_client, "metformin", 1, examples, ["Well-tolerated oral drug"], [], sample_index=0)
+    draft = result.value
+    assert isinstance(draft, TrialDraft)
+    assert draft.interventions[0].name == "metformin"  # pinned by the schema's grammar
+    assert 1 <= len(draft.conditions) <= 4 and 1 <= len(draft.inclusion_criteria) <= 8
+    trial = draft.to_trial("SYN-abc123", label=1, provenance={})
+    assert trial.source == "synthetic" and trial.label == 1
+    usage = cached_client.usage
+    assert usage.prompt_tokens > 100 and usage.completion_tokens > 20
+
+
+def test_cache_makes_reruns_free_and_samples_distinct(cached_client):
+    messages = [HumanMessage(content="Name one antibiotic. Answer in one word.")]
+    first = cached_client.text(messages, sample_index=0)
+    before = cached_client.usage
+    again = cached_client.text(messages, sample_index=0)
+    after = cached_client.usage
+    assert again == first
+    assert after.completion_tokens == before.completion_tokens  # the re-run cost nothing
+    assert after.cached_calls == before.cached_calls + 1
+    for i in range(1, 4):
+        cached_client.text(messages, sample_index=i)
+    with sqlite3.connect(cached_client.config.cache_path) as db:
+        prompts = db.execute("SELECT llm FROM full_llm_cache WHERE prompt LIKE '%antibiotic%'").fetchall()
+    assert len(prompts) == 4  # 4 samples, 4 entries (seed = config.seed + sample index)
+
+
+def test_writer_schema_pins_the_intervention():
+    schema = writer_json_schema("aspirin", "json_object_schema")
+    options = schema["properties"]["interventions"]["anyOf"]
+    assert all(o["items"][0]["properties"]["name"] == {"const": "aspirin"} for o in options)
+    openai_schema = writer_json_schema("aspirin", "json_schema")
+    assert openai_schema["properties"]["interventions"]["prefixItems"][0]["properties"]["name"]["const"] == "aspirin"
+
+
+def test_prompt_over_the_context_window_is_refused():
+    client = LLMClient(LLMConfig(n_ctx=512, max_tokens=128))
+    with pytest.raises(LLMError, match="exceeds the 512-token context window"):
+        client.text([HumanMessage(content="word " * 2000)])
+
+
+def test_model_file_errors(tmp_path):
+    with pytest.raises(LLMConfigError, match="model file not found"):
+        resolve_gguf(str(tmp_path / "absent.gguf"))
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(LLMConfigError, match="not a GGUF model file"):
+        LLMClient(LLMConfig(model_path=str(fake)))
+    assert resolve_gguf("smollm2").endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_extract_json_tolerates_fences_and_chatter():
+    assert extract_json('```json\n{"a": 1}\n```') == {"a": 1}
+    assert extract_json('Sure! {"a": "x\ny"} hope it helps') == {"a": "x\ny"}
+    with pytest.raises(ValueError):
+        extract_json("no json here")

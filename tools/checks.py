@@ -1,0 +1,195 @@
+"""Deterministic checks of synthetic trials: validity, intervention, plausibility, leakage,
+privacy, copying. Each check returns `Problem`s (a check name and a message a writer can act on).
+
+Thresholds are documented in `graphs.config.CriticThresholds`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.trial import NCT_ID_ANYWHERE, SCRUBBED_WORDS, Phase, Trial, render_for_classifier, scrub_status_words
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str
+    message: str
+
+
+# --- label leakage ---------------------------------------------------------------------------
+
+#: whole words counted as possible outcome signals (reported per run and per trial)
+OUTCOME_WORDS = SCRUBBED_WORDS + ("failed", "failure", "success", "completed")
+_OUTCOME_WORD = re.compile(r"\b(" + "|".join(OUTCOME_WORDS) + r")\b", re.IGNORECASE)
+#: sentences that state an outcome outright (leakage in meaning, not just in words)
+_OUTCOME_STATEMENT = re.compile(
+    r"\b(?:(?:was|were|has been|had been|is being)\s+(?:terminated|stopped|halted|withdrawn|discontinued|suspended|"
+    r"closed)(?:\s+early)?|stopped early|(?:met|achieved|missed|failed to meet|did not meet)\s+(?:its|the)\s+primary"
+    r"|(?:low|slow|poor)\s+(?:accrual|enrollment|enrolment)|lack of (?:efficacy|funding)|sponsor decision"
+    r"|rationale for (?:failure|success)|the (?:trial|study) (?:succeeded|failed))\b",
+    re.IGNORECASE,
+)
+
+
+def _text_fields(trial: Trial) -> list[str]:
+    fields = [trial.brief_title or "", trial.official_title or "", trial.brief_summary or "",
+              trial.detailed_description or ""]
+    fields += trial.conditions + [i.name for i in trial.interventions] + [i.description or "" for i in trial.interventions]
+    if trial.eligibility:
+        fields += trial.eligibility.inclusion + trial.eligibility.exclusion
+    fields += [o.measure for o in trial.primary_outcomes + trial.secondary_outcomes]
+    return [f for f in fields if f]
+
+
+def outcome_word_counts(trial: Trial) -> Counter:
+    counts: Counter = Counter()
+    for text in _text_fields(trial):
+        for match in _OUTCOME_WORD.finditer(text):
+            counts[match.group(1).lower()] += 1
+    return counts
+
+
+def scrub_trial(trial: Trial) -> Trial:
+    """Drop status and why-stopped, remove whole status words from every free-text field."""
+    data = trial.model_dump()
+    data["overall_status"] = None
+    data["why_stopped"] = None
+    for key in ("brief_title", "official_title", "brief_summary", "detailed_description"):
+        data[key] = scrub_status_words(data[key])
+    if data.get("eligibility"):
+        for key in ("inclusion", "exclusion"):
+            data["eligibility"][key] = [s for s in (scrub_status_words(x) for x in data["eligibility"][key]) if s]
+    for item in data["interventions"]:
+        item["description"] = scrub_status_words(item["description"])
+    for key in ("primary_outcomes", "secondary_outcomes"):
+        for item in data[key]:
+            item["measure"] = scrub_status_words(item["measure"]) or item["measure"]
+    return Trial.model_validate(data)
+
+
+def check_leakage(trial: Trial) -> list[Problem]:
+    problems = []
+    if trial.overall_status or trial.why_stopped:
+        problems.append(Problem("leakage", "remove the status and why-stopped"))
+    for text in _text_fields(trial):
+        match = _OUTCOME_STATEMENT.search(text)
+        if match:
+            problems.append(Problem("leakage", f"the text states the outcome ('{match.group(0)}'); describe only the plan"))
+            break
+    return problems
+
+
+# --- privacy ---------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_PHONE = re.compile(r"(?:\+?\d[\s().-]?){9,}\d")
+_URL = re.compile(r"https?://|www\.|\.(?:com|org|net|gov|html?|png|jpe?g)\b", re.IGNORECASE)
+_PERSON = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms)\.?\s+[A-Z][a-z]+|\b[A-Z][a-z]+\s+[A-Z][a-z]+,\s*(?:MD|M\.D\.|PhD|RN)\b")
+_MARKUP = re.compile(r"<[a-zA-Z/][^>]*>|\{\{|\}\}|\[\[|\]\]")
+
+
+def check_privacy(trial: Trial) -> list[Problem]:
+    problems = []
+    text = "\n".join(_text_fields(trial))
+    if NCT_ID_ANYWHERE.search(text) or NCT_ID_ANYWHERE.search(trial.nct_id if trial.source == "synthetic" else ""):
+        problems.append(Problem("privacy", "remove NCT identifiers"))
+    for pattern, what in ((_EMAIL, "e-mail addresses"), (_PHONE, "phone numbers"), (_URL, "web addresses and file names"),
+                          (_PERSON, "personal names")):
+        if pattern.search(text):
+            problems.append(Problem("privacy", f"remove {what}"))
+    return problems
+
+
+# --- validity, intervention, plausibility ------------------------------------------------------
+
+#: plausible enrollment per phase (inclusive), generous on purpose: only nonsense is caught
+ENROLLMENT_RANGES: dict[Phase, tuple[int, int]] = {
+    Phase.EARLY_PHASE_1: (1, 500),
+    Phase.PHASE_1: (1, 1500),
+    Phase.PHASE_1_2: (4, 2000),
+    Phase.PHASE_2: (6, 5000),
+    Phase.PHASE_2_3: (20, 20000),
+    Phase.PHASE_3: (20, 100000),
+    Phase.PHASE_4: (10, 100000),
+    Phase.NOT_APPLICABLE: (1, 100000),
+}
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def check_intervention(trial: Trial, intervention: str) -> list[Problem]:
+    wanted = normalize_intervention(intervention)
+    names = [normalize_intervention(i.name) for i in trial.interventions]
+    if wanted not in names and not any(wanted in n.split(" / ") or n.startswith(wanted + " ") for n in names):
+        return [Problem("intervention", f"the trial must test {intervention} (listed among its interventions)")]
+    return []
+
+
+def check_plausibility(trial: Trial, min_title_words: int = 3, min_item_words: int = 2) -> list[Problem]:
+    problems = []
+    if trial.phase is None or trial.phase == Phase.NOT_APPLICABLE:
+        problems.append(Problem("phase", "a drug trial needs a phase (early phase 1 to phase 4)"))
+    elif trial.enrollment is not None:
+        low, high = ENROLLMENT_RANGES[trial.phase]
+        if not low <= trial.enrollment <= high:
+            problems.append(Problem("enrollment", f"enrollment {trial.enrollment} is implausible for {trial.phase.value} "
+                                                  f"(expected {low}-{high})"))
+    if _words(trial.brief_title or "") < min_title_words:
+        problems.append(Problem("content", "write a descriptive title"))
+    bad_conditions = [c for c in trial.conditions if _words(c) == 0 or re.search(r"\bphase\b", c, re.IGNORECASE)]
+    if not trial.conditions or bad_conditions:
+        problems.append(Problem("content", f"conditions must be disease names (not {bad_conditions[:2]})"))
+    elig = trial.eligibility
+    items = (elig.inclusion + elig.exclusion) if elig else []
+    if not elig or not elig.inclusion or not elig.exclusion:
+        problems.append(Problem("content", "give inclusion and exclusion criteria"))
+    elif sum(_words(i) >= min_item_words for i in items) < max(1, len(items) // 2):
+        problems.append(Problem("content", "eligibility criteria must be short sentences, not fragments"))
+    if _words(trial.brief_summary or "") < 8:
+        problems.append(Problem("content", "write a brief summary of the trial's purpose and design"))
+    if any(_MARKUP.search(t) for t in _text_fields(trial)):
+        problems.append(Problem("content", "remove markup and placeholders"))
+    return problems
+
+
+# --- copying ---------------------------------------------------------------------------------
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def ngram_overlap(draft_text: str, source_text: str, n: int) -> float:
+    """Share of the draft's word n-grams that also occur in the source (0 = none copied)."""
+    draft = ngrams(draft_text, n)
+    if not draft:
+        return 0.0
+    return len(draft & ngrams(source_text, n)) / len(draft)
+
+
+def check_copying(trial: Trial, sources: list[Trial], n: int, max_overlap: float) -> tuple[list[Problem], float]:
+    text = render_for_classifier(trial)
+    worst = 0.0
+    worst_id = ""
+    for source in sources:
+        overlap = ngram_overlap(text, render_for_classifier(source), n)
+        if overlap > worst:
+            worst, worst_id = overlap, source.nct_id
+    if worst > max_overlap:
+        return [Problem("near_copy", f"{worst:.0%} of the text repeats a real trial ({worst_id}); write it anew")], worst
+    return [], worst
+
+
+def max_cosine(vector: np.ndarray, matrix: np.ndarray) -> float:
+    if matrix.size == 0:
+        return 0.0
+    return float(np.max(matrix @ vector))
