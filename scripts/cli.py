@@ -394,6 +394,162 @@ def trace(
             console.print("[bold]answer[/]", step.answer[:limit], highlight=False)
 
 
+@app.command()
+@one_line_errors
+def evaluate(
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json.")],
+    real_train: Annotated[Optional[Path], typer.Option(help="Real training trials (any reader format).")] = None,
+    real_test: Annotated[Optional[Path], typer.Option(help="Real test trials.")] = None,
+    real_valid: Annotated[Optional[Path], typer.Option(help="Real validation trials (early stopping).")] = None,
+    real_pool: Annotated[Optional[list[Path]], typer.Option(help="With --split paper: real files to split 60/20/20.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV of nctid,label for real files without labels.")] = None,
+    synthetic: Annotated[Optional[Path], typer.Option(help="A run folder or a JSONL of synthetic trials.")] = None,
+    classifier: Annotated[str, typer.Option(help="tfidf or transformer.")] = "tfidf",
+    model: Annotated[Optional[str], typer.Option(help="Transformer: Hugging Face id or local path (default bundled MiniLM).")] = None,
+    seeds: Annotated[list[int], typer.Option(help="Seeds (repeat: --seeds 40 --seeds 41).")] = [40, 41, 42],
+    split: Annotated[str, typer.Option(help="files (given train/valid/test) or paper (60/20/20 of --real-pool per seed).")] = "files",
+    sweeps: Annotated[Optional[list[str]], typer.Option(help="ratio, low_resource, generalisation, fidelity (repeatable).")] = None,
+    max_length: int = 256,
+    epochs: int = 3,
+    learning_rate: float = 5e-5,
+    batch_size: int = 8,
+) -> None:
+    """Train classifiers on real / synthetic / hybrid trials over seeds; write metrics.json."""
+    from pydantic import ValidationError
+
+    from synthtrials.evals.experiment import EvalOptions, run_evaluation
+    from synthtrials.tools.errors import describe
+
+    try:
+        options = EvalOptions(
+            real_train=str(real_train) if real_train else None, real_test=str(real_test) if real_test else None,
+            real_valid=str(real_valid) if real_valid else None, real_pool=[str(p) for p in real_pool or []],
+            labels=str(labels) if labels else None, synthetic=str(synthetic) if synthetic else None,
+            classifier=classifier, model=model, seeds=seeds, split=split, sweeps=sweeps or [], out=out,
+            max_length=max_length, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
+    except ValidationError as exc:
+        raise ConfigError(f"evaluate options: {describe(exc)}") from None
+    with progress_bar() as progress:
+        task = progress.add_task("preparing", total=None)
+        steps = progress.add_task("training steps", total=None, visible=False)
+
+        def on_step(label: str, done: int, total: int) -> None:
+            progress.update(steps, description=label, completed=done, total=total, visible=True)
+
+        result = run_evaluation(options, progress=lambda m: progress.update(task, description=m), step_progress=on_step)
+    table = Table(title=f"{classifier}: mean ± std over seeds {seeds} -> {out / 'metrics.json'}", title_justify="left")
+    table.add_column("training set")
+    from synthtrials.evals.metrics import METRICS
+
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for name, values in result["training_sets"].items():
+        table.add_row(name, *[f"{values[m]['mean']:.3f} ± {values[m]['std']:.3f}" for m in METRICS])
+    console.print(table)
+    boot = result.get("bootstrap_hybrid_minus_real")
+    if boot and "roc_auc" in boot:
+        for key, value in boot.items():
+            console.print(f"hybrid - real {key}: {value['difference']:+.3f} "
+                          f"(95% CI {value['ci_low']:+.3f} to {value['ci_high']:+.3f})")
+
+
+@app.command()
+@one_line_errors
+def judge(
+    trials: Annotated[Path, typer.Argument(help="A run folder or a JSONL of synthetic trials.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default RUN_DIR/judge).")] = None,
+    real: Annotated[Optional[Path], typer.Option(help="Real trials for calibration (default: the run's store).")] = None,
+    n_real: Annotated[int, typer.Option(help="Real trials scored as calibration.")] = 20,
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    structured: StructuredOpt = "auto",
+) -> None:
+    """Score trials with an LLM judge on a written rubric, with real trials as calibration."""
+    from synthtrials.evals.data import load_synthetic
+    from synthtrials.evals.judge import CRITERIA, run_judge
+
+    synthetic = load_synthetic(trials)
+    out = out or ((trials if trials.is_dir() else trials.parent) / "judge")
+    real_trials = _real_reference(trials, real)
+    config = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, max_tokens=300)
+    with progress_bar() as progress:
+        task = progress.add_task("judging", total=len(synthetic) + min(n_real, len(real_trials)))
+        summary = run_judge(synthetic, real_trials, config, out, n_real=n_real,
+                            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    table = Table(title=f"LLM judge ({summary['model']}) -> {out}", title_justify="left")
+    for col in ("criterion", "synthetic", "real (calibration)"):
+        table.add_column(col)
+    for c in CRITERIA:
+        cells = [summary[s][c]["mean"] for s in ("synthetic", "real")]
+        table.add_row(c, *[f"{v:.2f}" if v is not None else "-" for v in cells])
+    console.print(table)
+
+
+def _real_reference(trials: Path, real: Path | None) -> list:
+    """Real labelled trials: from --real, else from the store recorded in the run folder."""
+    from synthtrials.tools.readers import read_trials
+    from synthtrials.tools.store import TrialFilter
+
+    if real is not None:
+        return [t for t in read_trials([real]) if t.label is not None]
+    config = (trials if trials.is_dir() else trials.parent) / "config.json"
+    if not config.exists():
+        return []
+    store = _open_store(json.loads(config.read_text())["store"])
+    reference = store.filter(TrialFilter(source="real"))
+    store.close()
+    return [t for t in reference if t.label is not None]
+
+
+@app.command()
+@one_line_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A generation run folder (its eval/judge results are picked up).")],
+    real: Annotated[Optional[Path], typer.Option(help="Real trials for fidelity (default: the run's store).")] = None,
+    max_real: Annotated[int, typer.Option(help="Real trials sampled for fidelity.")] = 1500,
+) -> None:
+    """Write RUN_DIR/report.html (self-contained) and report.md."""
+    import random
+
+    from synthtrials.evals.data import load_synthetic
+    from synthtrials.evals.fidelity import fidelity_report
+    from synthtrials.evals.report import write_report
+    from synthtrials.tools.atomic import write_json_atomic
+    from synthtrials.tools.embeddings import get_embeddings
+    from synthtrials.tools.trial import render_for_embedding
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a folder")
+    synthetic = load_synthetic(run_dir)
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    metrics = [json.loads(p.read_text()) for p in sorted(run_dir.glob("**/metrics.json"))]
+    judge_dir = run_dir / "judge"
+    judge_summary = json.loads((judge_dir / "judge_summary.json").read_text()) if (judge_dir / "judge_summary.json").exists() else None
+    judge_rows = [json.loads(l) for l in (judge_dir / "judge.jsonl").read_text().splitlines() if l.strip()] \
+        if (judge_dir / "judge.jsonl").exists() else None
+    fidelity = embeddings = None
+    with err_console.status("fidelity, diversity and privacy..."):
+        reference = _real_reference(run_dir, real)
+        if len(reference) >= 4:
+            random.Random(0).shuffle(reference)
+            reference = reference[: max_real]
+            half = len(reference) // 2
+            examples = {t.nct_id: t for t in reference}
+            fidelity = fidelity_report(reference[:half], synthetic, holdout=reference[half:], examples=examples)
+            write_json_atomic(run_dir / "fidelity.json", {k: v for k, v in fidelity.items() if not k.startswith("dcr_")
+                                                          or k == "dcr_summary"})
+            encoder = get_embeddings()
+            embeddings = (encoder.embed_array([render_for_embedding(t) for t in reference[:half]]),
+                          encoder.embed_array([render_for_embedding(t) for t in synthetic]))
+    write_report(run_dir, run_dir / "report.html", run_dir / "report.md", summary=summary, metrics=metrics,
+                 fidelity=fidelity, judge_rows=judge_rows, judge_summary=judge_summary, embeddings=embeddings)
+    console.print(f"wrote {run_dir / 'report.html'} and {run_dir / 'report.md'}")
+
+
 def main() -> None:
     app()
 

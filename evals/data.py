@@ -1,0 +1,51 @@
+"""Loading real and synthetic trial sets for evaluation, with clear errors before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synthtrials.tools.errors import ConfigError, InputError, describe
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.trial import Trial
+
+
+def load_labelled(path: str | Path, labels_csv: str | Path | None = None, what: str = "real") -> list[Trial]:
+    """Real trials in any reader format; every trial needs a 0/1 label."""
+    trials = read_trials([path], labels_csv=labels_csv)
+    if not trials:
+        raise InputError(str(path), "no trials")
+    unlabelled = [t.nct_id for t in trials if t.label is None]
+    if unlabelled:
+        raise InputError(str(path), f"{len(unlabelled)} {what} trials have no 0/1 label (e.g. {unlabelled[0]}); "
+                                    "give --labels CSV")
+    return trials
+
+
+def load_synthetic(path: str | Path) -> list[Trial]:
+    """Synthetic trials from a run folder (its trials.jsonl) or a JSONL of `Trial`s."""
+    path = Path(path)
+    file = path / "trials.jsonl" if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(str(file), "no such file (a run folder holds trials.jsonl)")
+    trials = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            trial = Trial.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise InputError(str(file), describe(exc), where=f"line {number}") from None
+        if trial.label not in (0, 1):
+            raise InputError(str(file), f"trial {trial.nct_id} has no 0/1 label", where=f"line {number}")
+        trials.append(trial)
+    if not trials:
+        raise InputError(str(file), "no trials")
+    labels = {t.label for t in trials}
+    if len(labels) < 2:
+        raise ConfigError(f"{file}: every synthetic trial has label {labels.pop()}; a training set needs both labels")
+    return trials
+
+
+def labels_of(trials: list[Trial]) -> list[int]:
+    return [int(t.label) for t in trials]  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""Fidelity, diversity and privacy of a synthetic set against the real one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.metrics import roc_auc_score
+
+from synthtrials.evals.classifiers import TfidfClassifier
+from synthtrials.tools.checks import ngram_overlap
+from synthtrials.tools.embeddings import get_embeddings
+from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
+
+
+def discriminator_auc(real: list[Trial], synthetic: list[Trial], seed: int = 0) -> float:
+    """Cross-validated ROC-AUC of TF-IDF + LR telling real from synthetic (0.5: indistinguishable)."""
+    texts = [render_for_classifier(t) for t in real + synthetic]
+    y = np.array([0] * len(real) + [1] * len(synthetic))
+    folds = min(5, int(min(len(real), len(synthetic))))
+    if folds < 2:
+        return float("nan")
+    model = TfidfClassifier(seed=seed).fit(texts[:2] * 2, [0, 1, 0, 1])  # a fresh pipeline to clone
+    proba = cross_val_predict(model.pipeline_, texts, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                              method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, proba))
+
+
+def knn_precision_recall(real: np.ndarray, synthetic: np.ndarray, k: int = 3) -> dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019) on embeddings: a point is covered when
+    it lies within the k-NN radius of some point of the other set."""
+    def radii(x: np.ndarray) -> np.ndarray:
+        d = 1 - x @ x.T
+        np.fill_diagonal(d, np.inf)
+        return np.sort(d, axis=1)[:, min(k, len(x) - 1) - 1]
+
+    if len(real) < 2 or len(synthetic) < 2:
+        return {"precision": float("nan"), "recall": float("nan")}
+    r_real, r_syn = radii(real), radii(synthetic)
+    d = 1 - synthetic @ real.T  # (n_syn, n_real) cosine distances
+    precision = float(np.mean((d <= r_real[None, :]).any(axis=1)))
+    recall = float(np.mean((d.T <= r_syn[None, :]).any(axis=1)))
+    return {"precision": precision, "recall": recall}
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    grams = [tuple(words[i:i + n]) for text in texts for words in [text.lower().split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+def mean_pairwise_similarity(vectors: np.ndarray) -> float:
+    if len(vectors) < 2:
+        return float("nan")
+    sims = vectors @ vectors.T
+    n = len(vectors)
+    return float((sims.sum() - n) / (n * (n - 1)))
+
+
+def field_distributions(trials: list[Trial]) -> dict[str, Any]:
+    phases = Counter(t.phase.value if t.phase else "unknown" for t in trials)
+    enrollment = [t.enrollment for t in trials if t.enrollment is not None]
+    criteria = [len(t.eligibility.inclusion) + len(t.eligibility.exclusion) if t.eligibility else 0 for t in trials]
+    lengths = [len(render_for_classifier(t).split()) for t in trials]
+
+    def stats(values: list) -> dict[str, float | None]:
+        if not values:
+            return {"median": None, "p10": None, "p90": None}
+        return {"median": float(np.median(values)), "p10": float(np.percentile(values, 10)),
+                "p90": float(np.percentile(values, 90))}
+
+    return {"phase": {k: v / len(trials) for k, v in phases.items()}, "enrollment": stats(enrollment),
+            "criteria_items": stats(criteria), "words": stats(lengths)}
+
+
+def fidelity_report(real: list[Trial], synthetic: list[Trial], holdout: list[Trial] | None = None,
+                    examples: dict[str, Trial] | None = None, seed: int = 0) -> dict[str, Any]:
+    encoder = get_embeddings()
+    real_v = encoder.embed_array([render_for_embedding(t) for t in real])
+    syn_v = encoder.embed_array([render_for_embedding(t) for t in synthetic])
+    report: dict[str, Any] = {"n_real": len(real), "n_synthetic": len(synthetic)}
+    report["discriminator_auc"] = discriminator_auc(real, synthetic, seed)
+    report["embedding"] = knn_precision_recall(real_v, syn_v)
+    report["fields"] = {"real": field_distributions(real), "synthetic": field_distributions(synthetic)}
+    syn_texts = [render_for_classifier(t) for t in synthetic]
+    real_texts = [render_for_classifier(t) for t in real]
+    report["diversity"] = {
+        "synthetic": {"distinct_1": distinct_n(syn_texts, 1), "distinct_2": distinct_n(syn_texts, 2),
+                      "mean_pairwise_similarity": mean_pairwise_similarity(syn_v)},
+        "real": {"distinct_1": distinct_n(real_texts, 1), "distinct_2": distinct_n(real_texts, 2),
+                 "mean_pairwise_similarity": mean_pairwise_similarity(real_v)},
+    }
+    # privacy: distance to the closest real record, against real-to-real (holdout to train) distances
+    dcr = 1 - (syn_v @ real_v.T).max(axis=1)
+    report["dcr_synthetic"] = dcr.tolist()
+    if holdout:
+        hold_v = encoder.embed_array([render_for_embedding(t) for t in holdout])
+        report["dcr_holdout"] = (1 - (hold_v @ real_v.T).max(axis=1)).tolist()
+    report["dcr_summary"] = {
+        "synthetic_median": float(np.median(dcr)),
+        "synthetic_p05": float(np.percentile(dcr, 5)),
+        "holdout_median": float(np.median(report["dcr_holdout"])) if holdout else None,
+        "holdout_p05": float(np.percentile(report["dcr_holdout"], 5)) if holdout else None,
+    }
+    if examples:
+        copied = []
+        for trial in synthetic:
+            sources = [examples[i] for i in trial.provenance.get("examples", []) if i in examples]
+            text = render_for_classifier(trial)
+            copied.append(max((ngram_overlap(text, render_for_classifier(s), 8) for s in sources), default=0.0))
+        report["copied_8gram_share"] = {"mean": float(np.mean(copied)), "max": float(np.max(copied))}
+    return report

@@ -1,0 +1,93 @@
+"""LLM-judge runs: every trial scored on a written rubric (agents/prompts/judge.*.j2), with the
+same rubric applied to a sample of real trials as calibration. Any backend of the LLM layer;
+the LLM cache and an append-only results file make a run resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from synthtrials.agents.prompting import prompt_version, render_messages
+from synthtrials.agents.writer import OUTCOME_PHRASES
+from synthtrials.tools.atomic import write_json_atomic
+from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError
+from synthtrials.tools.trial import Sentence, Trial, render_for_classifier
+
+CRITERIA = ("realism", "domain_consistency", "label_consistency", "coherence")
+Score = Annotated[int, Field(ge=1, le=5)]
+
+
+class JudgeScores(BaseModel):
+    realism: Score
+    domain_consistency: Score
+    label_consistency: Score
+    coherence: Score
+    rationale: Sentence
+
+
+def judge_json_schema() -> dict:
+    schema = JudgeScores.model_json_schema()
+    for name in CRITERIA:  # small grammars: an enum is simpler for llama.cpp than integer bounds
+        schema["properties"][name] = {"enum": [1, 2, 3, 4, 5]}
+    return schema
+
+
+def judge_trial(llm: LLMClient, trial: Trial, sample_index: int = 0) -> dict[str, Any]:
+    messages = render_messages("judge", outcome_phrase=OUTCOME_PHRASES[int(trial.label or 0)],
+                               trial=render_for_classifier(trial)[:3000])
+    result = llm.structured(messages, JudgeScores, sample_index=sample_index, temperature=0.0,
+                            json_schema=judge_json_schema())
+    return {**result.value.model_dump(), "tokens": result.usage.total_tokens}
+
+
+def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out: Path, n_real: int = 20,
+              seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Score every synthetic trial and `n_real` real ones; append per-trial results to judge.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = config.model_copy(update={"cache_path": str(out / "llm_cache.sqlite")})
+    llm = LLMClient(config)
+    calibration = random.Random(seed).sample(real, min(n_real, len(real))) if real else []
+    items = [("synthetic", t) for t in synthetic] + [("real", t) for t in calibration]
+    results_file = out / "judge.jsonl"
+    done: dict[str, dict] = {}
+    if results_file.exists():
+        for line in results_file.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                done[f"{row['source']}:{row['nct_id']}"] = row
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by an interruption is redone
+    with results_file.open("a", encoding="utf-8") as handle:
+        for number, (source, trial) in enumerate(items, 1):
+            key = f"{source}:{trial.nct_id}"
+            if key not in done:
+                try:
+                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, **judge_trial(llm, trial)}
+                except LLMError as exc:
+                    if exc.fatal:
+                        raise
+                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, "error": str(exc)}
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                done[key] = row
+            if progress:
+                progress(number, len(items))
+    rows = list(done.values())
+    summary: dict[str, Any] = {"model": config.model_label(), "backend": config.backend,
+                               "rubric": prompt_version("judge"), "criteria": list(CRITERIA)}
+    for source in ("synthetic", "real"):
+        scored = [r for r in rows if r["source"] == source and "error" not in r]
+        summary[source] = {
+            "n": len([r for r in rows if r["source"] == source]), "scored": len(scored),
+            **{c: {"mean": float(np.mean([r[c] for r in scored])) if scored else None,
+                   "std": float(np.std([r[c] for r in scored])) if scored else None} for c in CRITERIA},
+        }
+    write_json_atomic(out / "judge_summary.json", summary)
+    return summary

@@ -1,0 +1,60 @@
+"""Metrics of binary outcome prediction, and a paired bootstrap for differences between training sets."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+
+
+def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    pred = (proba >= threshold).astype(int)
+    both = len(np.unique(y_true)) == 2
+    return {
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "precision": float(precision_score(y_true, pred, zero_division=0)),
+        "recall": float(recall_score(y_true, pred, zero_division=0)),
+        "f1": float(f1_score(y_true, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y_true, proba)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y_true, proba)) if both else float("nan"),
+    }
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
+    out = {}
+    for metric in METRICS:
+        values = [m[metric] for m in per_seed]
+        out[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                       "per_seed": values}
+    return out
+
+
+def paired_bootstrap(y_true: np.ndarray, proba_a: list[np.ndarray], proba_b: list[np.ndarray],
+                     n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, float]]:
+    """CI of mean-over-seeds (metric(b) - metric(a)) on ROC-AUC and PR-AUC, resampling test trials.
+
+    a and b hold one probability vector per seed over the same test trials (paired).
+    """
+    rng = np.random.default_rng(seed)
+    y_true = np.asarray(y_true)
+    n = len(y_true)
+    scorers = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}
+    draws: dict[str, list[float]] = {k: [] for k in scorers}
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(y_true[idx])) < 2:
+            continue
+        for name, scorer in scorers.items():
+            diffs = [scorer(y_true[idx], b[idx]) - scorer(y_true[idx], a[idx]) for a, b in zip(proba_a, proba_b)]
+            draws[name].append(float(np.mean(diffs)))
+    out = {}
+    for name, scorer in scorers.items():
+        point = float(np.mean([scorer(y_true, b) - scorer(y_true, a) for a, b in zip(proba_a, proba_b)]))
+        values = np.asarray(draws[name])
+        out[name] = {"difference": point, "ci_low": float(np.quantile(values, alpha / 2)),
+                     "ci_high": float(np.quantile(values, 1 - alpha / 2)), "n_boot": int(values.size),
+                     "p_not_positive": float(np.mean(values <= 0))}
+    return out

@@ -1,0 +1,172 @@
+"""evals: classifiers, the evaluation grid, sweeps, LLM judge, fidelity and the report.
+
+The synthetic set here is a stand-in (real toy_train trials relabelled as synthetic records): these
+tests check the evaluation machinery, not generation quality.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from support import TOP, run_cli
+from synthtrials.evals.classifiers import FrozenEncoderClassifier, TfidfClassifier, TransformerClassifier
+from synthtrials.evals.experiment import EvalOptions, run_evaluation
+from synthtrials.evals.fidelity import fidelity_report, knn_precision_recall
+from synthtrials.evals.judge import run_judge
+from synthtrials.evals.metrics import paired_bootstrap
+from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.llm import LLMConfig
+from synthtrials.tools.readers import read_trials
+
+
+def stand_in_synthetic(path, n=200, skip=0):
+    trials = read_trials([TOP / "toy_valid.csv"]) + read_trials([TOP / "toy_test.csv"])
+    rows = []
+    for i, t in enumerate(trials[skip:skip + n]):
+        rows.append(t.model_copy(update={"nct_id": f"SYN-{i:08x}", "source": "synthetic", "overall_status": None,
+                                         "why_stopped": None, "provenance": {"examples": []}}).model_dump(mode="json"))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_file(tmp_path_factory):
+    return stand_in_synthetic(tmp_path_factory.mktemp("syn") / "trials.jsonl")
+
+
+def test_tfidf_grid_with_bootstrap(tmp_path, synthetic_file):
+    result = run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_train.csv"), real_test=str(TOP / "phase_I_test.csv"),
+                                        synthetic=str(synthetic_file), out=tmp_path, n_boot=200))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(saved["training_sets"]) == {"real", "synthetic", "hybrid"}
+    real = saved["training_sets"]["real"]
+    assert len(real["roc_auc"]["per_seed"]) == 3 and 0.55 < real["roc_auc"]["mean"] < 0.8
+    assert saved["sizes"] == {"real": 1044, "synthetic": 200, "hybrid": 1244, "test": 627}
+    for metric in ("roc_auc", "pr_auc"):
+        b = saved["bootstrap_hybrid_minus_real"][metric]
+        assert b["ci_low"] <= b["difference"] <= b["ci_high"]
+    assert result == saved
+
+
+def test_paper_split_and_sweeps(tmp_path, synthetic_file):
+    result = run_evaluation(EvalOptions(real_pool=[str(TOP / "phase_I_train.csv"), str(TOP / "phase_I_test.csv")],
+                                        split="paper", synthetic=str(synthetic_file), seeds=[1, 2], out=tmp_path,
+                                        sweeps=["ratio", "low_resource", "generalisation", "fidelity"], n_boot=50))
+    assert result["sizes"]["test"] < 627 and set(result["bootstrap_hybrid_minus_real"]) == {"1", "2"}
+    ratio = result["sweeps"]["ratio"]
+    assert [r["ratio"] for r in ratio] == [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
+    assert ratio[0]["synthetic_used"] == 0 and ratio[-1]["synthetic_used"] == 200  # capped at what exists
+    low = result["sweeps"]["low_resource"]
+    assert len(low) == 8 and low[0]["train_size"] < low[-1]["train_size"]
+    assert set(result["sweeps"]["generalisation"]) == {"real", "hybrid"}
+    fidelity = result["sweeps"]["fidelity"]
+    assert 0 <= fidelity["real_model_on_synthetic"]["accuracy"]["mean"] <= 1
+
+
+def test_transformer_fine_tunes_with_early_stopping(tmp_path):
+    train = read_trials([TOP / "phase_I_valid.csv"])[:64]
+    valid = read_trials([TOP / "phase_I_valid.csv"])[64:]
+    model = TransformerClassifier(max_length=64, epochs=2, batch_size=16, learning_rate=5e-5, seed=0)
+    model.fit(train, [t.label for t in train], valid, [t.label for t in valid])
+    assert [h["epoch"] for h in model.history_] and all("valid_loss" in h for h in model.history_)
+    proba = model.predict_proba(valid)
+    assert proba.shape == (len(valid), 2) and np.allclose(proba.sum(1), 1)
+    frozen = FrozenEncoderClassifier(max_length=64).fit(train, [t.label for t in train])
+    assert frozen.predict_proba(valid).shape == (len(valid), 2)
+
+
+def test_transformer_evaluation_has_no_fine_tuning_baseline(tmp_path):
+    small = tmp_path / "small.csv"
+    lines = (TOP / "phase_I_valid.csv").read_text().splitlines(keepends=True)
+    import csv, io
+
+    rows = list(csv.reader(io.StringIO("".join(lines))))
+    out = io.StringIO()
+    csv.writer(out).writerows(rows[:61])
+    small.write_text(out.getvalue())
+    result = run_evaluation(EvalOptions(real_train=str(small), real_test=str(TOP / "phase_I_valid.csv"),
+                                        classifier="transformer", max_length=64, epochs=1, batch_size=16,
+                                        seeds=[0], out=tmp_path))
+    assert set(result["training_sets"]) == {"no_fine_tuning", "real"}
+
+
+def test_bad_evaluation_inputs(tmp_path, synthetic_file):
+    one_class = tmp_path / "one.jsonl"
+    one_class.write_text("".join(l + "\n" for l in synthetic_file.read_text().splitlines()
+                                 if json.loads(l)["label"] == 1))
+    with pytest.raises(ConfigError, match="every synthetic trial has label 1"):
+        EvalOptions and run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_train.csv"),
+                                                   real_test=str(TOP / "phase_I_test.csv"),
+                                                   synthetic=str(one_class), out=tmp_path))
+    rare = tmp_path / "rare.jsonl"
+    kept = [l for l in synthetic_file.read_text().splitlines() if json.loads(l)["label"] == 1][:5]
+    kept += [l for l in synthetic_file.read_text().splitlines() if json.loads(l)["label"] == 0][:1]
+    rare.write_text("\n".join(kept) + "\n")
+    result = run_cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
+                     str(TOP / "phase_I_test.csv"), "--synthetic", str(rare), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "at least 2 trials of each label" in result.stderr
+    missing_model = run_cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
+                            str(TOP / "phase_I_test.csv"), "--classifier", "transformer", "--model",
+                            str(tmp_path / "no-such-model"), "--out", str(tmp_path / "y"))
+    assert missing_model.returncode == 2 and "not found" in missing_model.stderr
+    unlabelled = run_cli("evaluate", "--real-train", str(TOP.parent / "ctgov-xml" / "NCT00000378.xml"),
+                         "--real-test", str(TOP / "phase_I_test.csv"), "--out", str(tmp_path / "z"))
+    assert unlabelled.returncode == 2 and "have no 0/1 label" in unlabelled.stderr
+    for r in (result, missing_model, unlabelled):
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_paired_bootstrap_detects_a_clear_gain():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    weak = [np.clip(y * 0.1 + rng.random(300) * 0.9, 0, 1)]
+    strong = [np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1)]
+    result = paired_bootstrap(y, weak, strong, n_boot=300)
+    assert result["roc_auc"]["ci_low"] > 0
+
+
+def test_fidelity_of_a_copy_and_of_different_text(synthetic_file):
+    real = read_trials([TOP / "phase_I_valid.csv"])
+    from synthtrials.evals.data import load_synthetic
+
+    synthetic = load_synthetic(synthetic_file)[:80]
+    report = fidelity_report(real[:60], synthetic, holdout=real[60:])
+    assert 0 <= report["discriminator_auc"] <= 1
+    assert len(report["dcr_synthetic"]) == 80 and len(report["dcr_holdout"]) == len(real) - 60
+    assert set(report["fields"]["synthetic"]["phase"]) <= {"phase 1", "phase 1/2", "early phase 1", "phase 2",
+                                                            "phase 3", "phase 4", "phase 2/3"}
+    v = np.eye(4, dtype=np.float32)
+    assert knn_precision_recall(v, v, k=1) == {"precision": 1.0, "recall": 1.0}
+
+
+def test_judge_with_the_embedded_model_resumes(tmp_path, synthetic_file):
+    from synthtrials.evals.data import load_synthetic
+
+    synthetic = load_synthetic(synthetic_file)[:2]
+    real = read_trials([TOP / "phase_I_valid.csv"])
+    summary = run_judge(synthetic, real, LLMConfig(max_tokens=200), tmp_path, n_real=2)
+    rows = [json.loads(l) for l in (tmp_path / "judge.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["source"] for r in rows} == {"synthetic", "real"}
+    scored = [r for r in rows if "error" not in r]
+    assert all(1 <= r["realism"] <= 5 and r["rationale"] for r in scored)
+    assert summary["synthetic"]["n"] == 2 and summary["real"]["n"] == 2
+    before = (tmp_path / "judge.jsonl").read_text()
+    run_judge(synthetic, real, LLMConfig(max_tokens=200), tmp_path, n_real=2)
+    assert (tmp_path / "judge.jsonl").read_text() == before  # resumed: nothing judged twice
+
+
+def test_report_is_self_contained(tmp_path, synthetic_file):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trials.jsonl").write_text("\n".join(synthetic_file.read_text().splitlines()[:40]) + "\n")
+    (run / "summary.json").write_text(json.dumps({"accepted": 40, "draws": 50, "acceptance_rate": 0.8}))
+    run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_valid.csv"), real_test=str(TOP / "toy_valid.csv"),
+                               synthetic=str(run), out=run / "eval", seeds=[1, 2], n_boot=50, sweeps=["ratio"]))
+    result = run_cli("report", str(run), "--real", str(TOP / "phase_I_valid.csv"))
+    assert result.returncode == 0, result.stderr
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<table>" in page and "http" not in page.split("<body>")[1]
+    markdown = (run / "report.md").read_text()
+    assert "Outcome prediction" in markdown and "discriminator" in markdown
