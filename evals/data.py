@@ -49,3 +49,18 @@ def load_synthetic(path: str | Path) -> list[Trial]:
 
 def labels_of(trials: list[Trial]) -> list[int]:
     return [int(t.label) for t in trials]  # type: ignore[arg-type]
+
+
+def real_reference(trials: Path, real: Path | None) -> list[Trial]:
+    """Real labelled trials: from `real`, else from the store recorded in the run folder."""
+    from synthtrials.tools.store import TrialFilter, open_store
+
+    if real is not None:
+        return [t for t in read_trials([real]) if t.label is not None]
+    config = (trials if trials.is_dir() else trials.parent) / "config.json"
+    if not config.exists():
+        return []
+    store = open_store(json.loads(config.read_text())["store"], create=False)
+    reference = [t for t in store.filter(TrialFilter(source="real")) if t.label is not None]
+    store.close()
+    return reference

@@ -111,7 +111,9 @@ def judge_plot(rows: list[dict[str, Any]], criteria: list[str]) -> str:
             if values:
                 ax.hist(values, bins=np.arange(0.5, 6), alpha=0.6, label=source, density=True)
         ax.set_title(criterion, fontsize=9)
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+    first = np.atleast_1d(axes)[0]
+    if first.get_legend_handles_labels()[0]:
+        first.legend(fontsize=7)
     return _png(fig)
 
 
@@ -188,3 +190,45 @@ def write_report(run_dir: Path, out_html: Path, out_md: Path, **parts: Any) -> N
     page, markdown = build_report(run_dir, **parts)
     write_text_atomic(out_html, page)
     write_text_atomic(out_md, markdown)
+
+
+def create_report(run_dir: Path, real: Path | None = None, max_real: int = 1500) -> Path:
+    """Gather a run's outputs (summary, eval metrics, judge), compute fidelity against real trials,
+    and write run_dir/report.html and report.md. Returns the HTML path."""
+    import random
+
+    from synthtrials.evals.data import load_synthetic, real_reference
+    from synthtrials.evals.fidelity import fidelity_report
+    from synthtrials.tools.atomic import write_json_atomic
+    from synthtrials.tools.embeddings import get_embeddings
+    from synthtrials.tools.errors import ConfigError
+    from synthtrials.tools.trial import render_for_embedding
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a folder")
+    synthetic = load_synthetic(run_dir)
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+    metrics = [json.loads(p.read_text()) for p in sorted(run_dir.glob("**/metrics.json"))]
+    judge_dir = run_dir / "judge"
+    judge_summary = json.loads((judge_dir / "judge_summary.json").read_text()) \
+        if (judge_dir / "judge_summary.json").exists() else None
+    judge_rows = [json.loads(line) for line in (judge_dir / "judge.jsonl").read_text().splitlines() if line.strip()] \
+        if (judge_dir / "judge.jsonl").exists() else None
+    fidelity = embeddings = None
+    reference = real_reference(run_dir, real)
+    if len(reference) >= 4:
+        random.Random(0).shuffle(reference)
+        reference = reference[:max_real]
+        half = len(reference) // 2
+        fidelity = fidelity_report(reference[:half], synthetic, holdout=reference[half:],
+                                   examples={t.nct_id: t for t in reference})
+        write_json_atomic(run_dir / "fidelity.json",
+                          {k: v for k, v in fidelity.items() if not k.startswith("dcr_") or k == "dcr_summary"})
+        encoder = get_embeddings()
+        embeddings = (encoder.embed_array([render_for_embedding(t) for t in reference[:half]]),
+                      encoder.embed_array([render_for_embedding(t) for t in synthetic]))
+    write_report(run_dir, run_dir / "report.html", run_dir / "report.md", summary=summary, metrics=metrics,
+                 fidelity=fidelity, judge_rows=judge_rows, judge_summary=judge_summary, embeddings=embeddings)
+    return run_dir / "report.html"

@@ -57,6 +57,7 @@ class RunOptions(BaseModel):
     max_draws_factor: int = 10
     force: bool = False
     hf_dataset: bool = False
+    max_minutes: float | None = Field(None, description="stop starting new draws after this long (resumable)")
 
     def fingerprint(self) -> dict[str, Any]:
         return {"store": str(self.store), "generation": self.generation.fingerprint(), "plan_mode": self.plan_mode,
@@ -104,6 +105,8 @@ def prepare_run_folder(options: RunOptions) -> str:
             raise ConfigError(f"{run_file}: unreadable ({exc}); use --force to start over") from None
         differences = _diff(saved.get("fingerprint"), fingerprint)
         if not differences:
+            for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
+                stale.unlink()
             return str(saved["run_id"])
         if not options.force:
             raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}); "
@@ -116,6 +119,8 @@ def prepare_run_folder(options: RunOptions) -> str:
         out.rename(out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
     out.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:12]
+    for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
+        stale.unlink()
     write_json_atomic(run_file, {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                  "fingerprint": fingerprint})
     return run_id
@@ -349,11 +354,12 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     report()
     next_index = 0
     failure: LLMError | None = None
+    deadline = start + options.max_minutes * 60 if options.max_minutes else None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         inflight: dict[Future, int] = {}
         while True:
             while (len(inflight) < concurrency and not enough() and failure is None
-                   and next_index < max_draws):
+                   and next_index < max_draws and (deadline is None or time.perf_counter() < deadline)):
                 if next_index in results:
                     next_index += 1
                     continue
@@ -385,6 +391,11 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     checkpointer.conn.close()
     if failure is not None:
         raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")
+    timed_out = deadline is not None and time.perf_counter() >= deadline
+    summary["stopped_by_time_budget"] = timed_out and summary["accepted"] < options.n
+    if summary["stopped_by_time_budget"]:
+        write_json_atomic(options.out / "summary.json", summary)
+        return summary
     if summary["accepted"] < options.n:
         raise ConfigError(f"only {summary['accepted']} of {options.n} trials accepted after {summary['draws']} draws "
                           f"(limit {max_draws}); see {options.out / 'summary.json'} for the rejection reasons")

@@ -27,6 +27,8 @@ store_app = typer.Typer(help="Inspect a trial store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 llm_app = typer.Typer(help="Check the configured LLM.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
+data_app = typer.Typer(help="Download public data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -306,6 +308,7 @@ def generate(
     price_completion: Annotated[float, typer.Option(help="USD per million completion tokens.")] = 0.0,
     force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.")] = False,
     hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.")] = False,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop starting new draws after this long (resume later).")] = None,
 ) -> None:
     """Generate N accepted synthetic trials with the retriever-reasoner-writer-critic graph."""
     from pydantic import ValidationError
@@ -324,7 +327,7 @@ def generate(
                                       **({"writer_temperature": temperature} if temperature is not None else {}))
         options = RunOptions(store=store, out=out, n=n, generation=generation, plan_mode=plan,
                              interventions=intervention, eligibility_rule=rule, concurrency=concurrency,
-                             force=force, hf_dataset=hf_dataset)
+                             force=force, hf_dataset=hf_dataset, max_minutes=max_minutes)
     except ValidationError as exc:
         raise ConfigError(f"generate options: {describe(exc)}") from None
     from synthtrials.tools.llm import LLMError
@@ -351,6 +354,9 @@ def generate(
     table.add_row("rejections by reason", json.dumps(summary["rejections_by_reason"]))
     console.print(table)
     console.print(f"trials: {out / 'trials.jsonl'}  (also trials.parquet, rejected.jsonl, summary.json)")
+    if summary.get("stopped_by_time_budget"):
+        console.print(f"[yellow]time budget reached with {summary['accepted']} of {n} accepted; "
+                      "re-run the same command to continue[/]")
 
 
 @app.command()
@@ -468,12 +474,12 @@ def judge(
     structured: StructuredOpt = "auto",
 ) -> None:
     """Score trials with an LLM judge on a written rubric, with real trials as calibration."""
-    from synthtrials.evals.data import load_synthetic
+    from synthtrials.evals.data import load_synthetic, real_reference
     from synthtrials.evals.judge import CRITERIA, run_judge
 
     synthetic = load_synthetic(trials)
     out = out or ((trials if trials.is_dir() else trials.parent) / "judge")
-    real_trials = _real_reference(trials, real)
+    real_trials = real_reference(trials, real)
     config = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, max_tokens=300)
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(synthetic) + min(n_real, len(real_trials)))
@@ -488,22 +494,6 @@ def judge(
     console.print(table)
 
 
-def _real_reference(trials: Path, real: Path | None) -> list:
-    """Real labelled trials: from --real, else from the store recorded in the run folder."""
-    from synthtrials.tools.readers import read_trials
-    from synthtrials.tools.store import TrialFilter
-
-    if real is not None:
-        return [t for t in read_trials([real]) if t.label is not None]
-    config = (trials if trials.is_dir() else trials.parent) / "config.json"
-    if not config.exists():
-        return []
-    store = _open_store(json.loads(config.read_text())["store"])
-    reference = store.filter(TrialFilter(source="real"))
-    store.close()
-    return [t for t in reference if t.label is not None]
-
-
 @app.command()
 @one_line_errors
 def report(
@@ -512,42 +502,71 @@ def report(
     max_real: Annotated[int, typer.Option(help="Real trials sampled for fidelity.")] = 1500,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained) and report.md."""
-    import random
+    from synthtrials.evals.report import create_report
 
-    from synthtrials.evals.data import load_synthetic
-    from synthtrials.evals.fidelity import fidelity_report
-    from synthtrials.evals.report import write_report
-    from synthtrials.tools.atomic import write_json_atomic
-    from synthtrials.tools.embeddings import get_embeddings
-    from synthtrials.tools.trial import render_for_embedding
+    with err_console.status("fidelity, diversity, privacy and plots..."):
+        page = create_report(run_dir, real, max_real)
+    console.print(f"wrote {page} and {page.with_suffix('.md')}")
 
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a folder")
-    synthetic = load_synthetic(run_dir)
-    summary_file = run_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
-    metrics = [json.loads(p.read_text()) for p in sorted(run_dir.glob("**/metrics.json"))]
-    judge_dir = run_dir / "judge"
-    judge_summary = json.loads((judge_dir / "judge_summary.json").read_text()) if (judge_dir / "judge_summary.json").exists() else None
-    judge_rows = [json.loads(l) for l in (judge_dir / "judge.jsonl").read_text().splitlines() if l.strip()] \
-        if (judge_dir / "judge.jsonl").exists() else None
-    fidelity = embeddings = None
-    with err_console.status("fidelity, diversity and privacy..."):
-        reference = _real_reference(run_dir, real)
-        if len(reference) >= 4:
-            random.Random(0).shuffle(reference)
-            reference = reference[: max_real]
-            half = len(reference) // 2
-            examples = {t.nct_id: t for t in reference}
-            fidelity = fidelity_report(reference[:half], synthetic, holdout=reference[half:], examples=examples)
-            write_json_atomic(run_dir / "fidelity.json", {k: v for k, v in fidelity.items() if not k.startswith("dcr_")
-                                                          or k == "dcr_summary"})
-            encoder = get_embeddings()
-            embeddings = (encoder.embed_array([render_for_embedding(t) for t in reference[:half]]),
-                          encoder.embed_array([render_for_embedding(t) for t in synthetic]))
-    write_report(run_dir, run_dir / "report.html", run_dir / "report.md", summary=summary, metrics=metrics,
-                 fidelity=fidelity, judge_rows=judge_rows, judge_summary=judge_summary, embeddings=embeddings)
-    console.print(f"wrote {run_dir / 'report.html'} and {run_dir / 'report.md'}")
+
+@data_app.command("download")
+@one_line_errors
+def data_download(
+    name: Annotated[str, typer.Argument(help="Data set: top (the TOP benchmark CSVs).")],
+    dest: Annotated[Path, typer.Option(help="Destination folder.")] = Path("data/top"),
+    base_url: Annotated[Optional[str], typer.Option(help="Mirror URL (default: the HINT repository).")] = None,
+) -> None:
+    """Download a public data set and check its hashes."""
+    from synthtrials.tools.datasets import TOP_BASE_URL, download_top
+
+    if name != "top":
+        raise ConfigError(f"unknown data set {name!r} (top)")
+    with err_console.status("downloading...") as status:
+        files = download_top(dest, base_url or TOP_BASE_URL, progress=lambda f: status.update(f"downloading {f}"))
+    console.print(f"{len(files)} files in {dest}, hashes checked")
+
+
+@app.command()
+@one_line_errors
+def demo(
+    data: Annotated[Path, typer.Option(help="Folder with the TOP CSVs (phase_I_train/valid/test.csv ...).")],
+    out: Annotated[Path, typer.Option(help="Demo output folder (re-run to resume).")] = Path("demo_out"),
+    n: Annotated[int, typer.Option("--n", help="Synthetic trials to aim for.")] = 6,
+    minutes: Annotated[float, typer.Option(help="Time budget for generation.")] = 7.0,
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    transformer_train: Annotated[Optional[int], typer.Option(help="Train MiniLM on the first N real trials only.")] = None,
+) -> None:
+    """Ingest, generate, judge, evaluate (TF-IDF and MiniLM) and report, on the embedded model."""
+    from synthtrials.scripts.demo import run_demo
+
+    config = llm_config(backend, model, model_path, base_url, api_key_env, None, "auto")
+    with progress_bar() as progress:
+        task = progress.add_task("demo", total=None)
+
+        def stage(label: str, done: int, total: int) -> None:
+            progress.update(task, description=label, completed=done, total=total)
+
+        from synthtrials.tools.llm import LLMError
+
+        try:
+            results = run_demo(data, out, n=n, minutes=minutes, llm=config, transformer_train=transformer_train,
+                               say=lambda m: progress.console.print(m), stage_progress=stage)
+        except LLMError as exc:
+            raise ConfigError(str(exc)) from None
+    table = Table(title="demo results (mean over seeds; test: phase_I_test.csv)", title_justify="left")
+    for col in ("classifier", "training set", "roc_auc", "pr_auc", "f1"):
+        table.add_column(col)
+    for key in ("tfidf", "minilm"):
+        for name, values in results[key]["training_sets"].items():
+            table.add_row(key, name, *[f"{values[m]['mean']:.3f}" for m in ("roc_auc", "pr_auc", "f1")])
+    console.print(table)
+    gen = results["generation"]
+    console.print(f"synthetic: {gen['accepted']} accepted of {gen['draws']} draws; "
+                  f"report: {results.get('report', '(none: no synthetic trial)')}")
 
 
 def main() -> None:

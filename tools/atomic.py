@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+
+#: test hook: seconds to wait between writing a temporary file and renaming it (crash tests)
+_SLOW_WRITE_S = float(os.environ.get("SYNTHTRIALS_TEST_SLOW_WRITE_S", "0") or 0)
 
 
 @contextmanager
@@ -23,6 +28,8 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if _SLOW_WRITE_S:  # fault-injection hook for the crash tests: widen the window before the rename
+            time.sleep(_SLOW_WRITE_S)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

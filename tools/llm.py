@@ -341,6 +341,19 @@ def _classify(exc: Exception, config: LLMConfig) -> LLMError:
     return LLMError(f"{where}: {type(exc).__name__}: {_short(exc)}")
 
 
+def _malformed_answer(exc: Exception) -> bool:
+    """A server answer that could not be parsed (truncated body, HTML instead of JSON...)."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(exc, openai.APIResponseValidationError):
+        return True
+    if isinstance(exc, openai.APIError) or isinstance(exc, LLMError):
+        return False
+    return isinstance(exc, (ValueError, KeyError, TypeError, AttributeError))
+
+
 def _short(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     key = os.environ.get("OPENAI_API_KEY")
@@ -390,16 +403,30 @@ class LLMClient:
                            f"{self.config.n_ctx}-token context window of {self.model_name}")
 
     def _invoke(self, runnable: Any, messages: list[BaseMessage], usage: Usage | None = None) -> AIMessage:
-        """One model call; its tokens and time go to the client's totals and to `usage`."""
+        """One model call; its tokens and time go to the client's totals and to `usage`.
+
+        The OpenAI SDK retries 429/5xx/timeouts itself (honouring Retry-After); an answer whose
+        body is malformed (truncated or not JSON) is retried here, with the same backoff bound.
+        """
         self.check_context(messages)
         call = UsageCallback()
         config = {"callbacks": [self.usage_callback, call]}
         start = time.perf_counter()
+        attempt = 0
         try:
-            if self._lock is not None:
-                with self._lock:
+            while True:
+                try:
+                    if self._lock is not None:
+                        with self._lock:
+                            return runnable.invoke(messages, config=config)
                     return runnable.invoke(messages, config=config)
-            return runnable.invoke(messages, config=config)
+                except Exception as exc:
+                    if not _malformed_answer(exc) or attempt >= self.config.max_retries:
+                        raise
+                    attempt += 1
+                    with self._extra_lock:
+                        self._extra.repairs += 1
+                    time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
         except Exception as exc:
             with self._extra_lock:
                 self._extra.failures += 1

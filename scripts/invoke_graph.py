@@ -1,0 +1,44 @@
+"""Build the generation graph and invoke it for one target (intervention, label).
+
+    python -m synthtrials.scripts.invoke_graph --store STORE --intervention sorafenib --label 1
+    python -m synthtrials.scripts.invoke_graph --store STORE --intervention sorafenib --label 0 \\
+        --backend openai --model gpt-4o-mini            # OPENAI_API_KEY in the environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.generation import build_graph
+from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.state import GenerationState, Target
+from synthtrials.tools.llm import LLMClient, LLMConfig
+from synthtrials.tools.store import open_store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--intervention", required=True)
+    parser.add_argument("--label", type=int, choices=(0, 1), default=1)
+    parser.add_argument("--backend", default="llamacpp")
+    parser.add_argument("--model")
+    parser.add_argument("--base-url")
+    parser.add_argument("--revisions", type=int, default=2)
+    args = parser.parse_args()
+
+    config = GenerationConfig(max_revisions=args.revisions,
+                              llm=LLMConfig(backend=args.backend, model=args.model, base_url=args.base_url))
+    graph = build_graph(Resources(store=open_store(args.store, create=False), llm=LLMClient(config.llm)))
+    state = graph.invoke(GenerationState(target=Target(index=0, intervention=args.intervention, label=args.label)),
+                         {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "script"}})
+    final = GenerationState.model_validate(state)
+    print(json.dumps({"verdict": final.verdict, "reason": final.reject_reason,
+                      "trial": final.draft.model_dump(mode="json", exclude_none=True) if final.draft else None},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The demo end to end (control flow: a scripted server stands in for the model so that the test
+is quick; the embedded model's own generation is tested in test_generation / test_llm_llamacpp),
+and `synthtrials data download top` against a local HTTP server."""
+
+import json
+import shutil
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+from fake_openai import FakeOpenAIServer, scripted_trial_answer
+from support import TOP, run_cli
+
+
+def test_demo_runs_every_stage(tmp_path):
+    data = tmp_path / "top"
+    data.mkdir()
+    for name, rows in (("phase_I_train.csv", 400), ("phase_I_valid.csv", 60), ("phase_I_test.csv", 150)):
+        _head_csv(TOP / name, data / name, rows)  # real rows, fewer of them: a quick test
+    out = tmp_path / "demo"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        result = run_cli("demo", "--data", str(data), "--out", str(out), "--n", "6", "--minutes", "3",
+                         "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,
+                         "--transformer-train", "80")
+    assert result.returncode == 0, result.stderr
+    for stage in ("1/5 ingest", "2/5 generate", "3/5 LLM judge", "4/5 evaluate", "5/5 report"):
+        assert stage in result.stdout + result.stderr
+    run = out / "run"
+    assert len((run / "trials.jsonl").read_text().splitlines()) == 6
+    tfidf = json.loads((run / "eval_tfidf" / "metrics.json").read_text())
+    assert set(tfidf["training_sets"]) == {"real", "synthetic", "hybrid"}
+    minilm = json.loads((run / "eval_minilm" / "metrics.json").read_text())
+    assert set(minilm["training_sets"]) == {"no_fine_tuning", "real", "synthetic", "hybrid"}
+    assert json.loads((run / "judge" / "judge_summary.json").read_text())["synthetic"]["n"] == 6
+    assert "data:image/png;base64," in (run / "report.html").read_text()
+    assert "demo results" in result.stdout and "report.html" in result.stdout
+
+
+def _head_csv(source, target, rows):
+    import csv
+
+    with source.open(newline="") as handle, target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        for number, row in enumerate(csv.reader(handle)):
+            if number > rows:
+                break
+            writer.writerow(row)
+
+
+def test_demo_needs_the_top_files(tmp_path):
+    result = run_cli("demo", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "missing phase_I_train.csv" in result.stderr
+
+
+def _serve(folder):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(folder)))
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_data_download_checks_hashes(tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(TOP, mirror)
+    server = _serve(mirror)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        dest = tmp_path / "data"
+        ok = run_cli("data", "download", "top", "--dest", str(dest), "--base-url", url)
+        assert ok.returncode == 0, ok.stderr
+        assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in TOP.glob("*.csv"))
+        assert (dest / "toy_test.csv").read_bytes() == (TOP / "toy_test.csv").read_bytes()
+        (mirror / "toy_train.csv").write_text("nctid,label\nNCT00000001,1\n")  # tampered
+        fresh = tmp_path / "fresh"
+        bad = run_cli("data", "download", "top", "--dest", str(fresh), "--base-url", url)
+        assert bad.returncode == 2 and "does not match" in bad.stderr and "toy_train.csv" in bad.stderr
+        assert not (fresh / "toy_train.csv").exists()
+    finally:
+        server.shutdown()

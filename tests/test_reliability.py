@@ -1,0 +1,207 @@
+"""The reliability suite: crash/resume at random points (one inside a write), a fault-injecting
+OpenAI-compatible server, property-based reader fuzzing, and secrets never written anywhere."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fake_openai import Fault, FakeOpenAIServer, scripted_trial_answer
+from support import FIXTURES, TOP, XML_FILE, run_cli
+from synthtrials.tools.errors import InputError
+from synthtrials.tools.ingest import ingest
+from synthtrials.tools.readers import iter_sources
+from synthtrials.tools.store import open_store
+from synthtrials.tools.trial import Trial
+
+SECRET = "sk-live-NEVER-WRITE-ME-9d8c7b6a"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store")
+    store = open_store(path)
+    ingest(store, [TOP / "phase_I_train.csv"])
+    store.close()
+    return path
+
+
+def generate_args(store, out, server, n, *extra):
+    return ["generate", "--store", str(store), "--n", str(n), "--out", str(out), "--backend", "openai", "--model",
+            "scripted", "--base-url", server.base_url, "--concurrency", "2", "--max-retries", "2",
+            "--timeout", "2", *extra]
+
+
+def test_sigkill_at_random_points_including_inside_a_write(store_path, tmp_path):
+    out = tmp_path / "run"
+    rng = random.Random(11)
+    with FakeOpenAIServer(responder=scripted_trial_answer, delay_s=0.1) as server:
+        args = [sys.executable, "-m", "synthtrials.scripts.cli", *generate_args(store_path, out, server, 10)]
+        points = []
+        for attempt in range(6):
+            slow = attempt == 2  # this one dies while an output file is being written
+            env = {**os.environ, "COLUMNS": "200", **({"SYNTHTRIALS_TEST_SLOW_WRITE_S": "3"} if slow else {})}
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            if slow:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not list(out.glob(".*.tmp")) and proc.poll() is None:
+                    time.sleep(0.05)
+                points.append("inside a write" if list(out.glob(".*.tmp")) else "no write seen")
+            else:
+                time.sleep(rng.uniform(3.0, 8.0))
+                points.append("random")
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            for name in ("trials.jsonl", "summary.json", "plan.json"):  # whatever exists is whole
+                if (out / name).exists() and name.endswith(".json"):
+                    json.loads((out / name).read_text())
+            if (out / "trials.jsonl").exists():
+                [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+        assert "inside a write" in points and len(points) >= 5
+        final = run_cli(*generate_args(store_path, out, server, 10))
+        assert final.returncode == 0, final.stderr
+    ids = [json.loads(line)["nct_id"] for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert not list(out.glob(".*.tmp"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["accepted"] == 10
+
+
+def test_fault_injecting_server_run_completes(store_path, tmp_path):
+    out = tmp_path / "run"
+    faults = [
+        Fault(status=429, headers={"Retry-After": "1"}),
+        Fault(status=500),
+        Fault(delay_s=4),  # slower than the 2 s timeout
+        Fault(raw_body=b'{"id": "x", "choices": [{"message": {"content": "{\\"brief'),  # truncated JSON body
+        Fault(raw_body=b"<html>bad gateway</html>", status=200),  # not JSON at all
+        Fault(content='{"unexpected": "shape"}'),  # valid JSON, wrong schema
+        Fault(reset=True),  # connection reset
+    ]
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        for fault in faults:
+            server.faults.append(fault)
+            server.faults.append(Fault(content=None))  # a clean answer between faults
+        result = run_cli(*generate_args(store_path, out, server, 6, "--concurrency", "1"))
+        assert result.returncode == 0, result.stderr
+        assert not server.faults  # every fault was served
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["accepted"] == 6
+    ids = [json.loads(line)["nct_id"] for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(set(ids)) == 6
+    # faults were retried (transport) or repaired / rejected with a reason (content): nothing lost silently
+    assert summary["tokens"]["repairs"] + summary["tokens"]["failures"] + summary["errors"] >= 1
+    for row in map(json.loads, (out / "rejected.jsonl").read_text().splitlines()):
+        assert row["reason"] and row["problems"]
+
+
+def test_api_key_is_written_nowhere(store_path, tmp_path):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        result = run_cli(*generate_args(store_path, out, server, 2), env={"OPENAI_API_KEY": SECRET})
+        assert result.returncode == 0, result.stderr
+        assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {SECRET}"
+                   for h in server.headers_seen)  # it was used
+        judged = run_cli("judge", str(out), "--backend", "openai", "--model", "scripted", "--base-url",
+                         server.base_url, "--n-real", "1", env={"OPENAI_API_KEY": SECRET})
+    assert judged.returncode == 0, judged.stderr
+    assert SECRET not in result.stdout + result.stderr + judged.stdout + judged.stderr
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "checkpoints.sqlite" for p in files) and any(p.name == "llm_cache.sqlite" for p in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+# --- property-based reader tests ----------------------------------------------------------------
+
+HEADER = "nctid,status,why_stop,label,phase,diseases,icdcodes,drugs,smiless,criteria\n"
+GOOD_ROW = ["NCT01234567", "completed", "", "1", "phase 1", "['asthma']", "[]", "['drug a']", "[]", "Inclusion Criteria: - adults"]
+
+
+def _outcome(items):
+    for item in items:
+        assert isinstance(item, (Trial, InputError))
+        if isinstance(item, InputError):
+            assert "\n" not in item.line and item.line
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.integers(0, 9), value=st.text(max_size=40))
+def test_csv_rows_mutated(tmp_path, field, value):
+    import csv
+    import io
+
+    row = list(GOOD_ROW)
+    row[field] = value
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(row)
+    path = tmp_path / "fuzz.csv"
+    path.write_text(HEADER + buffer.getvalue())
+    try:
+        _outcome(iter_sources([path]))
+    except InputError as exc:
+        assert "\n" not in exc.line
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300))
+def test_random_bytes_as_csv_xml_json(tmp_path, data):
+    for suffix in (".csv", ".xml", ".json"):
+        path = tmp_path / f"fuzz{suffix}"
+        path.write_bytes(data)
+        try:
+            _outcome(iter_sources([path]))
+        except InputError as exc:
+            assert "\n" not in exc.line
+
+
+XML_TEXT = XML_FILE.read_text()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, len(XML_TEXT)), tag=st.sampled_from(["phase", "enrollment", "nct_id", "condition",
+                                                                "intervention_name", "start_date", "criteria"]),
+       value=st.text(max_size=30))
+def test_xml_mutated(tmp_path, cut, tag, value):
+    mutated = ET.fromstring(XML_TEXT)
+    for node in mutated.iter(tag):
+        node.text = value
+    text = ET.tostring(mutated, encoding="unicode")
+    path = tmp_path / "NCT00000378.xml"
+    path.write_text(text[:cut] if cut % 3 == 0 else text)
+    try:
+        _outcome(iter_sources([path]))
+    except InputError as exc:
+        assert "\n" not in exc.line
+
+
+STUDY = json.loads((FIXTURES / "ctgov_v2_study.json").read_text())
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                           lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(module=st.sampled_from(sorted(STUDY["protocolSection"])), value=json_values, key=st.text(max_size=12))
+def test_json_modules_mutated(tmp_path, module, value, key):
+    study = json.loads(json.dumps(STUDY))
+    section = study["protocolSection"][module]
+    if key and isinstance(section, dict) and section:
+        section[sorted(section)[len(key) % len(section)]] = value
+    else:
+        study["protocolSection"][module] = value
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    try:
+        _outcome(iter_sources([path]))
+    except InputError as exc:
+        assert "\n" not in exc.line
