@@ -18,8 +18,9 @@ from synthtrials.tools.llm import LLMClient, LLMConfig
 from synthtrials.tools.store import open_store
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def graph_from_arguments(doc: str):
+    """Parse the example scripts' arguments; return the compiled graph, the input state and the config."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
     parser.add_argument("--intervention", required=True)
     parser.add_argument("--label", type=int, choices=(0, 1), default=1)
@@ -28,12 +29,16 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--revisions", type=int, default=2)
     args = parser.parse_args()
-
     config = GenerationConfig(max_revisions=args.revisions,
                               llm=LLMConfig(backend=args.backend, model=args.model, base_url=args.base_url))
     graph = build_graph(Resources(store=open_store(args.store, create=False), llm=LLMClient(config.llm)))
-    state = graph.invoke(GenerationState(target=Target(index=0, intervention=args.intervention, label=args.label)),
-                         {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "script"}})
+    initial = GenerationState(target=Target(index=0, intervention=args.intervention, label=args.label))
+    return graph, initial, {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "script"}}
+
+
+def main() -> None:
+    graph, initial, run_config = graph_from_arguments(__doc__)
+    state = graph.invoke(initial, run_config)
     final = GenerationState.model_validate(state)
     print(json.dumps({"verdict": final.verdict, "reason": final.reject_reason,
                       "trial": final.draft.model_dump(mode="json", exclude_none=True) if final.draft else None},

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from support import TOP_FILES  # noqa: E402
+from support import TOP, TOP_FILES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,16 @@ def top_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def top_store_path(top_store):
     return top_store.path
+
+
+@pytest.fixture(scope="session")
+def phase1_store_path(tmp_path_factory):
+    """phase_I_train ingested into a real local store: enough eligible drugs, quick to build."""
+    from synthtrials.tools.ingest import ingest
+    from synthtrials.tools.store import open_store
+
+    path = tmp_path_factory.mktemp("phase1_store")
+    store = open_store(path)
+    ingest(store, [TOP / "phase_I_train.csv"])
+    store.close()
+    return path

@@ -15,13 +15,13 @@ from support import TOP, run_cli
 def test_demo_runs_every_stage(tmp_path):
     data = tmp_path / "top"
     data.mkdir()
-    for name, rows in (("phase_I_train.csv", 400), ("phase_I_valid.csv", 60), ("phase_I_test.csv", 150)):
+    for name, rows in (("phase_I_train.csv", 300), ("phase_I_valid.csv", 40), ("phase_I_test.csv", 80)):
         _head_csv(TOP / name, data / name, rows)  # real rows, fewer of them: a quick test
     out = tmp_path / "demo"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         result = run_cli("demo", "--data", str(data), "--out", str(out), "--n", "6", "--minutes", "3",
                          "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,
-                         "--transformer-train", "80")
+                         "--transformer-train", "60")
     assert result.returncode == 0, result.stderr
     for stage in ("1/5 ingest", "2/5 generate", "3/5 LLM judge", "4/5 evaluate", "5/5 report"):
         assert stage in result.stdout + result.stderr

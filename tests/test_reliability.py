@@ -25,26 +25,17 @@ from synthtrials.tools.trial import Trial
 SECRET = "sk-live-NEVER-WRITE-ME-9d8c7b6a"
 
 
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store")
-    store = open_store(path)
-    ingest(store, [TOP / "phase_I_train.csv"])
-    store.close()
-    return path
-
-
 def generate_args(store, out, server, n, *extra):
     return ["generate", "--store", str(store), "--n", str(n), "--out", str(out), "--backend", "openai", "--model",
             "scripted", "--base-url", server.base_url, "--concurrency", "2", "--max-retries", "2",
             "--timeout", "2", *extra]
 
 
-def test_sigkill_at_random_points_including_inside_a_write(store_path, tmp_path):
+def test_sigkill_at_random_points_including_inside_a_write(phase1_store_path, tmp_path):
     out = tmp_path / "run"
     rng = random.Random(11)
     with FakeOpenAIServer(responder=scripted_trial_answer, delay_s=0.1) as server:
-        args = [sys.executable, "-m", "synthtrials.scripts.cli", *generate_args(store_path, out, server, 10)]
+        args = [sys.executable, "-m", "synthtrials.scripts.cli", *generate_args(phase1_store_path, out, server, 10)]
         points = []
         for attempt in range(6):
             slow = attempt == 2  # this one dies while an output file is being written
@@ -67,7 +58,7 @@ def test_sigkill_at_random_points_including_inside_a_write(store_path, tmp_path)
             if (out / "trials.jsonl").exists():
                 [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
         assert "inside a write" in points and len(points) >= 5
-        final = run_cli(*generate_args(store_path, out, server, 10))
+        final = run_cli(*generate_args(phase1_store_path, out, server, 10))
         assert final.returncode == 0, final.stderr
     ids = [json.loads(line)["nct_id"] for line in (out / "trials.jsonl").read_text().splitlines()]
     assert len(ids) == 10 and len(set(ids)) == 10
@@ -76,7 +67,7 @@ def test_sigkill_at_random_points_including_inside_a_write(store_path, tmp_path)
     assert summary["complete"] and summary["accepted"] == 10
 
 
-def test_fault_injecting_server_run_completes(store_path, tmp_path):
+def test_fault_injecting_server_run_completes(phase1_store_path, tmp_path):
     out = tmp_path / "run"
     faults = [
         Fault(status=429, headers={"Retry-After": "1"}),
@@ -91,7 +82,7 @@ def test_fault_injecting_server_run_completes(store_path, tmp_path):
         for fault in faults:
             server.faults.append(fault)
             server.faults.append(Fault(content=None))  # a clean answer between faults
-        result = run_cli(*generate_args(store_path, out, server, 6, "--concurrency", "1"))
+        result = run_cli(*generate_args(phase1_store_path, out, server, 6, "--concurrency", "1"))
         assert result.returncode == 0, result.stderr
         assert not server.faults  # every fault was served
     summary = json.loads((out / "summary.json").read_text())
@@ -104,10 +95,10 @@ def test_fault_injecting_server_run_completes(store_path, tmp_path):
         assert row["reason"] and row["problems"]
 
 
-def test_api_key_is_written_nowhere(store_path, tmp_path):
+def test_api_key_is_written_nowhere(phase1_store_path, tmp_path):
     out = tmp_path / "run"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
-        result = run_cli(*generate_args(store_path, out, server, 2), env={"OPENAI_API_KEY": SECRET})
+        result = run_cli(*generate_args(phase1_store_path, out, server, 2), env={"OPENAI_API_KEY": SECRET})
         assert result.returncode == 0, result.stderr
         assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {SECRET}"
                    for h in server.headers_seen)  # it was used
