@@ -18,6 +18,13 @@ from synthtrials.tools.store import EligibleIntervention
 
 PlanMode = Literal["uniform", "proportional", "list"]
 
+#: eligible by the counting rule (TOP lists placebo as a drug) but not something to write a trial *of*
+NOT_A_TARGET = ("placebo", "sham", "saline", "vehicle")
+
+
+def is_target(name: str) -> bool:
+    return not any(word in name.split() for word in NOT_A_TARGET)
+
 
 class SamplingPlan(BaseModel):
     run_id: str
@@ -40,6 +47,10 @@ class SamplingPlan(BaseModel):
             if missing:
                 raise ConfigError(f"not eligible at this k: {', '.join(missing)} (see `synthtrials store eligible`)")
             eligible = [by_name[n] for n in wanted]
+        if mode != "list":
+            eligible = [e for e in eligible if is_target(e.intervention)]
+            if not eligible:
+                raise ConfigError("no eligible active intervention (only placebo-like comparators)")
         ordered = sorted(eligible, key=lambda e: e.intervention)
         return cls(run_id=run_id, seed=seed, mode=mode, balanced_labels=balanced_labels, interventions=ordered)
 

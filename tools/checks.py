@@ -152,8 +152,8 @@ def check_plausibility(trial: Trial, min_title_words: int = 3, min_item_words: i
     items = (elig.inclusion + elig.exclusion) if elig else []
     if not elig or not elig.inclusion or not elig.exclusion:
         problems.append(Problem("content", "give inclusion and exclusion criteria"))
-    elif sum(_words(i) >= min_item_words for i in items) < max(1, len(items) // 2):
-        problems.append(Problem("content", "eligibility criteria must be short sentences, not fragments"))
+    elif any(_words(i) < min_item_words for i in items):
+        problems.append(Problem("content", "each eligibility criterion must be a short sentence, not a fragment"))
     if _words(trial.brief_summary or "") < 8:
         problems.append(Problem("content", "write a brief summary of the trial's purpose and design"))
     if any(_MARKUP.search(t) for t in _text_fields(trial)):
