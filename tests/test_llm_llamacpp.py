@@ -15,7 +15,7 @@ from synthtrials.tools.trial import TrialDraft, render_for_classifier
 @pytest.fixture(scope="module")
 def cached_client(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache") / "llm_cache.sqlite"
-    return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7))
+    return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7, repair_retries=2))
 
 
 def test_structured_trial_from_the_embedded_model(cached_client):
@@ -76,3 +76,25 @@ def test_extract_json_tolerates_fences_and_chatter():
     assert extract_json('Sure! {"a": "x\ny"} hope it helps') == {"a": "x\ny"}
     with pytest.raises(ValueError):
         extract_json("no json here")
+
+
+def test_transformers_backend_on_the_bundled_gguf():
+    """The transformers backend loads the same GGUF (dequantised) and answers through LangChain."""
+    client = LLMClient(LLMConfig(backend="transformers", model_path="smollm2", max_tokens=12, temperature=0))
+    answer = client.text([HumanMessage(content="Name one antibiotic.")])
+    assert isinstance(answer, str) and answer.strip()
+    assert client.usage.prompt_tokens > 5 and 0 < client.usage.completion_tokens <= 12
+
+
+def test_llm_try_cli_prints_a_synthetic_trial():
+    import json
+
+    from support import run_cli
+
+    result = run_cli("llm", "try", "--intervention", "aspirin", "--label", "0", "--max-tokens", "700")
+    assert result.returncode == 0, result.stderr
+    trial = json.loads(result.stdout)
+    assert trial["source"] == "synthetic" and trial["nct_id"].startswith("SYN-") and trial["label"] == 0
+    assert trial["interventions"][0]["name"] == "aspirin"
+    bad = run_cli("llm", "try", "--intervention", "aspirin", "--label", "3")
+    assert bad.returncode == 2 and "--label must be 0 or 1" in bad.stderr

@@ -161,6 +161,16 @@ def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _drop_blank_items(value: Any) -> Any:
+    """Small models write whitespace-only list items; drop them (an all-blank list still fails)."""
+    if isinstance(value, list):
+        return [item for item in value if not (isinstance(item, str) and not item.strip())]
+    return value
+
+
+NoBlanks = BeforeValidator(_drop_blank_items)
+
+
 class InterventionDraft(BaseModel):
     name: Short
     type: InterventionType = InterventionType.DRUG
@@ -181,11 +191,11 @@ class TrialDraft(BaseModel):
 
     brief_title: Sentence
     phase: Phase
-    conditions: Annotated[list[Short], Field(min_length=1, max_length=4)]
+    conditions: Annotated[list[Short], NoBlanks, Field(min_length=1, max_length=4)]
     interventions: Annotated[list[InterventionDraft], Field(min_length=1, max_length=4)]
     brief_summary: Paragraph
-    inclusion_criteria: Annotated[list[Sentence], Field(min_length=1, max_length=8)]
-    exclusion_criteria: Annotated[list[Sentence], Field(min_length=1, max_length=8)]
+    inclusion_criteria: Annotated[list[Sentence], NoBlanks, Field(min_length=1, max_length=8)]
+    exclusion_criteria: Annotated[list[Sentence], NoBlanks, Field(min_length=1, max_length=8)]
     enrollment: Annotated[int, Field(ge=1, le=100000)]
     allocation: Literal["randomized", "non-randomized", "not applicable"]
     masking: Literal["none", "single", "double", "triple", "quadruple"]
