@@ -532,7 +532,7 @@ def demo(
     data: Annotated[Path, typer.Option(help="Folder with the TOP CSVs (phase_I_train/valid/test.csv ...).")],
     out: Annotated[Path, typer.Option(help="Demo output folder (re-run to resume).")] = Path("demo_out"),
     n: Annotated[int, typer.Option("--n", help="Synthetic trials to aim for.")] = 6,
-    minutes: Annotated[float, typer.Option(help="Time budget for generation.")] = 7.0,
+    minutes: Annotated[float, typer.Option(help="Time budget for generation.")] = 8.5,
     backend: BackendOpt = "llamacpp",
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,

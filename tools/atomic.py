@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 #: test hook: seconds to wait between writing a temporary file and renaming it (crash tests)
 _SLOW_WRITE_S = float(os.environ.get("SYNTHTRIALS_TEST_SLOW_WRITE_S", "0") or 0)
 
@@ -28,6 +31,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         if _SLOW_WRITE_S:  # fault-injection hook for the crash tests: widen the window before the rename
             time.sleep(_SLOW_WRITE_S)
         os.replace(tmp, target)

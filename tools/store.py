@@ -86,8 +86,11 @@ class UpsertReport:
     ids: list[str] = field(default_factory=list)
 
 
-class TrialStoreBackend(Protocol):
-    """What the retriever and the CLI rely on, whatever the backend."""
+class TrialStore(Protocol):
+    """The TrialStore surface every backend has (what the retriever and the CLI rely on).
+
+    Open one with `open_store(location)`: `LocalTrialStore` or `WeaviateTrialStore`.
+    """
 
     def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None,
                vectors: np.ndarray | None = None) -> UpsertReport: ...
@@ -105,6 +108,9 @@ class TrialStoreBackend(Protocol):
                  names: NameKey = "normalized") -> list[EligibleIntervention]: ...
     def stats(self) -> dict: ...
     def close(self) -> None: ...
+
+
+TrialStoreBackend = TrialStore
 
 
 def trial_index_fields(trial: Trial) -> tuple[list[tuple[int, str, str, str]], list[str]]:
