@@ -51,6 +51,14 @@ def check_labels(y: Sequence[int], what: str = "training set") -> np.ndarray:
     return labels.astype(int)
 
 
+def tfidf_pipeline(C: float = 1.0, max_features: int = 50000, seed: int = 0):
+    """TF-IDF (word 1-2 grams) + logistic regression, unfitted."""
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=max_features, sublinear_tf=True),
+        LogisticRegression(C=C, max_iter=2000, random_state=seed),
+    )
+
+
 class TfidfClassifier(BaseEstimator, ClassifierMixin):
     def __init__(self, C: float = 1.0, max_features: int = 50000, seed: int = 0) -> None:
         self.C = C
@@ -60,10 +68,7 @@ class TfidfClassifier(BaseEstimator, ClassifierMixin):
     def fit(self, X: TrialsOrTexts, y: Sequence[int], X_valid: TrialsOrTexts | None = None,
             y_valid: Sequence[int] | None = None) -> TfidfClassifier:
         labels = check_labels(y)
-        self.pipeline_ = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=self.max_features, sublinear_tf=True),
-            LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed),
-        )
+        self.pipeline_ = tfidf_pipeline(self.C, self.max_features, self.seed)
         self.pipeline_.fit(to_texts(X), labels)
         self.classes_ = np.array([0, 1])
         return self

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.metrics import roc_auc_score
 
-from synthtrials.evals.classifiers import TfidfClassifier
+from synthtrials.evals.classifiers import tfidf_pipeline
 from synthtrials.tools.checks import ngram_overlap
 from synthtrials.tools.embeddings import get_embeddings
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
@@ -22,8 +22,7 @@ def discriminator_auc(real: list[Trial], synthetic: list[Trial], seed: int = 0) 
     folds = min(5, int(min(len(real), len(synthetic))))
     if folds < 2:
         return float("nan")
-    model = TfidfClassifier(seed=seed).fit(texts[:2] * 2, [0, 1, 0, 1])  # a fresh pipeline to clone
-    proba = cross_val_predict(model.pipeline_, texts, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+    proba = cross_val_predict(tfidf_pipeline(seed=seed), texts, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
                               method="predict_proba")[:, 1]
     return float(roc_auc_score(y, proba))
 

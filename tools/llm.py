@@ -333,12 +333,12 @@ def _classify(exc: Exception, config: LLMConfig) -> LLMError:
         if isinstance(exc, openai.RateLimitError):
             return LLMError(f"{where}: rate limited (HTTP 429) after {config.max_retries} retries")
         if isinstance(exc, openai.BadRequestError):
-            return LLMError(f"{where}: request refused (HTTP 400): {_short(exc)}")
+            return LLMError(f"{where}: request refused (HTTP 400): {_short(exc, config)}")
         if isinstance(exc, openai.APIStatusError):
             return LLMError(f"{where}: HTTP {exc.status_code} after {config.max_retries} retries")
     if isinstance(exc, LLMError):
         return exc
-    return LLMError(f"{where}: {type(exc).__name__}: {_short(exc)}")
+    return LLMError(f"{where}: {type(exc).__name__}: {_short(exc, config)}")
 
 
 def _malformed_answer(exc: Exception) -> bool:
@@ -354,9 +354,9 @@ def _malformed_answer(exc: Exception) -> bool:
     return isinstance(exc, (ValueError, KeyError, TypeError, AttributeError))
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: Exception, config: LLMConfig | None = None) -> str:
     text = " ".join(str(exc).split())
-    key = os.environ.get("OPENAI_API_KEY")
+    key = os.environ.get(config.api_key_env if config else "OPENAI_API_KEY")
     if key and len(key) > 4:
         text = text.replace(key, "***")
     return text[:200]
