@@ -1,13 +1,18 @@
-"""The critic agent: deterministic checks plus an LLM judgement of domain consistency.
+"""The critic agent: the deterministic checks, the calibrated domain checks and, optionally, an LLM
+judgement of domain consistency.
 
-Verdict: accept (no problem), revise (problems, revisions remain: back to the writer with the
-problems as feedback) or reject (problems, no revision left; kept with its reasons).
+`critique_trial` is the one critique: the graph's critique node calls it on every draft, and
+`synthtrials check` on any trial. Verdict in the graph: accept (no problem), revise (problems,
+revisions remain: back to the writer with feedback that names the failing section and shows what
+real trials write there) or reject (problems, no revision left; kept with its reasons).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
@@ -16,14 +21,18 @@ from pydantic import BaseModel, Field
 from synthtrials.agents.prompting import render_messages
 from synthtrials.agents.writer import OUTCOME_PHRASES
 from synthtrials.graphs.config import GenerationConfig
-from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.resources import Resources, SyntheticIndex
 from synthtrials.graphs.state import Critique, GenerationState, StepLog
 from synthtrials.tools.checks import (
-    Problem, check_copying, check_intervention, check_leakage, check_plausibility, check_privacy, outcome_word_counts,
+    CriticThresholds, Problem, check_copying, check_domain, check_intervention, check_leakage, check_plausibility,
+    check_privacy,
 )
-from synthtrials.tools.llm import StructuredOutputError
-from synthtrials.tools.store import TrialFilter
+from synthtrials.tools.domain import DomainKnowledge, trial_sections
+from synthtrials.tools.llm import LLMClient, StructuredOutputError
+from synthtrials.tools.store import TrialFilter, TrialStore
 from synthtrials.tools.trial import Sentence, Trial, render_for_classifier, render_for_embedding
+
+LLMCriticMode = Literal["off", "advisory", "enforce"]
 
 
 class CriticJudgement(BaseModel):
@@ -31,60 +40,112 @@ class CriticJudgement(BaseModel):
     problems: Annotated[list[Sentence], Field(max_length=4)] = Field(default_factory=list)
 
 
-def deterministic_problems(draft: Trial, state: GenerationState, cfg: GenerationConfig,
-                           resources: Resources) -> tuple[list[Problem], dict[str, float]]:
-    th = cfg.thresholds
-    problems = check_intervention(draft, state.target.intervention)
-    problems += check_plausibility(draft, th.min_title_words, th.min_item_words)
-    problems += check_leakage(draft)
-    problems += check_privacy(draft)
-    vector = np.asarray(resources.embeddings.embed_array([render_for_embedding(draft)])[0])
-    neighbours = resources.store.search_by_vector(vector, k=th.real_neighbours, flt=TrialFilter(source="real"))
-    sources = resources.store.get_many(state.examples) + [h.trial for h in neighbours]
-    copy_problems, overlap = check_copying(draft, sources, th.ngram, th.max_ngram_overlap)
+@dataclass
+class CritiqueResult:
+    problems: list[Problem]
+    scores: dict[str, float | None]
+    neighbours: list[str] = field(default_factory=list)  # real trials the trial was compared with
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return sorted({p.check for p in self.problems})
+
+
+def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
+                   fields: Collection[str], grounding: TrialFilter, target: str | None = None,
+                   examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
+                   exclude: str | None = None) -> CritiqueResult:
+    """Every deterministic and calibrated check of `trial` as a candidate synthetic trial.
+
+    `target`: the drug it must test (None: not checked); `examples`: real trials it was written
+    from (copy checks); `exclude`: a real trial's own id, so that it is scored leave-one-out.
+    """
+    th = thresholds
+    problems = check_intervention(trial, target) if target else []
+    problems += check_plausibility(trial, fields, th.min_title_words)
+    problems += check_leakage(trial)
+    problems += check_privacy(trial)
+    domain = knowledge.scores(trial, exclude=exclude)
+    problems += check_domain(domain, th.calibrated)
+    vector = np.asarray(store.embeddings.embed_array([render_for_embedding(trial)])[0])
+    nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
+    neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)
+    copy_problems, overlap = check_copying(trial, list(examples) + [h.trial for h in neighbours], th.ngram,
+                                           th.max_ngram_overlap)
     problems += copy_problems
     real_similarity = max((h.score for h in neighbours), default=0.0)
     if real_similarity > th.max_real_similarity:
         problems.append(Problem("near_copy", f"too close to real trial {neighbours[0].trial.nct_id} "
                                              f"(similarity {real_similarity:.3f}); write a different trial"))
-    other, synthetic_similarity = resources.synthetic.most_similar(vector, exclude=draft.nct_id)
-    if synthetic_similarity > th.max_synthetic_similarity:
-        problems.append(Problem("near_duplicate", f"too close to synthetic trial {other} "
-                                                  f"(similarity {synthetic_similarity:.3f}); vary it"))
-    metrics = {"ngram_overlap": round(overlap, 4), "real_similarity": round(real_similarity, 4),
-               "synthetic_similarity": round(synthetic_similarity, 4),
-               "outcome_words": float(sum(outcome_word_counts(draft).values()))}
-    return problems, metrics
+    synthetic_similarity = 0.0
+    if synthetic is not None:
+        other, synthetic_similarity = synthetic.most_similar(vector, exclude=trial.nct_id)
+        if synthetic_similarity > th.max_synthetic_similarity:
+            problems.append(Problem("near_duplicate", f"too close to synthetic trial {other} "
+                                                      f"(similarity {synthetic_similarity:.3f}); vary it"))
+    scores: dict[str, float | None] = {name: None if s.score is None else round(s.score, 4) for name, s in domain.items()}
+    scores |= {"ngram_overlap": round(overlap, 4), "real_similarity": round(real_similarity, 4),
+               "synthetic_similarity": round(synthetic_similarity, 4)}
+    return CritiqueResult(problems, scores, [h.trial.nct_id for h in neighbours])
+
+
+def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Trial) -> list[str]:
+    """The problems as a writer can act on them: a failing section comes with what real trials of
+    the same conditions write there."""
+    kind_of = {"typicality": None, "eligibility_fit": "criterion", "condition_fit": "condition",
+               "intervention_fit": "intervention"}
+    out = []
+    for problem in problems:
+        message = problem.message
+        if problem.section is not None and problem.check in kind_of:
+            kind = kind_of[problem.check] or next((k for k, text in trial_sections(trial) if text == problem.section),
+                                                  "criterion")
+            real = knowledge.real_examples(kind, trial.conditions)
+            if real:
+                message += "; real trials of these conditions write, e.g.: " + " | ".join(f"'{r[:120]}'" for r in real)
+        out.append(message)
+    return out
+
+
+def llm_judgement(llm: LLMClient, trial: Trial, intervention: str, label: int, *, sample_index: int,
+                  temperature: float) -> tuple[list[str], str, str | None, int]:
+    """The LLM critic's problems with a trial ([] when consistent or unreadable), prompt, answer, tokens."""
+    messages = render_messages("critic", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[label],
+                               draft=render_for_classifier(trial))
+    prompt = "\n\n".join(str(m.content) for m in messages)
+    try:
+        result = llm.structured(messages, CriticJudgement, sample_index=sample_index, temperature=temperature)
+    except StructuredOutputError as exc:  # an unreadable judgement does not count against the draft
+        return [], prompt, exc.raw, exc.usage.total_tokens if exc.usage else 0
+    judgement = result.value
+    problems = [] if judgement.consistent else (
+        judgement.problems or ["the drug, condition, phase and eligibility do not fit together"])
+    return problems, prompt, result.raw, result.usage.total_tokens
 
 
 def make_critique_node(resources: Resources):
     def critique(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = GenerationConfig.from_runnable_config(config)
+        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+        assert cfg.draft is not None and cfg.ground_on is not None  # settled
         start = time.perf_counter()
         draft = state.draft
         llm_problems: list[str] = []
         prompt = answer = None
         tokens = 0
+        neighbours: list[str] = []
+        scores: dict[str, float | None] = {}
         if draft is None:
             problems = [Problem("schema", f"the answer was not a valid trial ({state.draft_error})")]
-            metrics: dict[str, float] = {}
         else:
-            problems, metrics = deterministic_problems(draft, state, cfg, resources)
+            knowledge = resources.knowledge(cfg.ground_on)
+            result = critique_trial(draft, store=resources.store, knowledge=knowledge, thresholds=cfg.thresholds,
+                                    fields=cfg.draft.fields, grounding=cfg.grounding(), target=state.target.intervention,
+                                    examples=resources.store.get_many(state.examples), synthetic=resources.synthetic)
+            problems, scores, neighbours = result.problems, result.scores, result.neighbours
             if not problems and cfg.llm_critic != "off":
-                messages = render_messages("critic", intervention=state.target.intervention,
-                                           outcome_phrase=OUTCOME_PHRASES[state.target.label],
-                                           draft=render_for_classifier(draft))
-                prompt = "\n\n".join(str(m.content) for m in messages)
-                try:
-                    result = resources.llm.structured(messages, CriticJudgement, sample_index=state.target.index * 16
-                                                      + state.revision, temperature=cfg.critic_temperature)
-                    judgement = result.value
-                    answer, tokens = result.raw, result.usage.total_tokens
-                    if not judgement.consistent:
-                        llm_problems = judgement.problems or ["the drug, condition, phase and eligibility do not fit together"]
-                except StructuredOutputError as exc:
-                    answer = exc.raw
-                    llm_problems = []  # an unreadable judgement does not count against the draft
+                llm_problems, prompt, answer, tokens = llm_judgement(
+                    resources.llm, draft, state.target.intervention, state.target.label,
+                    sample_index=state.target.index * 16 + state.revision, temperature=cfg.critic_temperature)
                 if cfg.llm_critic == "enforce":
                     problems += [Problem("domain", p) for p in llm_problems]
         if not problems:
@@ -93,8 +154,12 @@ def make_critique_node(resources: Resources):
             verdict = "revise"
         else:
             verdict = "reject"
-        record = Critique(round=state.revision, verdict=verdict, problems=[p.message for p in problems],
-                          failed_checks=sorted({p.check for p in problems}), llm_problems=llm_problems, metrics=metrics)
+        messages = feedback(problems, resources.knowledge(cfg.ground_on), draft) if draft and verdict == "revise" \
+            else [p.message for p in problems]
+        metrics = {k: v for k, v in scores.items() if v is not None}
+        record = Critique(round=state.revision, verdict=verdict, problems=messages,
+                          failed_checks=sorted({p.check for p in problems}), llm_problems=llm_problems, metrics=metrics,
+                          neighbours=neighbours)
         return {
             "critiques": [record],
             "revision": state.revision + (1 if verdict == "revise" else 0),
@@ -110,3 +175,47 @@ def make_critique_node(resources: Resources):
 def route_after_critique(state: GenerationState) -> str:
     """Back to the writer while the critic asks for a revision, else finalize."""
     return "write" if state.critiques and state.critiques[-1].verdict == "revise" else "finalize"
+
+
+class CheckVerdict(BaseModel):
+    """One line of `synthtrials check`'s verdicts.jsonl."""
+
+    id: str
+    verdict: Literal["accept", "reject"]
+    failed_checks: list[str]
+    problems: list[str]
+    scores: dict[str, float | None]
+    llm_problems: list[str] = Field(default_factory=list)
+
+
+def check_trials(trials: Sequence[Trial], *, store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
+                 thresholds: CriticThresholds, fields: Collection[str], llm: LLMClient | None = None,
+                 llm_mode: LLMCriticMode = "off", progress: Callable[[int, int], None] | None = None) -> list[CheckVerdict]:
+    """Critique any trials as candidate synthetic trials (status and why-stopped dropped first, as no
+    draft has them). A trial the store holds is scored leave-one-out. The LLM critic joins when
+    `llm_mode` is not off (enforce: its problems count)."""
+    from synthtrials.tools.store import grounding_filter
+
+    grounding = grounding_filter(splits)
+    held = set(store.filter_ids(grounding))
+    verdicts = []
+    for number, trial in enumerate(trials, 1):
+        candidate = trial.model_copy(update={"overall_status": None, "why_stopped": None})
+        target = candidate.interventions[0].name if candidate.interventions else None
+        result = critique_trial(candidate, store=store, knowledge=knowledge, thresholds=thresholds, fields=fields,
+                                grounding=grounding, target=target,
+                                exclude=candidate.nct_id if candidate.nct_id in held else None)
+        if not candidate.interventions:
+            result.problems.append(Problem("intervention", "the trial lists no intervention"))
+        llm_problems: list[str] = []
+        if llm is not None and llm_mode != "off" and target:
+            llm_problems = llm_judgement(llm, candidate, target, int(candidate.label or 0), sample_index=number,
+                                         temperature=0.0)[0]
+            if llm_mode == "enforce":
+                result.problems += [Problem("domain", p) for p in llm_problems]
+        verdicts.append(CheckVerdict(id=trial.nct_id, verdict="reject" if result.problems else "accept",
+                                     failed_checks=result.failed_checks, problems=[p.message for p in result.problems],
+                                     scores=result.scores, llm_problems=llm_problems))
+        if progress:
+            progress(number, len(trials))
+    return verdicts

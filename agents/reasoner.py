@@ -1,13 +1,23 @@
-"""The reasoning agent: R reasons why trials of the intervention succeed or fail, from the examples.
+"""The reasoning agent: the justification that guides the writer, grounded in the registry facts of
+the drug's grounding trials (`tools.evidence`) and checked like every other agent's output.
 
-Asked with sample index 0, so a draw with the same examples reuses its reasons from the LLM cache.
+Modes (`GenerationConfig.reasoner`, settled per run):
+- ``evidence``: the reasons are templated from the evidence, deterministically (the offline default:
+  the embedded model's own reasons were measured invalid most of the time);
+- ``llm``: the model writes them from the examples and the evidence; each reason is validated (a
+  sentence close to the real criteria or the evidence, by the critic's calibrated typicality);
+  invalid ones are asked for again once with feedback, then dropped; a draw left with none goes on
+  with the evidence reasons, marked as such;
+- ``none``: no reasons (the ablation).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
+import numpy as np
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
@@ -15,8 +25,11 @@ from synthtrials.agents.prompting import render_messages
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepLog
-from synthtrials.tools.llm import StructuredOutputError
-from synthtrials.tools.trial import Sentence
+from synthtrials.tools.domain import DomainKnowledge
+from synthtrials.tools.evidence import DrugEvidence, drug_evidence, evidence_facts, evidence_reasons, reason_problem
+from synthtrials.tools.llm import LLMClient, StructuredOutputError
+from synthtrials.tools.store import TrialStore, eligible
+from synthtrials.tools.trial import Sentence, render_for_classifier
 
 OUTCOME = {1: ("succeeded", "succeed"), 0: ("failed (terminated, withdrawn or missed the primary endpoint)", "fail")}
 
@@ -31,25 +44,95 @@ def reasons_schema(n: int) -> dict:
     return schema
 
 
+def reason_problems(reasons: list[str], evidence_sentences: list[str], knowledge: DomainKnowledge,
+                    embed: Callable[[list[str]], np.ndarray], threshold: float) -> list[str | None]:
+    """Per reason, why it is unusable (None: usable): it must be a sentence close to the real
+    criteria or to the evidence sentences (the critic's calibrated criterion typicality)."""
+    if not reasons:
+        return []
+    vectors = embed(reasons)
+    similarity = knowledge.index["criterion"].similarities(vectors).max(axis=1)
+    if evidence_sentences:
+        similarity = np.maximum(similarity, (vectors @ embed(evidence_sentences).T).max(axis=1))
+    return [reason_problem(r, float(s), threshold) for r, s in zip(reasons, similarity)]
+
+
+def measure_reason_validity(llm: LLMClient, store: TrialStore, config: GenerationConfig, knowledge: DomainKnowledge,
+                            draws: int = 4) -> float:
+    """The share of valid reasons the model writes on a few draws (drugs of the grounding splits)."""
+    grounding = config.grounding()
+    drugs = [e.intervention for e in eligible(store, k=1, flt=grounding)][:draws]
+    threshold = config.thresholds.calibrated.get("typicality_criterion", 0.0)
+    valid = asked = 0
+    for number, drug in enumerate(drugs):
+        label = number % 2
+        trials = store.filter(grounding.narrowed(intervention=drug))
+        evidence = drug_evidence(trials, drug, label)
+        examples = [render_for_classifier(t)[:600] for t in trials if t.label == label][:2]
+        try:
+            reasons = llm_reasons(llm, evidence, examples, config.n_reasons, config.reasoner_temperature)[0]
+        except StructuredOutputError:
+            reasons = []
+        verdicts = reason_problems(reasons, evidence_reasons(evidence, config.n_reasons), knowledge,
+                                   store.embeddings.embed_array, threshold)
+        asked += config.n_reasons
+        valid += sum(v is None for v in verdicts)
+    return valid / max(1, asked)
+
+
+def llm_reasons(llm: LLMClient, evidence: DrugEvidence, examples: list[str], n: int, temperature: float,
+                feedback: str = "") -> tuple[list[str], str, str, int]:
+    """The model's reasons (raises StructuredOutputError), with the prompt, answer and tokens."""
+    phrase, verb = OUTCOME[evidence.label]
+    messages = render_messages("reasoner", intervention=evidence.drug, outcome_phrase=phrase, outcome_verb=verb,
+                               examples=examples, facts=evidence_facts(evidence), n_reasons=n, feedback=feedback)
+    result = llm.structured(messages, Reasons, sample_index=0 if not feedback else 1, temperature=temperature,
+                            json_schema=reasons_schema(n))
+    return result.value.reasons[:n], "\n\n".join(str(m.content) for m in messages), result.raw, result.usage.total_tokens
+
+
 def make_reason_node(resources: Resources):
     def reason(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = GenerationConfig.from_runnable_config(config)
+        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
         start = time.perf_counter()
         target = state.target
-        phrase, verb = OUTCOME[target.label]
-        messages = render_messages("reasoner", intervention=target.intervention, outcome_phrase=phrase,
-                                   outcome_verb=verb, examples=state.example_texts, n_reasons=cfg.n_reasons)
-        prompt = "\n\n".join(str(m.content) for m in messages)
-        try:
-            result = resources.llm.structured(messages, Reasons, sample_index=0, temperature=cfg.reasoner_temperature,
-                                              json_schema=reasons_schema(cfg.n_reasons))
-        except StructuredOutputError as exc:  # the writer can still work without reasons
-            return {"reasons": [], "log": [StepLog(node="reason", seconds=time.perf_counter() - start, prompt=prompt,
-                                                   answer=exc.raw, wrote={"error": str(exc)},
-                                                   tokens=exc.usage.total_tokens if exc.usage else 0)]}
-        reasons = result.value.reasons[: cfg.n_reasons]
-        return {"reasons": reasons, "log": [StepLog(
-            node="reason", seconds=time.perf_counter() - start, read={"examples": state.examples},
-            wrote={"reasons": reasons}, prompt=prompt, answer=result.raw, tokens=result.usage.total_tokens)]}
+        drug_trials = resources.store.filter(cfg.grounding().narrowed(intervention=target.intervention))
+        evidence = drug_evidence(drug_trials, target.intervention, target.label)
+        templated = evidence_reasons(evidence, cfg.n_reasons)
+        prompt = answer = None
+        tokens = asked = 0
+        problems: list[str] = []
+        if cfg.reasoner == "none":
+            reasons, source = [], "none"
+        elif cfg.reasoner == "evidence":
+            reasons, source = templated, "evidence"
+        else:
+            threshold = cfg.thresholds.calibrated.get("typicality_criterion", 0.0)
+            reasons, feedback = [], ""
+            for attempt in range(2):  # once more with feedback, then invalid reasons are dropped
+                try:
+                    answer_reasons, prompt, answer, used = llm_reasons(
+                        resources.llm, evidence, state.example_texts, cfg.n_reasons, cfg.reasoner_temperature, feedback)
+                except StructuredOutputError as exc:
+                    answer, used, answer_reasons = exc.raw, exc.usage.total_tokens if exc.usage else 0, []
+                    problems = [str(exc)]
+                tokens += used
+                asked += len(answer_reasons)
+                verdicts = reason_problems(answer_reasons, templated, resources.knowledge(cfg.ground_on or []),
+                                           resources.embeddings.embed_array, threshold)
+                reasons += [r for r, p in zip(answer_reasons, verdicts) if p is None and r not in reasons]
+                problems = [p for p in verdicts if p] or problems
+                if len(reasons) >= cfg.n_reasons or attempt == 1:
+                    break
+                feedback = "; ".join(problems[:3]) or "the answer was not valid JSON"
+            reasons = reasons[:cfg.n_reasons]
+            source = "llm" if reasons else "evidence-fallback"
+            reasons = reasons or templated
+        return {"reasons": reasons, "reasons_source": source, "evidence": evidence.model_dump(),
+                "log": [StepLog(node="reason", seconds=time.perf_counter() - start,
+                                read={"examples": state.examples, "grounding_trials_of_drug": len(drug_trials)},
+                                wrote={"reasons": reasons, "source": source, "asked": asked,
+                                       "valid": len(reasons) if source == "llm" else 0, "problems": problems[:5]},
+                                prompt=prompt, answer=answer, tokens=tokens)]}
 
     return reason

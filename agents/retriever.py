@@ -2,7 +2,9 @@
 
 The paper's rule, sampled anew per draw (seeded by the run seed and the draw's index, without
 replacement), plus semantic neighbours with the same label as a fallback (fewer than k trials)
-or an addition. Examples are rendered compactly and trimmed to fit the model's context.
+or an addition. Examples are rendered compactly and trimmed to fit the model's context. Only the
+real trials of the grounding splits are read (`GenerationConfig.grounding`): examples,
+neighbours and the intervention's vocabulary alike.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ def example_budget_chars(config: GenerationConfig, n_examples: int) -> int:
     return max(200, min(config.example_chars, tokens * 3 // n_examples))  # ~3 characters a token, conservatively
 
 
-def intervention_vocabulary(resources: Resources, intervention: str, limit: int = 60) -> dict[str, list[str]]:
-    """Conditions and phases of every real trial of the intervention (either label)."""
-    trials = resources.store.filter(TrialFilter(intervention=intervention, source="real"))
+def intervention_vocabulary(resources: Resources, grounding: TrialFilter, intervention: str,
+                            limit: int = 60) -> dict[str, list[str]]:
+    """Conditions and phases of every grounding trial of the intervention (either label)."""
+    trials = resources.store.filter(grounding.narrowed(intervention=intervention))
     conditions: dict[str, None] = {}
     phases: dict[str, None] = {}
     for trial in trials:
@@ -46,26 +49,28 @@ def intervention_vocabulary(resources: Resources, intervention: str, limit: int 
 
 def make_retrieve_node(resources: Resources):
     def retrieve(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = GenerationConfig.from_runnable_config(config)
+        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
         start = time.perf_counter()
         target = state.target
+        grounding = cfg.grounding()
         rng = random.Random(f"{cfg.seed}:examples:{target.index}")
-        pool = sorted(resources.store.filter_ids(
-            TrialFilter(intervention=target.intervention, label=target.label, source="real")))
+        pool = sorted(resources.store.filter_ids(grounding.narrowed(intervention=target.intervention,
+                                                                    label=target.label)))
         chosen = rng.sample(pool, min(cfg.k, len(pool)))
         neighbours: list[str] = []
         wanted = cfg.n_neighbours if cfg.neighbours == "add" else (cfg.k - len(chosen) if cfg.neighbours == "fallback" else 0)
         if wanted > 0:
-            hits = resources.store.search(target.intervention, k=wanted, flt=TrialFilter(
-                label=target.label, source="real", exclude_ids=frozenset(chosen)))
+            hits = resources.store.search(target.intervention, k=wanted, flt=grounding.narrowed(
+                label=target.label, exclude_ids=frozenset(chosen)))
             neighbours = [h.trial.nct_id for h in hits]
         ids = chosen + neighbours
-        vocabulary = intervention_vocabulary(resources, target.intervention)
+        vocabulary = intervention_vocabulary(resources, grounding, target.intervention)
         trials = {t.nct_id: t for t in resources.store.get_many(ids)}
         budget = example_budget_chars(cfg, len(ids))
-        texts = [render_for_classifier(trials[i])[:budget] for i in ids if i in trials]
+        texts = [render_for_classifier(trials[i], cfg.draft.fields if cfg.draft else None)[:budget] for i in ids if i in trials]
         return {
             "examples": [i for i in ids if i in trials],
+            "neighbours": [i for i in neighbours if i in trials],
             "example_texts": texts,
             "vocabulary": vocabulary,
             "log": [StepLog(node="retrieve", seconds=time.perf_counter() - start,

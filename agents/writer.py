@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -20,8 +21,10 @@ from synthtrials.agents.prompting import render_messages
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepLog
-from synthtrials.tools.llm import LLMClient, StructuredOutputError, StructuredResult, _method
-from synthtrials.tools.trial import Phase, TrialDraft
+from synthtrials.tools.checks import scrub_trial
+from synthtrials.tools.llm import LLMClient, StructuredOutputError, StructuredResult
+from synthtrials.tools.trial import Phase
+from synthtrials.tools.writer_format import DraftSpec
 
 OUTCOME_PHRASES = {
     1: "succeeds (it completes and meets its primary endpoint)",
@@ -36,51 +39,121 @@ DIVERSITY_HINTS = (
 )
 
 
-def writer_messages(intervention: str, label: int, examples: list[str], reasons: list[str],
+def answer_keys_help(spec: DraftSpec) -> str:
+    """What each key of the answer holds, for the keys `spec` writes, in writing order."""
+    b = spec.bounds
+    described = "intervention_descriptions" in spec.fields
+    help_by_key = {
+        "brief_title": "brief_title",
+        "phase": f"phase ({', '.join(p.value for p in Phase)})",
+        "conditions": f"conditions (1-{b.conditions} names)",
+        "interventions": (f"interventions (1-{b.interventions} objects with name, type"
+                          + (", description" if described else "") + "; the first is the requested drug)"),
+        "brief_summary": "brief_summary (2-4 sentences)",
+        "inclusion_criteria": f"inclusion_criteria (a list of criteria as a registry writes them, up to {b.criteria})",
+        "exclusion_criteria": f"exclusion_criteria (a list of criteria, up to {b.criteria})",
+        "enrollment": "enrollment (number of participants)",
+        "allocation": "allocation (randomized, non-randomized or not applicable)",
+        "masking": "masking (none, single, double, triple or quadruple)",
+        "primary_purpose": "primary_purpose (treatment, prevention, diagnostic, supportive care, screening, "
+                           "health services research, basic science or other)",
+        "primary_outcomes": f"primary_outcomes (1-{b.outcomes} objects with measure and time_frame)",
+    }
+    return "; ".join(help_by_key[key] for key in spec.keys())
+
+
+def writer_messages(spec: DraftSpec, intervention: str, label: int, examples: list[str], reasons: list[str],
                     feedback: list[str], sample_index: int = 0) -> list[BaseMessage]:
     return render_messages(
         "writer", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[int(label)], examples=examples,
         reasons=reasons, feedback=feedback, diversity=DIVERSITY_HINTS[sample_index % len(DIVERSITY_HINTS)],
-        phases=", ".join(p.value for p in Phase),
+        keys_help=answer_keys_help(spec),
     )
 
 
-def writer_json_schema(intervention: str, method: str, max_interventions: int = 3,
+#: the adapted writer's token budget (prompt + answer), the same at training and at generation
+PROMPT_TOKENS = 256
+ANSWER_TOKENS = 384
+MIN_EXAMPLE_CHARS = 240
+
+
+def adapted_writer_messages(intervention: str, label: int, examples: list[str], reasons: list[str],
+                            feedback: list[str], count_tokens: Callable[[list[BaseMessage]], int],
+                            budget: int = PROMPT_TOKENS) -> list[BaseMessage]:
+    """The compact prompt of a writer adapted to the grounding trials (`agents.writer_adaptation`):
+    the drug, the outcome, one or two examples trimmed so that the whole prompt fits `budget`
+    tokens, up to two reasons, the critic's feedback. Training and generation both use it.
+
+    Over budget, in this order: fewer reasons (down to one), shorter examples (down to
+    `MIN_EXAMPLE_CHARS`), one example fewer, no reasons, no feedback, shorter examples still."""
+    parts = {"examples": list(examples[:2]), "reasons": [r[:160] for r in reasons[:2]],
+             "feedback": [item[:200] for item in feedback[:2]],
+             "chars": max((len(e) for e in examples[:2]), default=0)}
+
+    def render() -> list[BaseMessage]:
+        chars = parts["chars"]
+        trimmed = [e[:chars].rsplit(" ", 1)[0] if len(e) > chars else e for e in parts["examples"]] if chars else []
+        return render_messages("writer_adapted", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[int(label)],
+                               examples=trimmed, reasons=parts["reasons"], feedback=parts["feedback"])
+
+    def shorten(chars_floor: int) -> bool:
+        if parts["chars"] > chars_floor:
+            parts["chars"] = max(chars_floor, parts["chars"] * 4 // 5)
+            return True
+        return False
+
+    steps = [lambda: len(parts["reasons"]) > 1 and bool(parts["reasons"].pop()),
+             lambda: shorten(MIN_EXAMPLE_CHARS),
+             lambda: len(parts["examples"]) > 1 and bool(parts["examples"].pop()),
+             lambda: bool(parts["reasons"]) and bool(parts["reasons"].pop()),
+             lambda: bool(parts["feedback"]) and bool(parts["feedback"].pop()),
+             lambda: shorten(0)]
+    messages = render()
+    for step in steps:
+        while count_tokens(messages) > budget and step():
+            messages = render()
+    return messages
+
+
+def writer_json_schema(spec: DraftSpec, intervention: str,
                        vocabulary: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """`TrialDraft`'s schema with the first intervention fixed to `intervention` (a drug).
+    """The draft schema of `spec` with the first intervention fixed to `intervention` (a drug).
 
     With a `vocabulary`, conditions and phase are restricted to those of the intervention's real
     trials and enrollment to 1-999: what keeps a 135M-parameter model's records plausible.
     """
-    schema = copy.deepcopy(TrialDraft.model_json_schema())
+    schema = copy.deepcopy(spec.json_schema())
+    properties = schema["properties"]
     if vocabulary:
         if vocabulary.get("conditions"):
-            schema["properties"]["conditions"]["items"] = {"enum": vocabulary["conditions"]}
+            properties["conditions"]["items"] = {"enum": vocabulary["conditions"]}
         if vocabulary.get("phases"):
-            schema["properties"]["phase"] = {"enum": vocabulary["phases"]}
-        schema["properties"]["enrollment"] = {"type": "integer", "minimum": 1, "maximum": 999}
-    target = {"type": "object", "properties": {
-        "name": {"const": intervention}, "type": {"const": "drug"},
-        "description": {"type": "string", "maxLength": 300},
-    }, "required": ["name", "type", "description"]}
-    other = {"$ref": "#/$defs/InterventionDraft"}
-    if method == "json_object_schema":
-        # llama.cpp's grammar reads `items` lists as tuples; one tuple per allowed length
-        schema["properties"]["interventions"] = {"anyOf": [
-            {"type": "array", "items": [target] + [other] * n} for n in range(max_interventions)]}
-    else:
-        schema["properties"]["interventions"] = {
-            "type": "array", "prefixItems": [target], "items": other, "minItems": 1, "maxItems": max_interventions}
+            properties["phase"] = {"enum": vocabulary["phases"]}
+        if "enrollment" in properties:
+            properties["enrollment"] = {"type": "integer", "minimum": 1, "maximum": 999}
+    pinned: dict[str, Any] = {"name": {"const": intervention}, "type": {"const": "drug"}}
+    if "intervention_descriptions" in spec.fields:
+        pinned["description"] = {"type": "string", "maxLength": spec.bounds.sentence_chars}
+    properties["interventions"] = {
+        "type": "array", "prefixItems": [{"type": "object", "properties": pinned, "required": list(pinned)}],
+        "items": {"$ref": "#/$defs/InterventionDraft"}, "minItems": 1, "maxItems": spec.bounds.interventions}
     return schema
 
 
-def write_draft(llm: LLMClient, intervention: str, label: int, examples: list[str], reasons: list[str],
-                feedback: list[str], *, sample_index: int = 0, temperature: float | None = None,
-                vocabulary: dict[str, list[str]] | None = None) -> tuple[list[BaseMessage], StructuredResult]:
-    """Ask the model for one `TrialDraft`; returns the prompt and the structured result."""
-    messages = writer_messages(intervention, label, examples, reasons, feedback, sample_index)
-    result = llm.structured(messages, TrialDraft, sample_index=sample_index, temperature=temperature,
-                            json_schema=writer_json_schema(intervention, _method(llm.config), vocabulary=vocabulary))
+def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, examples: list[str],
+                reasons: list[str], feedback: list[str], *, sample_index: int = 0, temperature: float | None = None,
+                vocabulary: dict[str, list[str]] | None = None,
+                adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
+    """Ask the model for one draft of `spec`; returns the prompt and the structured result.
+
+    `adapted`: the model was adapted to the grounding trials, and gets the compact prompt it was
+    trained on (`adapted_writer_messages`)."""
+    if adapted:
+        messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
+    else:
+        messages = writer_messages(spec, intervention, label, examples, reasons, feedback, sample_index)
+    result = llm.structured(messages, spec.model(), sample_index=sample_index, temperature=temperature,
+                            json_schema=writer_json_schema(spec, intervention, vocabulary))
     return messages, result
 
 
@@ -91,7 +164,9 @@ def synthetic_id(run_id: str, index: int) -> str:
 
 def make_write_node(resources: Resources):
     def write(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = GenerationConfig.from_runnable_config(config)
+        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+        spec = cfg.draft
+        assert spec is not None  # settled
         start = time.perf_counter()
         target = state.target
         last = state.critiques[-1] if state.critiques else None
@@ -99,15 +174,18 @@ def make_write_node(resources: Resources):
         sample_index = target.index * 16 + state.revision  # distinct, reproducible seed per draft
         run_id = ((config or {}).get("configurable") or {}).get("run_id", "adhoc")
         try:
-            messages, result = write_draft(resources.llm, target.intervention, target.label, state.example_texts,
-                                           state.reasons, feedback, sample_index=sample_index,
+            messages, result = write_draft(resources.writer, spec, target.intervention, target.label,
+                                           state.example_texts, state.reasons, feedback, sample_index=sample_index,
                                            temperature=cfg.writer_temperature,
-                                           vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None)
+                                           vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
+                                           adapted=cfg.writer_adapter is not None)
         except StructuredOutputError as exc:
             return {"draft": None, "draft_error": str(exc), "log": [StepLog(
                 node="write", seconds=time.perf_counter() - start, read={"feedback": feedback},
                 wrote={"error": str(exc)}, answer=exc.raw, tokens=exc.usage.total_tokens if exc.usage else 0)]}
-        trial = result.value.to_trial(synthetic_id(run_id, target.index), label=target.label, provenance={})
+        # status words are scrubbed here, so that the critic checks exactly what may be accepted
+        trial = scrub_trial(spec.to_trial(result.value, synthetic_id(run_id, target.index), label=target.label,
+                                          provenance={}))
         return {"draft": trial, "draft_error": None, "log": [StepLog(
             node="write", seconds=time.perf_counter() - start,
             read={"examples": state.examples, "reasons": len(state.reasons), "feedback": feedback},

@@ -3,22 +3,32 @@
 1. TF-IDF + LR on TOP phase I (train 1,044, test 627), 3 seeds: wall time (target < 60 s), and
    real-only figures next to HINT's published phase I numbers (PR-AUC .745, F1 .820, ROC-AUC .726,
    on its own test split).
-2. MiniLM fine-tuning grid, max length 256, ~1,000 real + ~1,000 "synthetic" trials: wall time
-   (target < 20 min for 3 seeds) and peak memory. The synthetic set here is a timing stand-in
-   (real toy_train/valid/test trials recorded as synthetic): the embedded model cannot produce
-   1,000 accepted trials on this machine in the time (see bench_generation).
+2. MiniLM grid (no_fine_tuning, real, synthetic, hybrid; ~1,000 real + ~1,000 "synthetic" trials)
+   with the evaluation defaults (max length, frozen layers), at each max length of --max-lengths,
+   each grid in a fresh process: wall time (target < 20 min for 3 seeds), peak RSS, the metrics with
+   each classifier's decision threshold (chosen on phase_I_valid) and collapse flag, and the
+   max-length comparison (ROC-AUC against the first length, 256: the default is the shortest length
+   whose ROC-AUC stays within 0.01). The synthetic set is a stand-in (real toy_train/valid/test
+   trials recorded as synthetic): the embedded model cannot produce 1,000 accepted trials on this
+   machine in the time (see bench_generation).
 
-    python benchmarks/bench_evals.py [--minilm-seeds 40 41 42] [--epochs 1] [--skip-minilm]
+    python benchmarks/bench_evals.py [--minilm-seeds 40 41 42] [--epochs 1] [--max-lengths 256 192 128 96]
+                                     [--skip-minilm]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TOP, peak_rss_mib, print_table  # noqa: E402
@@ -27,6 +37,7 @@ from synthtrials.evals.experiment import EvalOptions, run_evaluation  # noqa: E4
 from synthtrials.tools.readers import read_trials  # noqa: E402
 
 HINT_PHASE_I = {"pr_auc": 0.745, "f1": 0.820, "roc_auc": 0.726}
+WITHIN = 0.01  # ROC-AUC a shorter max length may lose against the longest
 
 
 def stand_in(path: Path, n: int) -> Path:
@@ -39,10 +50,37 @@ def stand_in(path: Path, n: int) -> Path:
     return path
 
 
+def minilm_grid(synthetic: Path, out: Path, max_length: int, epochs: int, seeds: list[int]) -> dict[str, Any]:
+    """One MiniLM grid (run in a fresh process, so that its peak RSS and CPU time are its own)."""
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    result = run_evaluation(EvalOptions(
+        real_train=str(TOP / "phase_I_train.csv"), real_valid=str(TOP / "phase_I_valid.csv"),
+        real_test=str(TOP / "phase_I_test.csv"), synthetic=str(synthetic), classifier="transformer",
+        max_length=max_length, epochs=epochs, batch_size=8, learning_rate=5e-5, seeds=seeds, out=out, n_boot=300),
+        progress=lambda m: print(f"  length {max_length}: {m}", file=sys.stderr, flush=True))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"result": result, "minutes": (time.perf_counter() - start) / 60, "peak_rss_mib": peak_rss_mib(),
+            "cpu_minutes": (usage.ru_utime + usage.ru_stime) / 60, "load": (load, os.getloadavg()[0])}
+
+
+def in_fresh_process(*args: Any) -> dict[str, Any]:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(minilm_grid, *args).result()
+
+
+def grid_roc_auc(result: dict[str, Any]) -> float:
+    """Mean ROC-AUC over the fine-tuned training sets (real, synthetic, hybrid)."""
+    sets = [v for name, v in result["training_sets"].items() if name != "no_fine_tuning"]
+    return sum(v["roc_auc"]["mean"] for v in sets) / len(sets)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minilm-seeds", type=int, nargs="+", default=[40, 41, 42])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-lengths", type=int, nargs="+", default=[256, 192, 128, 96],
+                        help="the first is the reference the others are compared with")
     parser.add_argument("--skip-minilm", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,21 +96,44 @@ def main() -> None:
         if args.skip_minilm:
             return
         synthetic = stand_in(Path(tmp) / "synthetic.jsonl", 1000)
-        start = time.perf_counter()
-        minilm = run_evaluation(EvalOptions(
-            real_train=str(TOP / "phase_I_train.csv"), real_valid=str(TOP / "phase_I_valid.csv"),
-            real_test=str(TOP / "phase_I_test.csv"), synthetic=str(synthetic), classifier="transformer",
-            max_length=256, epochs=args.epochs, batch_size=8, learning_rate=5e-5, seeds=args.minilm_seeds,
-            out=Path(tmp) / "minilm", n_boot=300), progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - start
-        rows = [[name, minilm["sizes"][name]] + [f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" for m in ("roc_auc", "pr_auc", "f1")]
-                for name, v in minilm["training_sets"].items()]
-        print_table(f"MiniLM grid, max length 256, {args.epochs} epoch(s), seeds {args.minilm_seeds}: "
-                    f"{seconds / 60:.1f} min, peak RSS {peak_rss_mib():.0f} MiB (target < 20 min for 3 seeds)",
-                    ["training set", "trials", "roc_auc", "pr_auc", "f1"], rows)
-        boot = minilm.get("bootstrap_hybrid_minus_real", {})
-        if boot:
-            print("\nhybrid - real (stand-in synthetic):", json.dumps({k: round(v["difference"], 3) for k, v in boot.items()}))
+        defaults = EvalOptions(out=Path(tmp))
+        grids = {length: in_fresh_process(synthetic, Path(tmp) / f"minilm_{length}", length, args.epochs,
+                                          args.minilm_seeds)
+                 for length in args.max_lengths}
+    chosen = defaults.max_length if defaults.max_length in grids else args.max_lengths[0]
+    grid = grids[chosen]
+    rows = [[name, grid["result"]["sizes"][name]]
+            + [f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" for m in ("roc_auc", "pr_auc", "f1", "precision", "recall")]
+            + [" / ".join(f"{x:.3f}" for x in v["threshold"]["per_seed"]), "YES" if v["collapsed"] else "no"]
+            for name, v in grid["result"]["training_sets"].items()]
+    print_table(f"MiniLM grid, max length {chosen}, frozen layers {defaults.frozen_layers}, {args.epochs} epoch(s), "
+                f"seeds {args.minilm_seeds}: {grid['minutes']:.1f} min (CPU {grid['cpu_minutes']:.1f} min), peak RSS "
+                f"{grid['peak_rss_mib']:.0f} MiB (target < 20 min for 3 seeds; load average {grid['load'][0]:.1f} at "
+                f"start, {grid['load'][1]:.1f} at end)",
+                ["training set", "trials", "roc_auc", "pr_auc", "f1", "precision", "recall",
+                 "threshold (per seed, chosen on valid)", "collapsed to one class"], rows)
+    boot = grid["result"].get("bootstrap_hybrid_minus_real", {})
+    if boot:
+        print("\nhybrid - real (stand-in synthetic):", json.dumps({k: round(v["difference"], 3) for k, v in boot.items()}))
+    reference = grids[args.max_lengths[0]]["result"]
+    names = list(reference["training_sets"])
+    rows, within = [], []
+    for length, g in grids.items():
+        sets = g["result"]["training_sets"]
+        real_drop = reference["training_sets"]["real"]["roc_auc"]["mean"] - sets["real"]["roc_auc"]["mean"]
+        grid_drop = grid_roc_auc(reference) - grid_roc_auc(g["result"])
+        if real_drop <= WITHIN and grid_drop <= WITHIN:
+            within.append(length)
+        rows.append([length, f"{g['minutes']:.1f}", f"{g['cpu_minutes']:.1f}", f"{g['peak_rss_mib']:.0f}",
+                     f"{g['load'][0]:.1f}"]
+                    + [f"{sets[n]['roc_auc']['mean']:.3f} ± {sets[n]['roc_auc']['std']:.3f}" for n in names]
+                    + [f"{grid_roc_auc(g['result']):.3f}", f"{-real_drop:+.3f}", f"{-grid_drop:+.3f}",
+                       "yes" if length in within else "no"])
+    print_table(f"MiniLM ROC-AUC by max length (mean ± std over seeds {args.minilm_seeds}, frozen layers "
+                f"{defaults.frozen_layers}, {args.epochs} epoch(s)); shortest within {WITHIN} of {args.max_lengths[0]} "
+                f"(real and grid mean): {min(within)}; evaluation default: {defaults.max_length}",
+                ["max length", "grid min", "CPU min", "peak RSS MiB", "load avg", *names, "grid mean (fine-tuned)",
+                 f"real vs {args.max_lengths[0]}", f"grid vs {args.max_lengths[0]}", f"within {WITHIN}"], rows)
 
 
 if __name__ == "__main__":

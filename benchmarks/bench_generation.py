@@ -29,7 +29,7 @@ from synthtrials.graphs.resources import Resources  # noqa: E402
 from synthtrials.graphs.state import GenerationState  # noqa: E402
 from synthtrials.tools.ingest import ingest  # noqa: E402
 from synthtrials.tools.llm import LLMClient  # noqa: E402
-from synthtrials.tools.store import open_store  # noqa: E402
+from synthtrials.tools.store import eligible, open_store  # noqa: E402
 
 
 def xml_to_dict(node: ET.Element):
@@ -53,7 +53,7 @@ def main() -> None:
         config = GenerationConfig()
         llm = LLMClient(config.llm)
         graph = build_graph(Resources(store=store, llm=llm))
-        plan = SamplingPlan.create("bench", 0, store.eligible(k=3))
+        plan = SamplingPlan.create("bench", 0, eligible(store, k=3))
         states: list[GenerationState] = []
         start = time.perf_counter()
         index = 0

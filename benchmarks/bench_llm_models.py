@@ -23,21 +23,16 @@ from synthtrials.agents.writer import write_draft  # noqa: E402
 from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
 from synthtrials.tools.normalize import normalize_intervention  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
-from synthtrials.tools.store import EligibleIntervention, eligible_from_counts  # noqa: E402
+from synthtrials.tools.eligibility import EligibleIntervention, eligible_trials  # noqa: E402
 from synthtrials.tools.trial import Trial, render_for_classifier  # noqa: E402
 
 
 def build_prompts(n: int, seed: int = 0) -> list[tuple[str, int, list[str]]]:
-    from collections import Counter
-
     trials = read_trials([TOP / "phase_I_train.csv"])
-    counts: dict[str, Counter] = {}
     by_key: dict[tuple[str, int], list[Trial]] = {}
     for t in trials:
-        name = normalize_intervention(t.interventions[0].name)
-        counts.setdefault(name, Counter())[t.label] += 1
-        by_key.setdefault((name, t.label), []).append(t)
-    eligible: list[EligibleIntervention] = eligible_from_counts(counts, 3)
+        by_key.setdefault((normalize_intervention(t.interventions[0].name), t.label), []).append(t)
+    eligible: list[EligibleIntervention] = eligible_trials(trials, 3)
     rng = random.Random(seed)
     prompts = []
     for i in range(n):

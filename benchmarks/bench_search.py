@@ -19,7 +19,7 @@ from common import TOP, peak_rss_mib, print_table  # noqa: E402
 
 from synthtrials.tools.embeddings import get_embeddings  # noqa: E402
 from synthtrials.tools.ingest import ingest  # noqa: E402
-from synthtrials.tools.store import TrialFilter, open_store  # noqa: E402
+from synthtrials.tools.store import TrialFilter, eligible, open_store  # noqa: E402
 from synthtrials.tools.trial import render_for_embedding  # noqa: E402
 
 N_BIG = int(os.environ.get("BENCH_TRIALS", "100000"))
@@ -63,7 +63,7 @@ def main() -> None:
         start = time.perf_counter()
         query_vectors = [encoder.embed_query(t) for t in texts]
         embed_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        eligible = [e.intervention for e in real_store.eligible(k=3)]
+        eligible = [e.intervention for e in eligible(real_store, k=3)]
         filters = [TrialFilter(label=1), TrialFilter(label=0, phase="phase 1"),
                    TrialFilter(intervention=eligible[0], label=1), TrialFilter(intervention=eligible[5], label=0),
                    TrialFilter(condition="breast cancer")]

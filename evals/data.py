@@ -52,15 +52,22 @@ def labels_of(trials: list[Trial]) -> list[int]:
 
 
 def real_reference(trials: Path, real: Path | None) -> list[Trial]:
-    """Real labelled trials: from `real`, else from the store recorded in the run folder."""
-    from synthtrials.tools.store import TrialFilter, open_store
+    """Real labelled trials to compare synthetic ones with: from `real`, else the real trials of the
+    grounding splits of the run that wrote them (its store, as recorded in its folder)."""
+    from synthtrials.tools.run_folder import read_run_grounding, run_dir_of
+    from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
 
     if real is not None:
         return [t for t in read_trials([real]) if t.label is not None]
-    config = (trials if trials.is_dir() else trials.parent) / "config.json"
-    if not config.exists():
+    grounding = read_run_grounding(trials)
+    config = run_dir_of(trials) / "config.json"
+    if grounding is not None:
+        location, flt = grounding.store, grounding_filter(grounding.splits)
+    elif config.exists():
+        location, flt = json.loads(config.read_text())["store"], TrialFilter(source="real")
+    else:
         return []
-    store = open_store(json.loads(config.read_text())["store"], create=False)
-    reference = [t for t in store.filter(TrialFilter(source="real")) if t.label is not None]
+    store = open_store(location, create=False)
+    reference = [t for t in store.filter(flt) if t.label is not None]
     store.close()
     return reference

@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from sklearn.model_selection import train_test_split
 
-from synthtrials.evals.classifiers import check_labels, make_classifier, resolve_encoder
+from synthtrials.evals.classifiers import (DEFAULT_ENCODER, EncoderFeatureCache, check_labels, make_classifier,
+                                          resolve_encoder)
 from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
+from synthtrials.evals.leakage import LeakageReport, drop_grounded_on, grounding_of, guard
 from synthtrials.evals.metrics import aggregate, binary_metrics, paired_bootstrap
 from synthtrials.tools.atomic import write_json_atomic
+from synthtrials.tools.eligibility import eligible_trials
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.fields import field_set
 from synthtrials.tools.normalize import normalize_intervention
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.run_folder import read_run_grounding
+from synthtrials.tools.trial import Trial, render_for_classifier
 
 SWEEPS = ("ratio", "low_resource", "generalisation", "fidelity")
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -38,11 +44,14 @@ class EvalOptions(BaseModel):
     classifier: Literal["tfidf", "transformer"] = "tfidf"
     model: str | None = None
     max_length: int = 256
+    frozen_layers: int | None = Field(4, description="transformer: freeze the embeddings and the lower N layers "
+                                      "(their outputs computed once per text); None fine-tunes every layer")
     epochs: int = 3
     learning_rate: float = 5e-5
     batch_size: int = 8
     seeds: list[int] = Field(default_factory=lambda: [40, 41, 42])
-    split: Literal["files", "paper"] = "files"
+    split_mode: Literal["files", "paper"] = Field("files", validation_alias=AliasChoices("split_mode", "split"))
+    provenance_check: bool = Field(True, description="refuse synthetic trials without provenance")
     sweeps: list[str] = Field(default_factory=list)
     n_boot: int = 1000
     out: Path
@@ -54,16 +63,21 @@ class Split(BaseModel):
     test: list[Trial]
 
 
+class Prediction(NamedTuple):
+    """Test-set probabilities of the positive class and the decision threshold (chosen on the
+    validation set where there is one): `binary_metrics(y, *prediction)`."""
+
+    proba: np.ndarray
+    threshold: float
+
+
 def first_drug(trial: Trial) -> str:
     return normalize_intervention(trial.interventions[0].name) if trial.interventions else ""
 
 
 def paper_split(pool: list[Trial], seed: int, k: int = 3) -> Split:
     """The paper's split: real trials of the eligible interventions, stratified 60/20/20 per seed."""
-    counts: dict[str, list[int]] = {}
-    for t in pool:
-        counts.setdefault(first_drug(t), [0, 0])[int(t.label)] += 1  # type: ignore[arg-type]
-    eligible = {d for d, (f, s) in counts.items() if d and f >= k and s >= k}
+    eligible = {e.intervention for e in eligible_trials(pool, k)}
     kept = [t for t in pool if first_drug(t) in eligible]
     if len(kept) < 10:
         raise ConfigError(f"only {len(kept)} real trials of eligible interventions: too few to split")
@@ -83,7 +97,7 @@ class Evaluation:
 
     def _validate(self) -> None:
         o = self.o
-        if o.split == "files":
+        if o.split_mode == "files":
             if not o.real_train or not o.real_test:
                 raise ConfigError("give --real-train and --real-test (or --split paper --real-pool FILES)")
             self.train = load_labelled(o.real_train, o.labels)
@@ -105,6 +119,9 @@ class Evaluation:
         self.synthetic = load_synthetic(o.synthetic) if o.synthetic else []
         if self.synthetic:
             check_labels(labels_of(self.synthetic), f"synthetic set {o.synthetic}")
+        self.leakage = self._guard()
+        #: like for like: every classifier reads the fields most real training trials have
+        self.fields = field_set(self.train if o.split_mode == "files" else self.pool)
         unknown = [s for s in o.sweeps if s not in SWEEPS]
         if unknown:
             raise ConfigError(f"unknown sweep(s) {', '.join(unknown)} (choose from {', '.join(SWEEPS)})")
@@ -115,58 +132,110 @@ class Evaluation:
         if o.classifier == "transformer":
             resolve_encoder(o.model or "bundled:all-MiniLM-L6-v2")
 
+    def _guard(self) -> LeakageReport | None:
+        """Refuse synthetic trials grounded on the test or validation trials (files mode)."""
+        o = self.o
+        if not self.synthetic:
+            return None
+        if o.split_mode == "paper":  # held-out trials differ per seed: dropped per seed in `synthetic_for`
+            self.grounding = grounding_of(self.synthetic, read_run_grounding(o.synthetic))  # type: ignore[arg-type]
+            return guard(self.synthetic, str(o.synthetic), {}, provenance_check=o.provenance_check)
+        held_out = {f"test set {o.real_test}": {t.nct_id for t in self.test}}
+        if self.valid:
+            held_out[f"validation set {o.real_valid}"] = {t.nct_id for t in self.valid}
+        return guard(self.synthetic, str(o.synthetic), held_out, provenance_check=o.provenance_check)
+
     def split(self, seed: int) -> Split:
-        if self.o.split == "paper":
+        if self.o.split_mode == "paper":
             return paper_split(self.pool, seed)
         return Split(train=self.train, valid=self.valid, test=self.test)
 
+    def synthetic_for(self, split: Split) -> tuple[list[Trial], int]:
+        """The synthetic trials usable with `split`, and how many were dropped for it.
+
+        Files mode: all (the guard refused any leak). Paper mode: those whose grounding avoids this
+        seed's validation and test trials.
+        """
+        if self.o.split_mode == "files" or not self.synthetic:
+            return self.synthetic, 0
+        held_out = {t.nct_id for t in split.test + (split.valid or [])}
+        return drop_grounded_on(self.synthetic, self.grounding, held_out)
+
+    def texts(self, trials: list[Trial]) -> list[str]:
+        """The like-for-like rendering of `trials` (the field set of the real training data)."""
+        return [render_for_classifier(t, self.fields) for t in trials]
+
+    @cached_property
+    def features(self) -> EncoderFeatureCache:
+        """The frozen encoder's outputs per text, shared by every transformer classifier of this evaluation."""
+        return EncoderFeatureCache(self.o.model or DEFAULT_ENCODER, self.o.max_length, self.o.frozen_layers)
+
     def fit_predict(self, kind: str, train: list[Trial], valid: list[Trial] | None, test: list[Trial],
-                    seed: int) -> np.ndarray:
+                    seed: int) -> Prediction:
         params: dict[str, Any] = {}
         if kind == "transformer":
             params = dict(max_length=self.o.max_length, epochs=self.o.epochs, learning_rate=self.o.learning_rate,
-                          batch_size=self.o.batch_size)
+                          batch_size=self.o.batch_size, frozen_layers=self.o.frozen_layers, features=self.features)
         elif kind == "frozen":
-            params = dict(max_length=self.o.max_length)
+            params = dict(max_length=self.o.max_length, features=self.features)
         model = make_classifier(kind, self.o.model, seed=seed, progress=self.step_progress, **params)
-        model.fit(train, labels_of(train), valid, labels_of(valid) if valid else None)
-        return model.predict_proba(test)[:, 1]
+        model.fit(self.texts(train), labels_of(train), self.texts(valid) if valid else None,
+                  labels_of(valid) if valid else None)
+        return Prediction(model.predict_proba(self.texts(test))[:, 1], model.threshold_)
 
     def training_sets(self, split: Split) -> dict[str, list[Trial]]:
         sets: dict[str, list[Trial]] = {"real": split.train}
-        if self.synthetic:
-            sets["synthetic"] = self.synthetic
-            sets["hybrid"] = split.train + self.synthetic
+        synthetic, _ = self.synthetic_for(split)
+        if synthetic and len({t.label for t in synthetic}) == 2:
+            sets["synthetic"] = synthetic
+            sets["hybrid"] = split.train + synthetic
         return sets
 
     def run(self) -> dict[str, Any]:
         o = self.o
         per_seed: dict[str, list[dict[str, float]]] = {}
         probas: dict[str, list[np.ndarray]] = {}
+        thresholds: dict[str, list[float]] = {}
+        collapsed: dict[str, bool] = {}  # on some seed, every test trial predicted in one class
         tests: list[np.ndarray] = []
         sizes: dict[str, int] = {}
+        dropped: dict[str, int] = {}
         for seed in o.seeds:
             split = self.split(seed)
             y_test = np.asarray(labels_of(split.test))
             tests.append(y_test)
+            dropped[str(seed)] = self.synthetic_for(split)[1]
             runs = dict(self.training_sets(split))
             if o.classifier == "transformer":
                 runs = {"no_fine_tuning": split.train, **runs}
             for name, train in runs.items():
                 self.progress(f"seed {seed}: training on {name} ({len(train)} trials)")
                 kind = "frozen" if name == "no_fine_tuning" else o.classifier
-                proba = self.fit_predict(kind, train, split.valid, split.test, seed)
-                per_seed.setdefault(name, []).append(binary_metrics(y_test, proba))
-                probas.setdefault(name, []).append(proba)
+                prediction = self.fit_predict(kind, train, split.valid, split.test, seed)
+                per_seed.setdefault(name, []).append(binary_metrics(y_test, *prediction))
+                probas.setdefault(name, []).append(prediction.proba)
+                thresholds.setdefault(name, []).append(prediction.threshold)
+                one_class = len(np.unique(prediction.proba >= prediction.threshold)) == 1
+                collapsed[name] = collapsed.get(name, False) or one_class
                 sizes[name] = len(train)
             sizes["test"] = len(split.test)
         result: dict[str, Any] = {
             "classifier": o.classifier, "model": o.model if o.classifier == "transformer" else None,
-            "split": o.split, "seeds": o.seeds, "sizes": sizes,
-            "training_sets": {name: aggregate(values) for name, values in per_seed.items()},
+            "split": o.split_mode, "seeds": o.seeds, "sizes": sizes, "field_set": list(self.fields),
+            "training_sets": {name: {**aggregate(values), "threshold": {"per_seed": thresholds[name]},
+                                     "collapsed": collapsed[name]} for name, values in per_seed.items()},
         }
-        if "hybrid" in probas:
-            if o.split == "files":
+        if self.leakage is not None:
+            result["leakage"] = self.leakage.model_dump()
+        if o.split_mode == "paper" and self.synthetic:
+            result["synthetic_dropped_per_seed"] = dropped
+            survived = 1 - max(dropped.values()) / len(self.synthetic)
+            if survived < 0.5:
+                result["synthetic_dropped_warning"] = (
+                    f"only {survived:.0%} of the synthetic trials survive some seed's split (a trial grounded on k "
+                    f"examples survives a 60/20/20 split with probability about 0.6^k): use --split-mode files")
+        if "hybrid" in probas and len(probas["hybrid"]) == len(probas["real"]):
+            if o.split_mode == "files":
                 result["bootstrap_hybrid_minus_real"] = paired_bootstrap(tests[0], probas["real"], probas["hybrid"],
                                                                          n_boot=o.n_boot)
             else:  # different test sets per seed: bootstrap each seed's pair, report per seed
@@ -187,7 +256,7 @@ class Evaluation:
     def _mean_metrics(self, runs: list[tuple[list[Trial], list[Trial] | None, list[Trial], int]]) -> dict[str, Any]:
         values = []
         for train, valid, test, seed in runs:
-            values.append(binary_metrics(np.asarray(labels_of(test)), self.fit_predict(self.o.classifier, train, valid, test, seed)))
+            values.append(binary_metrics(np.asarray(labels_of(test)), *self.fit_predict(self.o.classifier, train, valid, test, seed)))
         agg = aggregate(values)
         return {"roc_auc": agg["roc_auc"], "pr_auc": agg["pr_auc"], "f1": agg["f1"], "train_size": len(runs[0][0])}
 
@@ -197,8 +266,9 @@ class Evaluation:
             runs = []
             for seed in self.o.seeds:
                 split = self.split(seed)
+                synthetic = self.synthetic_for(split)[0]
                 want = int(round(ratio * len(split.train)))
-                sample = random.Random(seed).sample(self.synthetic, min(want, len(self.synthetic)))
+                sample = random.Random(seed).sample(synthetic, min(want, len(synthetic)))
                 runs.append((split.train + sample, split.valid, split.test, seed))
             out.append({"ratio": ratio, "synthetic_used": len(runs[0][0]) - len(self.split(self.o.seeds[0]).train),
                         **self._mean_metrics(runs)})
@@ -214,24 +284,24 @@ class Evaluation:
                     train = split.train
                     if fraction < 1.0:
                         train, _ = train_test_split(train, train_size=fraction, stratify=labels_of(train), random_state=seed)
-                    runs.append((train + (self.synthetic if with_synthetic else []), split.valid, split.test, seed))
+                    runs.append((train + (self.synthetic_for(split)[0] if with_synthetic else []), split.valid,
+                                 split.test, seed))
                 out.append({"real_fraction": fraction, "with_synthetic": with_synthetic, **self._mean_metrics(runs)})
         return out
 
     def sweep_generalisation(self) -> dict[str, Any]:
-        """Train on the trials of half the interventions, test on the real trials of the other half."""
-        real = self.pool if self.o.split == "paper" else self.train + self.test + (self.valid or [])
-        drugs = sorted({first_drug(t) for t in real})
+        """Train on the training trials of half the interventions, test on the held-out trials of the other half."""
         results: dict[str, list[dict[str, float]]] = {"real": [], "hybrid": []}
         for seed in self.o.seeds:
-            rng = random.Random(seed)
-            seen = set(rng.sample(drugs, len(drugs) // 2))
-            train = [t for t in real if first_drug(t) in seen]
-            test = [t for t in real if first_drug(t) not in seen]
-            synthetic = [t for t in self.synthetic if first_drug(t) in seen]
+            split = self.split(seed)
+            drugs = sorted({first_drug(t) for t in split.train + split.test})
+            seen = set(random.Random(seed).sample(drugs, len(drugs) // 2))
+            train = [t for t in split.train if first_drug(t) in seen]
+            test = [t for t in split.test if first_drug(t) not in seen]
+            synthetic = [t for t in self.synthetic_for(split)[0] if first_drug(t) in seen]
             y = np.asarray(labels_of(test))
-            results["real"].append(binary_metrics(y, self.fit_predict(self.o.classifier, train, None, test, seed)))
-            results["hybrid"].append(binary_metrics(y, self.fit_predict(self.o.classifier, train + synthetic, None, test, seed)))
+            results["real"].append(binary_metrics(y, *self.fit_predict(self.o.classifier, train, None, test, seed)))
+            results["hybrid"].append(binary_metrics(y, *self.fit_predict(self.o.classifier, train + synthetic, None, test, seed)))
         return {name: aggregate(values) for name, values in results.items()}
 
     def sweep_fidelity(self) -> dict[str, Any]:
@@ -239,12 +309,13 @@ class Evaluation:
         out: dict[str, list[dict[str, float]]] = {"real_model_on_synthetic": [], "synthetic_model_on_real_test": []}
         for seed in self.o.seeds:
             split = self.split(seed)
-            y_syn = np.asarray(labels_of(self.synthetic))
+            synthetic = self.synthetic_for(split)[0]
+            y_syn = np.asarray(labels_of(synthetic))
             out["real_model_on_synthetic"].append(
-                binary_metrics(y_syn, self.fit_predict(self.o.classifier, split.train, split.valid, self.synthetic, seed)))
+                binary_metrics(y_syn, *self.fit_predict(self.o.classifier, split.train, split.valid, synthetic, seed)))
             y_test = np.asarray(labels_of(split.test))
             out["synthetic_model_on_real_test"].append(
-                binary_metrics(y_test, self.fit_predict(self.o.classifier, self.synthetic, None, split.test, seed)))
+                binary_metrics(y_test, *self.fit_predict(self.o.classifier, synthetic, None, split.test, seed)))
         return {name: aggregate(values) for name, values in out.items()}
 
 

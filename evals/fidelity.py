@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -12,12 +14,17 @@ from sklearn.metrics import roc_auc_score
 from synthtrials.evals.classifiers import tfidf_pipeline
 from synthtrials.tools.checks import ngram_overlap
 from synthtrials.tools.embeddings import get_embeddings
+from synthtrials.tools.fields import field_set
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
 
 
-def discriminator_auc(real: list[Trial], synthetic: list[Trial], seed: int = 0) -> float:
-    """Cross-validated ROC-AUC of TF-IDF + LR telling real from synthetic (0.5: indistinguishable)."""
-    texts = [render_for_classifier(t) for t in real + synthetic]
+def discriminator_auc(real: list[Trial], synthetic: list[Trial], seed: int = 0,
+                      fields: Collection[str] | None = None) -> float:
+    """Cross-validated ROC-AUC of TF-IDF + LR telling real from synthetic (0.5: indistinguishable).
+
+    Both sides are rendered with the same field set (`fields`): like for like.
+    """
+    texts = [render_for_classifier(t, fields) for t in real + synthetic]
     y = np.array([0] * len(real) + [1] * len(synthetic))
     folds = min(5, int(min(len(real), len(synthetic))))
     if folds < 2:
@@ -73,17 +80,27 @@ def field_distributions(trials: list[Trial]) -> dict[str, Any]:
             "criteria_items": stats(criteria), "words": stats(lengths)}
 
 
+def real_halves_auc(real: list[Trial], seed: int = 0, fields: Collection[str] | None = None) -> float:
+    """The same discriminator between two random halves of the real data: its chance level."""
+    shuffled = list(real)
+    random.Random(seed).shuffle(shuffled)
+    half = len(shuffled) // 2
+    return discriminator_auc(shuffled[:half], shuffled[half:], seed, fields)
+
+
 def fidelity_report(real: list[Trial], synthetic: list[Trial], holdout: list[Trial] | None = None,
                     examples: dict[str, Trial] | None = None, seed: int = 0) -> dict[str, Any]:
     encoder = get_embeddings()
     real_v = encoder.embed_array([render_for_embedding(t) for t in real])
     syn_v = encoder.embed_array([render_for_embedding(t) for t in synthetic])
-    report: dict[str, Any] = {"n_real": len(real), "n_synthetic": len(synthetic)}
-    report["discriminator_auc"] = discriminator_auc(real, synthetic, seed)
+    fields = field_set(real)
+    report: dict[str, Any] = {"n_real": len(real), "n_synthetic": len(synthetic), "field_set": list(fields)}
+    report["discriminator_auc"] = discriminator_auc(real, synthetic, seed, fields)
+    report["discriminator_auc_real_halves"] = real_halves_auc(real + (holdout or []), seed, fields)
     report["embedding"] = knn_precision_recall(real_v, syn_v)
     report["fields"] = {"real": field_distributions(real), "synthetic": field_distributions(synthetic)}
-    syn_texts = [render_for_classifier(t) for t in synthetic]
-    real_texts = [render_for_classifier(t) for t in real]
+    syn_texts = [render_for_classifier(t, fields) for t in synthetic]
+    real_texts = [render_for_classifier(t, fields) for t in real]
     report["diversity"] = {
         "synthetic": {"distinct_1": distinct_n(syn_texts, 1), "distinct_2": distinct_n(syn_texts, 2),
                       "mean_pairwise_similarity": mean_pairwise_similarity(syn_v)},
@@ -106,7 +123,7 @@ def fidelity_report(real: list[Trial], synthetic: list[Trial], holdout: list[Tri
         copied = []
         for trial in synthetic:
             sources = [examples[i] for i in trial.provenance.get("examples", []) if i in examples]
-            text = render_for_classifier(trial)
-            copied.append(max((ngram_overlap(text, render_for_classifier(s), 8) for s in sources), default=0.0))
+            text = render_for_classifier(trial, fields)
+            copied.append(max((ngram_overlap(text, render_for_classifier(s, fields), 8) for s in sources), default=0.0))
         report["copied_8gram_share"] = {"mean": float(np.mean(copied)), "max": float(np.max(copied))}
     return report

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score,
+                             roc_curve)
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 
@@ -21,6 +22,19 @@ def binary_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5
         "roc_auc": float(roc_auc_score(y_true, proba)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y_true, proba)) if both else float("nan"),
     }
+
+
+def youden_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The decision threshold (positive from it up) that maximises balanced accuracy, i.e. Youden's
+    J = TPR - FPR, on (y_true, proba): midway between the lowest score it calls positive and the next
+    lower score. 0.5 where no threshold beats predicting one class (J <= 0)."""
+    fpr, tpr, thresholds = roc_curve(np.asarray(y_true), np.asarray(proba), drop_intermediate=False)
+    j = tpr - fpr
+    best = int(np.argmax(j))  # ties: the highest threshold
+    if j[best] <= 0:
+        return 0.5
+    # J > 0 excludes the first (nothing positive) and the last (everything positive) point
+    return float((thresholds[best] + thresholds[best + 1]) / 2)
 
 
 def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:

@@ -146,8 +146,10 @@ def build_report(run_dir: Path, summary: dict | None, metrics: list[dict], fidel
         add("Generation", t, m)
     for result in metrics:
         rows = [[name] + [f"{v[m]['mean']:.3f} ± {v[m]['std']:.3f}" for m in METRICS]
+                + [" / ".join(f"{x:.3f}" for x in v["threshold"]["per_seed"]) if "threshold" in v else "-",
+                   {True: "YES: predicts one class", False: "no"}.get(v.get("collapsed"), "-")]
                 for name, v in result["training_sets"].items()]
-        t, m = _table(["training set", *METRICS], rows)
+        t, m = _table(["training set", *METRICS, "threshold (per seed)", "collapsed"], rows)
         extra_html = extra_md = ""
         boot = result.get("bootstrap_hybrid_minus_real")
         if boot and "roc_auc" in boot:
@@ -158,7 +160,10 @@ def build_report(run_dir: Path, summary: dict | None, metrics: list[dict], fidel
             t + extra_html + metric_bars(result) + (sweep_curves(result["sweeps"]) if result.get("sweeps") else ""),
             m + "\n" + extra_md)
     if fidelity:
-        rows = [["discriminator ROC-AUC (0.5 = indistinguishable)", fidelity["discriminator_auc"]],
+        rows = [["discriminator ROC-AUC, real vs synthetic (0.5 = indistinguishable)", fidelity["discriminator_auc"]],
+                ["discriminator ROC-AUC, two halves of the real data (chance level)",
+                 fidelity.get("discriminator_auc_real_halves", float("nan"))],
+                ["fields compared (like for like)", ", ".join(fidelity.get("field_set", []))],
                 ["embedding precision", fidelity["embedding"]["precision"]],
                 ["embedding recall", fidelity["embedding"]["recall"]],
                 ["distinct-2 synthetic / real", f"{fidelity['diversity']['synthetic']['distinct_2']:.3f} / "

@@ -12,34 +12,40 @@ from typing import Any, ClassVar, Literal
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 
+from synthtrials.tools.checks import CriticThresholds
 from synthtrials.tools.llm import LLMConfig
-
-
-class CriticThresholds(BaseModel):
-    """Documented thresholds of the deterministic critic checks."""
-
-    ngram: int = Field(8, description="word n-gram length for copy detection")
-    max_ngram_overlap: float = Field(0.35, description="share of the draft's n-grams found in one real trial")
-    max_real_similarity: float = Field(0.97, description="cosine similarity to the closest real trial")
-    max_synthetic_similarity: float = Field(0.98, description="cosine similarity to an accepted synthetic trial")
-    real_neighbours: int = Field(5, description="closest real trials checked beyond the examples")
-    min_title_words: int = 3
-    min_item_words: int = 2
+from synthtrials.tools.splits import Split
+from synthtrials.tools.store import TrialFilter, grounding_filter
+from synthtrials.tools.writer_format import DraftSpec
 
 
 class GenerationConfig(BaseModel):
+    ground_on: list[Split] | None = Field(
+        None, description="the splits generation may read (retriever, neighbours, vocabulary, critic knowledge); "
+                          "None: train when the store has a train split, else pool (settled when a run starts)")
+    draft: DraftSpec | None = Field(
+        None, description="the fields and bounds the writer writes; None: measured on the grounding trials")
+    writer_adapter: str | None = Field(
+        None, description="folder of a writer adapted to the grounding trials (`synthtrials adapt`); the reasoner "
+                          "and critic keep the base model")
+    writer_adapter_sha256: str | None = Field(None, description="the adapter's hash (part of the run fingerprint)")
     k: int = Field(3, ge=1, le=10, description="real examples per draw (the paper: 3)")
     neighbours: Literal["off", "fallback", "add"] = Field(
         "fallback", description="semantic neighbours with the same label: only when fewer than k examples, or always added")
     n_neighbours: int = Field(2, ge=0, le=10)
     example_chars: int = Field(900, ge=200, description="each example's rendering is trimmed to this many characters")
     n_reasons: int = Field(5, ge=1, le=10, description="reasons per draw (the paper: 5)")
+    reasoner: Literal["auto", "llm", "evidence", "none"] = Field(
+        "auto", description="who writes the reasons: the LLM (validated), templates from the registry evidence, "
+                            "nobody (ablation); auto measures the model's reason validity once per store and model")
     max_revisions: int = Field(2, ge=0, le=5, description="critic -> writer loops before a draft is rejected")
     writer_temperature: float = Field(0.7, ge=0, le=2)
     reasoner_temperature: float = Field(0.3, ge=0, le=2)
     critic_temperature: float = Field(0.0, ge=0, le=2)
-    llm_critic: Literal["off", "advisory", "enforce"] = Field(
-        "enforce", description="the LLM domain-consistency judgement: ignored, recorded, or able to send drafts back")
+    llm_critic: Literal["off", "advisory", "enforce"] | None = Field(
+        None, description="the LLM domain-consistency judgement: ignored, recorded, or able to send drafts back; "
+                          "None: advisory for models whose judgement was measured no better than chance "
+                          "(benchmarks/bench_critic.py), else enforce")
     constrain_vocabulary: Literal["auto", "on", "off"] = Field(
         "auto", description="restrict the writer's conditions and phase to those of the intervention's real trials, "
                             "and enrollment to 1-999, in the output schema (auto: on for llama.cpp's grammar)")
@@ -53,6 +59,12 @@ class GenerationConfig(BaseModel):
         if value is None:
             return cls()
         return value if isinstance(value, cls) else cls.model_validate(value)
+
+    def grounding(self) -> TrialFilter:
+        """The real trials of the grounding splits (settled: see `graphs.resolve`)."""
+        if self.ground_on is None:
+            raise ValueError("ground_on is not settled: resolve the configuration against the store first")
+        return grounding_filter(self.ground_on)
 
     def vocabulary_constrained(self) -> bool:
         if self.constrain_vocabulary == "auto":

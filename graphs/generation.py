@@ -24,7 +24,7 @@ from synthtrials.agents.writer import make_write_node
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepLog
-from synthtrials.tools.checks import outcome_word_counts, scrub_trial
+from synthtrials.tools.checks import outcome_word_counts
 from synthtrials.tools.trial import render_for_embedding
 
 TEMPLATES = ("reasoner", "writer", "critic")
@@ -32,15 +32,19 @@ TEMPLATES = ("reasoner", "writer", "critic")
 
 def make_finalize_node(resources: Resources):
     def finalize(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = GenerationConfig.from_runnable_config(config)
+        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
         start = time.perf_counter()
         last = state.critiques[-1] if state.critiques else None
         provenance: dict[str, Any] = {
             "run_id": ((config or {}).get("configurable") or {}).get("run_id"),
             "plan_index": state.target.index,
             "target": state.target.model_dump(),
+            "ground_on": cfg.ground_on,
             "examples": state.examples,
+            "neighbours": state.neighbours,
+            "critic_neighbours": sorted({i for c in state.critiques for i in c.neighbours}),
             "reasons": state.reasons,
+            "reasons_source": state.reasons_source,
             "critiques": [c.model_dump() for c in state.critiques],
             "revisions": sum(1 for c in state.critiques if c.verdict == "revise"),
             "backend": cfg.llm.backend,
@@ -51,8 +55,7 @@ def make_finalize_node(resources: Resources):
         }
         if last is not None and last.verdict == "accept" and state.draft is not None:
             counts = outcome_word_counts(state.draft)
-            trial = scrub_trial(state.draft).model_copy(
-                update={"provenance": {**provenance, "outcome_words": dict(counts)}})
+            trial = state.draft.model_copy(update={"provenance": {**provenance, "outcome_words": dict(counts)}})
             resources.synthetic.add(trial.nct_id, resources.embeddings.embed_array([render_for_embedding(trial)])[0])
             update = {"draft": trial, "verdict": "accept", "provenance": trial.provenance}
         else:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from synthtrials.graphs.state import Target
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.normalize import normalize_intervention
-from synthtrials.tools.store import EligibleIntervention
+from synthtrials.tools.eligibility import EligibleIntervention
 
 PlanMode = Literal["uniform", "proportional", "list"]
 

@@ -37,7 +37,11 @@ from synthtrials.graphs.state import GenerationState
 from synthtrials.tools.atomic import atomic_open, write_json_atomic, write_jsonl_atomic
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import LLMClient, LLMError
-from synthtrials.tools.store import open_store
+from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
+from synthtrials.graphs.resolve import resolve_generation
+from synthtrials.tools.adapter_folder import read_adapter
+from synthtrials.tools.run_folder import RunGrounding, write_run_grounding
+from synthtrials.tools.store import eligible, open_store
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
 
 RUN_FILE = "run.json"
@@ -54,6 +58,9 @@ class RunOptions(BaseModel):
     interventions: list[str] | None = None
     eligibility_rule: str = "first"
     concurrency: int = 1
+    plan_min_trials: int | None = Field(
+        None, ge=1, description="successful and failed grounding trials a drug needs to be planned (None: k); "
+                                "below k, semantic neighbours fill the examples")
     max_draws_factor: int = 10
     force: bool = False
     hf_dataset: bool = False
@@ -61,7 +68,8 @@ class RunOptions(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         return {"store": str(self.store), "generation": self.generation.fingerprint(), "plan_mode": self.plan_mode,
-                "interventions": self.interventions, "eligibility_rule": self.eligibility_rule}
+                "interventions": self.interventions, "eligibility_rule": self.eligibility_rule,
+                **({"plan_min_trials": self.plan_min_trials} if self.plan_min_trials is not None else {})}
 
 
 class RunProgress(BaseModel):
@@ -93,20 +101,47 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
-def prepare_run_folder(options: RunOptions) -> str:
-    """Create or reopen the run folder; returns the run id. Refuses a different config unless forced."""
+def _saved_run(options: RunOptions) -> dict[str, Any] | None:
+    """The run.json of the run folder, or None when there is none."""
+    run_file = options.out / RUN_FILE
+    if not run_file.exists():
+        return None
+    try:
+        return json.loads(run_file.read_text())
+    except (json.JSONDecodeError, OSError) as exc:
+        raise ConfigError(f"{run_file}: unreadable ({exc}); use --force to start over") from None
+
+
+def settled_generation(options: RunOptions, store: Any, llm: Callable[[], LLMClient] | None = None,
+                       say: Callable[[str], None] | None = None) -> GenerationConfig:
+    """The generation config with its data-dependent defaults settled (`graphs.resolve`).
+
+    A resumed run keeps the settlement it recorded (a re-ingested or re-calibrated store never
+    changes a run midway); a new run settles them against the store now. Writes nothing.
+    """
+    saved = _saved_run(options)
+    if saved is not None and saved.get("settled") and not _diff(saved.get("fingerprint"), options.fingerprint()):
+        settled = GenerationConfig.model_validate(saved["settled"])
+        return settled.model_copy(update={"llm": options.generation.llm})
+    return resolve_generation(options.generation, store, say=say, llm=llm)
+
+
+def prepare_run_folder(options: RunOptions, settled: GenerationConfig) -> str:
+    """Create or reopen the run folder (recording `settled`); returns the run id.
+
+    Refuses a different configuration unless forced (which keeps the old run aside).
+    """
     out = options.out
     run_file = out / RUN_FILE
     fingerprint = options.fingerprint()
-    if run_file.exists():
-        try:
-            saved = json.loads(run_file.read_text())
-        except (json.JSONDecodeError, OSError) as exc:
-            raise ConfigError(f"{run_file}: unreadable ({exc}); use --force to start over") from None
+    saved = _saved_run(options)
+    if saved is not None:
         differences = _diff(saved.get("fingerprint"), fingerprint)
         if not differences:
             for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
                 stale.unlink()
+            if saved.get("settled") is None:  # a run folder written before settlements were recorded
+                write_json_atomic(run_file, {**saved, "settled": settled.model_dump(mode="json")})
             return str(saved["run_id"])
         if not options.force:
             raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}); "
@@ -122,7 +157,7 @@ def prepare_run_folder(options: RunOptions) -> str:
     for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
         stale.unlink()
     write_json_atomic(run_file, {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 "fingerprint": fingerprint})
+                                 "fingerprint": fingerprint, "settled": settled.model_dump(mode="json")})
     return run_id
 
 
@@ -262,8 +297,9 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
     }
 
 
-def write_outputs(options: RunOptions, plan: SamplingPlan, results: dict[int, GenerationState], llm: LLMClient,
-                  seconds: float, errors: int, final: bool) -> dict[str, Any]:
+def write_outputs(options: RunOptions, generation: GenerationConfig, plan: SamplingPlan,
+                  results: dict[int, GenerationState], llm: LLMClient, seconds: float, errors: int,
+                  final: bool) -> dict[str, Any]:
     out = options.out
     accepted = select_accepted(results, options.n)
     accepted_ids = {t.nct_id for t in accepted}
@@ -289,12 +325,23 @@ def write_outputs(options: RunOptions, plan: SamplingPlan, results: dict[int, Ge
     write_json_atomic(out / "config.json", {"n": options.n, "store": options.store, "plan_mode": options.plan_mode,
                                             "interventions": options.interventions, "concurrency": options.concurrency,
                                             "eligibility_rule": options.eligibility_rule,
-                                            "generation": options.generation.model_dump(mode="json")})
+                                            "plan_min_trials": options.plan_min_trials,
+                                            "generation": generation.model_dump(mode="json")})
     return summary
 
 
+def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
+    """The writer's own client when it was adapted: the base model with the adapter, the answer
+    budget it was trained for; the reasoner and critic keep the base model."""
+    if not generation.writer_adapter:
+        return None
+    return LLMClient(generation.llm.model_copy(update={
+        "adapter": generation.writer_adapter, "max_tokens": ANSWER_TOKENS + 64,
+        "n_ctx": max(1024, PROMPT_TOKENS + ANSWER_TOKENS + 128)}))
+
+
 def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], None] | None = None,
-                   llm: LLMClient | None = None) -> dict[str, Any]:
+                   llm: LLMClient | None = None, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a generation run until exactly `options.n` trials are accepted.
 
     Raises `ConfigError` on bad input before anything is written, and `LLMError` when the
@@ -307,16 +354,24 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     store = open_store(options.store, create=False)
     if store.count() == 0:
         raise ConfigError(f"{options.store}: the store is empty (run `synthtrials ingest` first)")
-    eligible = store.eligible(k=options.generation.k, rule=options.eligibility_rule)  # type: ignore[arg-type]
-    if not eligible:
-        raise ConfigError(f"{options.store}: no intervention has {options.generation.k} successful and "
-                          f"{options.generation.k} failed trials (lower --k)")
-    run_id = prepare_run_folder(options)
-    plan = SamplingPlan.create(run_id, options.generation.seed, eligible, options.plan_mode, options.interventions)
-    generation = options.generation.model_copy(deep=True)
+    generation = settled_generation(options, store, llm=lambda: llm or LLMClient(options.generation.llm), say=say)
+    min_trials = options.plan_min_trials or generation.k
+    drugs = eligible(store, k=min_trials, rule=options.eligibility_rule,  # type: ignore[arg-type]
+                     flt=generation.grounding())
+    if not drugs:
+        raise ConfigError(f"{options.store}: no intervention has {min_trials} successful and {min_trials} failed "
+                          f"trials in the grounding split(s) {', '.join(generation.ground_on or [])} (lower --k)")
+    run_id = prepare_run_folder(options, generation)
+    plan = SamplingPlan.create(run_id, generation.seed, drugs, options.plan_mode, options.interventions)
+    generation = generation.model_copy(deep=True)
     generation.llm.cache_path = str(options.out / "llm_cache.sqlite")
+    adapter = read_adapter(generation.writer_adapter) if generation.writer_adapter else None
+    write_run_grounding(options.out, RunGrounding(
+        store=str(options.store), splits=list(generation.ground_on or []),
+        trial_ids=sorted(store.filter_ids(generation.grounding())), adapter=generation.writer_adapter,
+        adapter_trial_ids=adapter.trained_on if adapter else []))
     llm = llm or LLMClient(generation.llm)
-    resources = Resources(store=store, llm=llm)
+    resources = Resources(store=store, llm=llm, writer_llm=adapted_writer_client(generation))
     checkpointer = open_checkpointer(options.out)
     graph = build_graph(resources, checkpointer)
     concurrency = options.concurrency if generation.llm.backend == "openai" else 1
@@ -385,9 +440,9 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
                         failure = failure or exc
             report()
             if len(results) % 5 == 0:
-                write_outputs(options, plan, results, llm, time.perf_counter() - start, errors, final=False)
+                write_outputs(options, generation, plan, results, llm, time.perf_counter() - start, errors, final=False)
     seconds = time.perf_counter() - start
-    summary = write_outputs(options, plan, results, llm, seconds, errors, final=failure is None)
+    summary = write_outputs(options, generation, plan, results, llm, seconds, errors, final=failure is None)
     checkpointer.conn.close()
     if failure is not None:
         raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")

@@ -25,6 +25,7 @@ class Critique(BaseModel):
     failed_checks: list[str] = Field(default_factory=list)
     llm_problems: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    neighbours: list[str] = Field(default_factory=list, description="real trials the draft was compared with")
 
 
 class StepLog(BaseModel):
@@ -41,11 +42,14 @@ class StepLog(BaseModel):
 
 class GenerationState(BaseModel):
     target: Target
-    examples: list[str] = Field(default_factory=list, description="NCT ids of the real examples")
+    examples: list[str] = Field(default_factory=list, description="NCT ids of the real examples (neighbours included)")
+    neighbours: list[str] = Field(default_factory=list, description="the examples found by semantic search")
     example_texts: list[str] = Field(default_factory=list)
     vocabulary: dict[str, list[str]] = Field(
         default_factory=dict, description="conditions and phases of the real trials of the intervention")
     reasons: list[str] = Field(default_factory=list)
+    reasons_source: str | None = Field(None, description="llm, evidence, evidence-fallback or none")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="the drug's registry facts the reasoner used")
     draft: Trial | None = None
     draft_error: str | None = None
     critiques: Annotated[list[Critique], operator.add] = Field(default_factory=list)

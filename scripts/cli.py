@@ -72,25 +72,38 @@ def ingest(
     sources: Annotated[list[Path], typer.Argument(help="TOP CSVs, ClinicalTrials.gov XML/JSON files, folders or zips.")],
     store: StoreOpt,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of nctid,label joined by NCT id.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of every trial read: train, valid, test or pool "
+                                                      "(default: from each file name, *_train*, *_valid*, *_test*, else pool).")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Store good records; write bad ones with reasons to --rejected.")] = False,
     rejected: Annotated[Optional[Path], typer.Option(help="Where --skip-bad writes rejected records (default STORE/rejected.jsonl).")] = None,
 ) -> None:
-    """Read real trials into a TrialStore (upsert by NCT id; all or nothing)."""
-    from synthtrials.tools.ingest import ingest as run_ingest
+    """Read real trials into a TrialStore (upsert by NCT id; all or nothing).
 
+    A trial keeps the strictest split it was ever given (test > valid > train > pool).
+    """
+    from synthtrials.tools.ingest import ingest as run_ingest
+    from synthtrials.tools.splits import check_split
+
+    if split is not None:
+        check_split(split)
     backend = _open_store(store, create=True)
     rejected_path = rejected or (Path(store) / "rejected.jsonl" if not store.startswith(("http", "weaviate+")) else Path("rejected.jsonl"))
     with progress_bar() as progress:
         reading = progress.add_task("reading records", total=None)
         embedding = progress.add_task("embedding", total=None, visible=False)
 
+        sections = progress.add_task("embedding sections (critic knowledge)", total=None, visible=False)
+
         def on_embed(done: int, total: int) -> None:
             progress.update(embedding, completed=done, total=total, visible=True)
 
-        report = run_ingest(backend, [str(s) for s in sources], labels_csv=labels, skip_bad=skip_bad,
+        def on_sections(done: int, total: int) -> None:
+            progress.update(sections, completed=done, total=total, visible=True)
+
+        report = run_ingest(backend, [str(s) for s in sources], labels_csv=labels, split=split, skip_bad=skip_bad,
                             rejected_path=rejected_path,
                             on_record=lambda n: progress.update(reading, completed=n) if n % 200 == 0 else None,
-                            on_embed=on_embed)
+                            on_embed=on_embed, on_sections=on_sections)
         progress.update(reading, completed=report.read, total=report.read)
     console.print(f"stored {report.stored} trials in {store} ({report.inserted} new, {report.updated} updated, "
                   f"{report.embedded} embedded; {report.duplicates} duplicate records merged)")
@@ -99,15 +112,53 @@ def ingest(
                       "the first source named was kept[/] (e.g. "
                       + ", ".join(f"{c['nct_id']}: kept {c['kept_label']} from {Path(str(c['kept_from'])).name}"
                                   for c in report.label_conflicts[:3]) + ")")
+    console.print("splits: " + ", ".join(f"{name} {n}" for name, n in report.splits.items()))
+    if report.split_upgrades:
+        console.print(f"[yellow]{len(report.split_upgrades)} trials took a stricter split[/] (a trial keeps the strictest "
+                      "it was given), e.g. " + ", ".join(f"{u['nct_id']} {u['old']} -> {u['new']} ({Path(u['because']).name})"
+                                                        for u in report.split_upgrades[:3]))
     if report.rejected:
         console.print(f"[yellow]rejected {len(report.rejected)} records[/], reasons in {report.rejected_file}")
     backend.close()
 
 
+@app.command("import-synthetic")
+@one_line_errors
+def import_synthetic(
+    path: Annotated[Path, typer.Argument(help="A seed-paper report (.json/.txt), a folder of them or a zip.")],
+    labels: Annotated[Path, typer.Option(help="The seed paper's labels file: one 0/1 per line, in report-number order.")],
+    out: Annotated[Path, typer.Option(help="Write the synthetic trials here (JSONL); skipped reports go to OUT.rejected.jsonl.")],
+) -> None:
+    """Import the seed paper's released synthetic reports (Xu et al. 2024) as synthetic trials."""
+    import time
+
+    from synthtrials.tools.atomic import write_jsonl_atomic
+    from synthtrials.tools.readers.seed_reports import read_seed_reports
+
+    started = time.monotonic()
+    with progress_bar() as progress:
+        task = progress.add_task("importing reports", total=None, visible=False)
+
+        def on_report(done: int, total: int) -> None:  # the bar shows only if the import takes a moment
+            progress.update(task, completed=done, total=total, visible=time.monotonic() - started > 0.5)
+
+        result = read_seed_reports(path, labels, on_report=on_report)
+    rejected = out.with_name(f"{out.stem}.rejected.jsonl")
+    write_jsonl_atomic(out, (t.model_dump(mode="json") for t in result.trials))
+    write_jsonl_atomic(rejected, ({"file": p.source, "problem": p.problem} for p in result.problems))
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in result.repairs.most_common())
+    dropped = ", ".join(f"{key} {n:,}" for key, n in result.dropped.most_common())
+    console.print(f"imported {len(result.trials):,} of {result.reports:,} reports to {out}; "
+                  f"repaired {result.repaired:,}" + (f" ({kinds})" if kinds else "")
+                  + f"; skipped {len(result.problems):,}" + (f" (reasons in {rejected})" if result.problems else "")
+                  + (f"; dropped leakage fields: {dropped}" if dropped else ""), highlight=False, soft_wrap=True)
+    console.print("[yellow]grounding unknown:[/] these trials cannot be checked for test-set leakage")
+
+
 @store_app.command("stats")
 @one_line_errors
 def store_stats(store: StoreOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Counts by label, phase, source and intervention."""
+    """Counts by label, phase, source, split and intervention."""
     backend = _open_store(store)
     stats = backend.stats()
     backend.close()
@@ -115,13 +166,61 @@ def store_stats(store: StoreOpt, as_json: Annotated[bool, typer.Option("--json")
         print(json.dumps(stats, indent=2))
         return
     console.print(f"[bold]{stats['trials']}[/] trials in {store}")
-    for key in ("label", "phase", "source", "intervention"):
+    for key in ("label", "phase", "source", "split", "intervention"):
         table = Table(title=f"by {key}" + (" (top 20)" if key == "intervention" else ""), title_justify="left")
         table.add_column(key)
         table.add_column("trials", justify="right")
         for name, n in stats[key].items():
             table.add_row(str(name), str(n))
         console.print(table)
+    backend = _open_store(store)
+    calibrations = backend.calibrations()
+    backend.close()
+    for calibration in calibrations:
+        _print_calibration(calibration)
+    if not calibrations:
+        console.print("no critic calibration yet (`synthtrials store calibrate`, or the first `generate`/`check` does it)")
+
+
+@store_app.command("calibrate")
+@one_line_errors
+def store_calibrate(
+    store: StoreOpt,
+    ground_on: Annotated[Optional[list[str]], typer.Option(help="Grounding splits (default: train when the store has one, else pool).")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute even if this calibration exists.")] = False,
+) -> None:
+    """Calibrate the critic's domain checks on the real grounding trials (saved with the store)."""
+    from synthtrials.tools.calibration import build_knowledge, calibrate, calibration_key
+    from synthtrials.tools.splits import check_split
+    from synthtrials.tools.store import default_grounding_splits
+
+    splits = [check_split(s) for s in ground_on] if ground_on else None
+    backend = _open_store(store)
+    splits = splits or default_grounding_splits(backend)
+    key = calibration_key(backend, splits)
+    saved = None if force else backend.load_calibration(key)
+    if saved is None:
+        with progress_bar() as progress:
+            embedding = progress.add_task("embedding sections", total=None)
+            knowledge = build_knowledge(backend, splits, lambda d, t: progress.update(embedding, completed=d, total=t))
+            progress.update(embedding, visible=False)
+            scoring = progress.add_task(f"scoring real {'/'.join(splits)} trials leave-one-out", total=len(knowledge.trials))
+            result = calibrate(knowledge, key, splits, progress=lambda d, t: progress.update(scoring, completed=d, total=t))
+        backend.save_calibration(key, result.model_dump())
+        saved = result.model_dump()
+    backend.close()
+    _print_calibration(saved)
+
+
+def _print_calibration(calibration: dict) -> None:
+    table = Table(title=f"calibration {calibration['key']} ({'/'.join(calibration['splits'])}, {calibration['trials']} real "
+                        f"trials; quantile {calibration['quantile']:.4f}; together the checks reject "
+                        f"{calibration['real_rejection']:.1%} of real trials)", title_justify="left")
+    for column in ("score", "threshold", "real trials rejected alone", "trials scored"):
+        table.add_column(column, justify="left" if column == "score" else "right")
+    for name, value in calibration["thresholds"].items():
+        table.add_row(name, f"{value:.3f}", f"{calibration['rejection_rates'][name]:.1%}", str(calibration["scored"][name]))
+    console.print(table)
 
 
 @store_app.command("eligible")
@@ -131,21 +230,25 @@ def store_eligible(
     k: Annotated[int, typer.Option(help="Minimum successful and failed trials per intervention.")] = 3,
     rule: Annotated[str, typer.Option(help="first: each trial counts its first-listed drug (default, the paper's); any: every listed drug.")] = "first",
     names: Annotated[str, typer.Option(help="normalized: case, spaces and dose text removed (default); lowercase: lower-cased only.")] = "normalized",
+    splits: Annotated[Optional[list[str]], typer.Option(help="Count only real trials of these splits (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Interventions with at least k successful and k failed trials (the paper's rule)."""
+    from synthtrials.tools.store import TrialFilter, eligible
+
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
+    flt = TrialFilter(source="real", splits=frozenset(splits) if splits else None).normalised()
     backend = _open_store(store)
-    eligible = backend.eligible(k=k, rule=rule, names=names)  # type: ignore[arg-type]
+    drugs = eligible(backend, k=k, rule=rule, names=names, flt=flt)  # type: ignore[arg-type]
     backend.close()
     if as_json:
-        print(json.dumps([e.model_dump() for e in eligible], indent=2))
+        print(json.dumps([e.model_dump() for e in drugs], indent=2))
         return
-    table = Table(title=f"{len(eligible)} eligible interventions (k={k}, rule={rule}, names={names})", title_justify="left")
+    table = Table(title=f"{len(drugs)} eligible interventions (k={k}, rule={rule}, names={names})", title_justify="left")
     for col in ("intervention", "successes", "failures"):
         table.add_column(col, justify="left" if col == "intervention" else "right")
-    for e in eligible:
+    for e in drugs:
         table.add_row(e.intervention, str(e.successes), str(e.failures))
     console.print(table)
 
@@ -161,15 +264,17 @@ def store_search(
     intervention: Optional[str] = None,
     phase: Optional[str] = None,
     condition: Optional[str] = None,
+    splits: Annotated[Optional[list[str]], typer.Option(help="Only trials of these splits (train valid test pool).")] = None,
 ) -> None:
     """Search the store (semantic, BM25 or hybrid) with filters."""
     from synthtrials.tools.store import TrialFilter
 
-    backend = _open_store(store)
     try:
-        flt = TrialFilter(intervention=intervention, label=label, phase=phase, condition=condition).normalised()
+        flt = TrialFilter(intervention=intervention, label=label, phase=phase, condition=condition,
+                          splits=frozenset(splits) if splits else None).normalised()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    backend = _open_store(store)
     hits = backend.search(query, k=k, flt=flt, mode=mode)  # type: ignore[arg-type]
     backend.close()
     table = Table(title=f"{len(hits)} hits for {query!r} ({mode})", title_justify="left")
@@ -292,11 +397,17 @@ def generate(
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).")] = None,
     structured: StructuredOpt = "auto",
     seed: int = 0,
+    ground_on: Annotated[Optional[list[str]], typer.Option(
+        help="Splits generation may read (default: train when the store has one, else pool); valid/test only when named.")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="Write with a writer adapted by `synthtrials adapt` (this folder); the reasoner and critic keep the base model.")] = None,
+    reasoner: Annotated[str, typer.Option(help="Reasons from: auto, llm, evidence or none.")] = "auto",
     k: Annotated[int, typer.Option(help="Real examples per draw.")] = 3,
+    plan_min_trials: Annotated[Optional[int], typer.Option(
+        help="Successful and failed grounding trials a drug needs to be planned (default: k; below k, neighbours fill in).")] = None,
     reasons: Annotated[int, typer.Option(help="Reasons per draw.")] = 5,
     revisions: Annotated[int, typer.Option(help="Critic -> writer loops before rejection.")] = 2,
     neighbours: Annotated[str, typer.Option(help="Semantic neighbours: off, fallback or add.")] = "fallback",
-    llm_critic: Annotated[str, typer.Option(help="LLM domain-consistency critic: off, advisory or enforce.")] = "enforce",
+    llm_critic: Annotated[Optional[str], typer.Option(help="LLM domain-consistency critic: off, advisory or enforce (default: advisory for the embedded models, enforce otherwise).")] = None,
     plan: Annotated[str, typer.Option(help="Interventions: uniform over eligible, proportional, or list.")] = "uniform",
     intervention: Annotated[Optional[list[str]], typer.Option(help="With --plan list: an intervention (repeatable).")] = None,
     rule: Annotated[str, typer.Option(help="Eligibility rule: first or any listed drug.")] = "first",
@@ -316,18 +427,30 @@ def generate(
     from synthtrials.graphs.config import GenerationConfig
     from synthtrials.graphs.runner import RunOptions, run_generation
     from synthtrials.tools.errors import describe
+    from synthtrials.tools.adapter_folder import adapter_sha256, read_adapter
+    from synthtrials.tools.splits import HELD_OUT, check_split
 
+    if adapter is not None:
+        read_adapter(adapter)
+    held_out = sorted({s for s in ground_on or [] if check_split(s) in HELD_OUT})
+    if held_out:
+        err_console.print(f"[yellow]grounding on held-out split(s) {', '.join(held_out)}: the run records it, and "
+                          "`evaluate` will refuse these trials against those splits[/]")
     llm = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, seed=seed,
                      max_tokens=max_tokens, max_concurrency=concurrency, price_prompt_per_m=price_prompt,
                      max_retries=max_retries, timeout_s=timeout,
                      price_completion_per_m=price_completion)
     try:
         generation = GenerationConfig(k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours,
-                                      llm_critic=llm_critic, seed=seed, llm=llm,
+                                      llm_critic=llm_critic, seed=seed, llm=llm, reasoner=reasoner,
+                                      writer_adapter=str(adapter) if adapter else None,
+                                      writer_adapter_sha256=adapter_sha256(adapter) if adapter else None,
+                                      ground_on=[check_split(s) for s in ground_on] if ground_on else None,
                                       **({"writer_temperature": temperature} if temperature is not None else {}))
         options = RunOptions(store=store, out=out, n=n, generation=generation, plan_mode=plan,
                              interventions=intervention, eligibility_rule=rule, concurrency=concurrency,
-                             force=force, hf_dataset=hf_dataset, max_minutes=max_minutes)
+                             plan_min_trials=plan_min_trials, force=force, hf_dataset=hf_dataset,
+                             max_minutes=max_minutes)
     except ValidationError as exc:
         raise ConfigError(f"generate options: {describe(exc)}") from None
     from synthtrials.tools.llm import LLMError
@@ -357,6 +480,115 @@ def generate(
     if summary.get("stopped_by_time_budget"):
         console.print(f"[yellow]time budget reached with {summary['accepted']} of {n} accepted; "
                       "re-run the same command to continue[/]")
+
+
+@app.command()
+@one_line_errors
+def adapt(
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option(help="Adapter folder (PEFT adapter, llama.cpp GGUF adapter, adapter.json); resumable.")],
+    ground_on: Annotated[Optional[list[str]], typer.Option(help="Splits to adapt on (default: train when the store has one, else pool).")] = None,
+    base: Annotated[Optional[str], typer.Option(help="Base model: smollm2 (default), a GGUF path, or a Hugging Face causal LM folder or cached id.")] = None,
+    max_trials: Annotated[Optional[int], typer.Option(help="Adapt on this many grounding trials (seeded sample).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the trials (default 1).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Stop at the first step boundary after this long (re-run to continue).")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default 16).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+) -> None:
+    """Adapt the writer (LoRA) to the real trials of the grounding splits, for offline generation."""
+    from pydantic import ValidationError
+
+    from synthtrials.agents.writer_adaptation import AdaptOptions
+    from synthtrials.agents.writer_adaptation import adapt as run_adapt
+    from synthtrials.tools.errors import describe
+    from synthtrials.tools.splits import check_split
+
+    given = {"ground_on": [check_split(s) for s in ground_on] if ground_on else None, "base": base,
+             "max_trials": max_trials, "epochs": epochs, "minutes": minutes, "rank": rank, "seed": seed}
+    try:
+        options = AdaptOptions(store=store, out=out, **{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"adapt options: {describe(exc)}") from None
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err_console) as progress:
+        task = progress.add_task("adapting", total=None, loss="-", speed="")
+
+        def on_step(step: int, steps: int, loss: float, tokens_per_second: float) -> None:
+            progress.update(task, completed=step, total=steps, loss=f"{loss:.3f}", speed=f"{tokens_per_second:.0f} tok/s")
+
+        info = run_adapt(options, progress=on_step, say=progress.console.print)
+    console.print(f"adapter: {out} ({info.steps}/{info.steps_planned} steps on {len(info.trained_on)} trials, "
+                  f"{info.tokens} tokens in {info.seconds / 60:.1f} min = {info.tokens_per_second:.0f} tokens/s; "
+                  f"loss {info.loss[0]:.3f} -> {info.loss[-1]:.3f}){'' if info.complete else ' [unfinished: re-run to continue]'}")
+    console.print(f"generate with it: synthtrials generate --store {store} --adapter {out} ...")
+
+
+@app.command()
+@one_line_errors
+def check(
+    files: Annotated[list[Path], typer.Argument(help="Trials: a run folder or trials.jsonl, a JSONL of Trials, TOP CSV, ClinicalTrials.gov XML/JSON.")],
+    store: StoreOpt,
+    out: Annotated[Path, typer.Option(help="Write one JSON verdict per input trial here (JSONL).")],
+    ground_on: Annotated[Optional[list[str]], typer.Option(help="Grounding splits whose knowledge the critic uses (default: train, else pool).")] = None,
+    llm_critic: Annotated[str, typer.Option(help="LLM critic too: off (default), advisory (recorded) or enforce (counts).")] = "off",
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Critique any trials as candidate synthetic trials: the checks the critic applies to drafts."""
+    from collections import Counter
+
+    from synthtrials.agents.critic import check_trials
+    from synthtrials.tools.atomic import write_jsonl_atomic
+    from synthtrials.tools.calibration import build_knowledge, load_or_calibrate
+    from synthtrials.tools.llm import LLMClient
+    from synthtrials.tools.readers import read_trials
+    from synthtrials.tools.splits import check_split
+    from synthtrials.tools.store import default_grounding_splits, grounding_filter
+    from synthtrials.tools.writer_format import DraftSpec
+
+    if llm_critic not in ("off", "advisory", "enforce"):
+        raise ConfigError(f"--llm-critic must be off, advisory or enforce, got {llm_critic!r}")
+    splits = [check_split(s) for s in ground_on] if ground_on else None
+    trials = read_trials(files)
+    if not trials:
+        raise ConfigError(f"{files[0]}: no trials to check")
+    store_backend = _open_store(store)
+    splits = splits or default_grounding_splits(store_backend)
+    grounding = store_backend.filter(grounding_filter(splits))
+    if not grounding:
+        raise ConfigError(f"{store}: no real trials in split(s) {', '.join(splits)}")
+    llm = LLMClient(llm_config(backend, model, model_path, base_url, api_key_env, 0.0, "auto", max_tokens=300)) \
+        if llm_critic != "off" else None
+    with progress_bar() as progress:
+        knowledge = build_knowledge(store_backend, splits)
+        calibration = load_or_calibrate(store_backend, splits, knowledge, say=progress.console.print)
+        from synthtrials.tools.checks import CriticThresholds
+
+        thresholds = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
+        task = progress.add_task("checking", total=len(trials))
+        verdicts = check_trials(trials, store=store_backend, splits=splits, knowledge=knowledge, thresholds=thresholds,
+                                fields=DraftSpec.from_trials(grounding).fields, llm=llm,
+                                llm_mode=llm_critic,  # type: ignore[arg-type]
+                                progress=lambda d, t: progress.update(task, completed=d))
+    store_backend.close()
+    write_jsonl_atomic(out, (v.model_dump() for v in verdicts))
+    failed = Counter(c for v in verdicts for c in v.failed_checks)
+    accepted = sum(v.verdict == "accept" for v in verdicts)
+    table = Table(title=f"{len(verdicts)} trials checked against {store} ({'/'.join(splits)}, calibration "
+                        f"{calibration.key}) -> {out}", title_justify="left")
+    table.add_column("")
+    table.add_column("trials", justify="right")
+    table.add_row("accepted", str(accepted))
+    table.add_row("rejected", str(len(verdicts) - accepted))
+    for name, n in failed.most_common():
+        table.add_row(f"  failed {name}", str(n))
+    console.print(table)
+    if any(t.overall_status or t.why_stopped for t in trials):
+        console.print("status and why-stopped were dropped before checking (no draft has them)")
 
 
 @app.command()
@@ -412,8 +644,9 @@ def evaluate(
     synthetic: Annotated[Optional[Path], typer.Option(help="A run folder or a JSONL of synthetic trials.")] = None,
     classifier: Annotated[str, typer.Option(help="tfidf or transformer.")] = "tfidf",
     model: Annotated[Optional[str], typer.Option(help="Transformer: Hugging Face id or local path (default bundled MiniLM).")] = None,
-    seeds: Annotated[list[int], typer.Option(help="Seeds (repeat: --seeds 40 --seeds 41).")] = [40, 41, 42],
-    split: Annotated[str, typer.Option(help="files (given train/valid/test) or paper (60/20/20 of --real-pool per seed).")] = "files",
+    seeds: Annotated[list[int], typer.Option(help="Seeds: --seeds 40 41 42, --seeds 40,41,42 or repeated.")] = [40, 41, 42],
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split", help="files (given train/valid/test) or paper (60/20/20 of --real-pool per seed).")] = "files",
+    no_provenance_check: Annotated[bool, typer.Option("--no-provenance-check", help="Accept synthetic trials without provenance (metrics.json says so).")] = False,
     sweeps: Annotated[Optional[list[str]], typer.Option(help="ratio, low_resource, generalisation, fidelity (repeatable).")] = None,
     max_length: int = 256,
     epochs: int = 3,
@@ -431,7 +664,8 @@ def evaluate(
             real_train=str(real_train) if real_train else None, real_test=str(real_test) if real_test else None,
             real_valid=str(real_valid) if real_valid else None, real_pool=[str(p) for p in real_pool or []],
             labels=str(labels) if labels else None, synthetic=str(synthetic) if synthetic else None,
-            classifier=classifier, model=model, seeds=seeds, split=split, sweeps=sweeps or [], out=out,
+            classifier=classifier, model=model, seeds=seeds, split_mode=split_mode, sweeps=sweeps or [], out=out,
+            provenance_check=not no_provenance_check,
             max_length=max_length, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
     except ValidationError as exc:
         raise ConfigError(f"evaluate options: {describe(exc)}") from None
@@ -570,7 +804,9 @@ def demo(
 
 
 def main() -> None:
-    app()
+    from synthtrials.scripts.cli_args import expand_multi_value
+
+    app(args=expand_multi_value(sys.argv[1:]), prog_name="synthtrials")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from synthtrials.graphs.runner import RunOptions, run_generation
 from synthtrials.tools.errors import ConfigError, InputError
 from synthtrials.tools.ingest import ingest
 from synthtrials.tools.llm import LLMConfig
-from synthtrials.tools.store import TrialFilter, open_store
+from synthtrials.tools.store import TrialFilter, eligible, grounding_filter, open_store
 
 TOP_FILES = ("phase_I_train.csv", "phase_I_valid.csv", "phase_I_test.csv")
 Say = Callable[[str], None]
@@ -39,12 +39,14 @@ def run_demo(data: Path, out: Path, *, n: int = 6, minutes: float = 7.0, llm: LL
     report = ingest(store, sorted(data.glob("*.csv")),
                     on_embed=(lambda d, t: stage_progress("embedding", d, t)) if stage_progress else None)
     results["store_trials"] = store.count()
-    results["eligible"] = len(store.eligible(k=3))
+    results["eligible"] = len(eligible(store, k=3, flt=grounding_filter(["train"])))
     store.close()
-    say(f"    {report.stored} trials, {results['eligible']} eligible drugs (k=3)")
+    say(f"    {report.stored} trials, {results['eligible']} eligible drugs (k=3); splits "
+        + ", ".join(f"{name} {n}" for name, n in report.splits.items()))
 
     say(f"2/5 generate up to {n} synthetic trials ({minutes:g} min budget, {(llm or LLMConfig()).model_label()})")
-    generation = GenerationConfig(llm=llm or LLMConfig())
+    generation = GenerationConfig(llm=llm or LLMConfig(), ground_on=["train"])
+    say("    grounded on the train split only: no valid or test trial is read while generating")
     run_dir = out / "run"
     summary = run_generation(RunOptions(store=str(out / "store"), out=run_dir, n=n, generation=generation,
                                         max_minutes=minutes, concurrency=4),

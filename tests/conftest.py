@@ -21,7 +21,7 @@ def top_store(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("top_store")
     store = open_store(path)
-    ingest(store, TOP_FILES)
+    ingest(store, TOP_FILES, embed_sections=False)  # its tests do not use the critic's knowledge
     yield store
     store.close()
 
@@ -33,12 +33,18 @@ def top_store_path(top_store):
 
 @pytest.fixture(scope="session")
 def phase1_store_path(tmp_path_factory):
-    """phase_I_train ingested into a real local store: enough eligible drugs, quick to build."""
+    """The first 400 trials of phase_I_train (split train) and 120 of phase_I_test (split test) in a
+    real local store, with the critic's section embeddings: quick to build, a held-out split
+    included. Its first `generate` calibrates the critic and saves the calibration in it."""
+    from support import head_csv
     from synthtrials.tools.ingest import ingest
     from synthtrials.tools.store import open_store
 
+    data = tmp_path_factory.mktemp("phase1_data")
+    files = [head_csv(TOP / "phase_I_train.csv", data / "phase_I_train.csv", 400),
+             head_csv(TOP / "phase_I_test.csv", data / "phase_I_test.csv", 120)]
     path = tmp_path_factory.mktemp("phase1_store")
     store = open_store(path)
-    ingest(store, [TOP / "phase_I_train.csv"])
+    ingest(store, files)
     store.close()
     return path

@@ -15,6 +15,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOP_FILES = sorted(TOP.glob("*.csv"))
 
 
+def head_csv(source: Path, target: Path, rows: int) -> Path:
+    """The header and the first `rows` rows of a CSV (real rows, fewer of them: quicker tests)."""
+    import csv
+
+    with source.open(newline="") as handle, target.open("w", newline="") as out:
+        writer = csv.writer(out)
+        for number, row in enumerate(csv.reader(handle)):
+            if number > rows:
+                break
+            writer.writerow(row)
+    return target
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `synthtrials` console entry point in a subprocess."""
     return subprocess.run(

@@ -9,14 +9,14 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from fake_openai import FakeOpenAIServer, scripted_trial_answer
-from support import TOP, run_cli
+from support import TOP, head_csv, run_cli
 
 
 def test_demo_runs_every_stage(tmp_path):
     data = tmp_path / "top"
     data.mkdir()
     for name, rows in (("phase_I_train.csv", 300), ("phase_I_valid.csv", 40), ("phase_I_test.csv", 80)):
-        _head_csv(TOP / name, data / name, rows)  # real rows, fewer of them: a quick test
+        head_csv(TOP / name, data / name, rows)  # real rows, fewer of them: a quick test
     out = tmp_path / "demo"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         result = run_cli("demo", "--data", str(data), "--out", str(out), "--n", "6", "--minutes", "3",
@@ -34,17 +34,6 @@ def test_demo_runs_every_stage(tmp_path):
     assert json.loads((run / "judge" / "judge_summary.json").read_text())["synthetic"]["n"] == 6
     assert "data:image/png;base64," in (run / "report.html").read_text()
     assert "demo results" in result.stdout and "report.html" in result.stdout
-
-
-def _head_csv(source, target, rows):
-    import csv
-
-    with source.open(newline="") as handle, target.open("w", newline="") as out:
-        writer = csv.writer(out)
-        for number, row in enumerate(csv.reader(handle)):
-            if number > rows:
-                break
-            writer.writerow(row)
 
 
 def test_demo_needs_the_top_files(tmp_path):

@@ -4,17 +4,19 @@ The synthetic set here is a stand-in (real toy_train trials relabelled as synthe
 tests check the evaluation machinery, not generation quality.
 """
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
 from support import TOP, run_cli
-from synthtrials.evals.classifiers import FrozenEncoderClassifier, TfidfClassifier, TransformerClassifier
-from synthtrials.evals.experiment import EvalOptions, run_evaluation
+from synthtrials.evals.classifiers import (EncoderFeatureCache, FrozenEncoderClassifier, TfidfClassifier,
+                                          TransformerClassifier)
+from synthtrials.evals.experiment import EvalOptions, Evaluation, run_evaluation
 from synthtrials.evals.fidelity import fidelity_report, knn_precision_recall
 from synthtrials.evals.judge import run_judge
-from synthtrials.evals.metrics import paired_bootstrap
+from synthtrials.evals.metrics import paired_bootstrap, youden_threshold
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import LLMConfig
 from synthtrials.tools.readers import read_trials
@@ -73,22 +75,88 @@ def test_transformer_fine_tunes_with_early_stopping(tmp_path):
     proba = model.predict_proba(valid)
     assert proba.shape == (len(valid), 2) and np.allclose(proba.sum(1), 1)
     frozen = FrozenEncoderClassifier(max_length=64).fit(train, [t.label for t in train])
-    assert frozen.predict_proba(valid).shape == (len(valid), 2)
+    assert frozen.predict_proba(valid).shape == (len(valid), 2) and frozen.threshold_ == 0.5
+
+
+def test_frozen_lower_layers_are_computed_once_per_text():
+    trials = read_trials([TOP / "phase_I_valid.csv"])
+    train, valid = trials[:64], trials[64:]
+    y, y_valid = [t.label for t in train], [t.label for t in valid]
+    features = EncoderFeatureCache(max_length=32, frozen_layers=5)
+
+    def fit(seed):
+        return TransformerClassifier(max_length=32, epochs=1, batch_size=16, seed=seed, frozen_layers=5,
+                                     features=features).fit(train, y, valid, y_valid)
+
+    first = fit(0)
+    proba = first.predict_proba(valid)
+    assert proba.shape == (len(valid), 2) and np.allclose(proba.sum(1), 1)
+    assert set(first.predict(valid)) <= {0, 1} and 0 < first.threshold_ < 1
+    encoded = features.encoded
+    assert encoded == len(trials)  # every text once: training, validation and test passes
+    reused = features.reused
+    fit(1)  # the second seed reads the cache
+    assert features.encoded == encoded and features.reused == reused + len(trials)
+    FrozenEncoderClassifier(max_length=32, features=features).fit(train, y, valid, y_valid)
+    assert features.encoded == encoded  # the pooled features came with the same pass
+    with pytest.raises(ConfigError, match="feature cache"):
+        TransformerClassifier(max_length=64, frozen_layers=5, features=features).fit(train, y)
+
+
+def test_threshold_is_chosen_on_validation(tmp_path):
+    y = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.6, 0.62, 0.65, 0.7, 0.8, 0.9])
+    assert youden_threshold(y, scores) == pytest.approx(0.675)  # midway between the classes
+    assert youden_threshold(y, 1 - scores) == 0.5  # no threshold beats one class: keep 0.5
+    train = read_trials([_skewed_train(tmp_path / "skewed.csv")])
+    valid = read_trials([TOP / "phase_I_valid.csv"])
+    model = TfidfClassifier().fit(train, [t.label for t in train], valid, [t.label for t in valid])
+    assert (model.predict_proba(valid)[:, 1] >= 0.5).all()  # at 0.5 every trial would be positive
+    assert model.threshold_ > 0.5 and set(model.predict(valid)) == {0, 1}
+    assert TfidfClassifier().fit(train, [t.label for t in train]).threshold_ == 0.5
+
+
+def _skewed_train(path, successes=120, failures=8):
+    """A CSV of phase I training trials, nearly all successes: a classifier learns to call everything positive."""
+    with (TOP / "phase_I_train.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    label = rows[0].index("label")
+    kept = [r for r in rows[1:] if r[label] == "1"][:successes] + [r for r in rows[1:] if r[label] == "0"][:failures]
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([rows[0], *kept])
+    return path
+
+
+def test_collapse_to_one_class_is_flagged(tmp_path):
+    train = _skewed_train(tmp_path / "skewed.csv")
+    options = dict(real_train=str(train), real_test=str(TOP / "phase_I_test.csv"), seeds=[1])
+    collapsed = run_evaluation(EvalOptions(**options, out=tmp_path / "a"))["training_sets"]["real"]
+    assert collapsed["collapsed"] is True and collapsed["threshold"]["per_seed"] == [0.5]
+    assert collapsed["recall"]["mean"] == 1.0  # everything called positive
+    chosen = run_evaluation(EvalOptions(**options, real_valid=str(TOP / "phase_I_valid.csv"), out=tmp_path / "b"))
+    real = chosen["training_sets"]["real"]
+    assert real["collapsed"] is False and real["threshold"]["per_seed"][0] > 0.5
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["training_sets"]["real"] == real
 
 
 def test_transformer_evaluation_has_no_fine_tuning_baseline(tmp_path):
     small = tmp_path / "small.csv"
     lines = (TOP / "phase_I_valid.csv").read_text().splitlines(keepends=True)
-    import csv, io
+    import io
 
     rows = list(csv.reader(io.StringIO("".join(lines))))
     out = io.StringIO()
     csv.writer(out).writerows(rows[:61])
     small.write_text(out.getvalue())
-    result = run_evaluation(EvalOptions(real_train=str(small), real_test=str(TOP / "phase_I_valid.csv"),
+    evaluation = Evaluation(EvalOptions(real_train=str(small), real_test=str(TOP / "phase_I_valid.csv"),
                                         classifier="transformer", max_length=64, epochs=1, batch_size=16,
-                                        seeds=[0], out=tmp_path))
+                                        seeds=[0, 1], out=tmp_path))
+    result = evaluation.run()
     assert set(result["training_sets"]) == {"no_fine_tuning", "real"}
+    for values in result["training_sets"].values():
+        assert values["threshold"]["per_seed"] == [0.5, 0.5] and isinstance(values["collapsed"], bool)
+    distinct = len(set(evaluation.texts(evaluation.train + evaluation.test)))
+    assert evaluation.features.encoded == distinct  # seed 1 and the baseline read seed 0's pass
 
 
 def test_bad_evaluation_inputs(tmp_path, synthetic_file):

@@ -1,5 +1,6 @@
-"""The generation graph: a real run on the embedded model, and the runner's control flow
-(resume after SIGKILL, config refusal, bad input) against a scripted OpenAI-compatible server."""
+"""The generation graph: a real run with an adapted embedded model through llama.cpp, and the
+runner's control flow (resume, config refusal, bad input) against a scripted OpenAI-compatible
+server (control flow only: it says nothing about generation quality)."""
 
 import json
 import sys
@@ -14,30 +15,47 @@ from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, Target
 from synthtrials.tools.ingest import ingest
 from synthtrials.tools.llm import LLMClient
-from synthtrials.tools.store import open_store
+from synthtrials.graphs.runner import adapted_writer_client
+from synthtrials.tools.store import TrialFilter, eligible, open_store
 
 
-def test_graph_on_the_embedded_model_records_every_step(phase1_store_path):
+def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tmp_path):
+    """Adapt the embedded model on a handful of grounding trials for a few steps, then run the graph
+    with the adapter in llama.cpp (the reasoner and critic keep the base model)."""
+    from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
+    from synthtrials.tools.adapter_folder import adapter_sha256
+
     store = open_store(phase1_store_path, create=False)
-    config = GenerationConfig(max_revisions=1, llm_critic="advisory")
-    graph = build_graph(Resources(store=store, llm=LLMClient(config.llm)))
-    drug = store.eligible(k=3)[0].intervention
+    info = adapt(AdaptOptions(store=str(phase1_store_path), out=tmp_path / "adapter", max_trials=8, batch_size=4,
+                              rank=4))
+    assert info.complete and info.steps == 2 and len(info.trained_on) == 8 and info.gguf
+    train_ids = set(store.filter_ids(TrialFilter(splits=frozenset({"train"}))))
+    assert set(info.trained_on) <= train_ids  # never a test trial
+    assert info.loss and info.tokens > 0 and info.splits == ["train"]
+    config = GenerationConfig(max_revisions=0, k=2, reasoner="evidence", llm_critic="off",
+                              writer_adapter=str(tmp_path / "adapter"),
+                              writer_adapter_sha256=adapter_sha256(tmp_path / "adapter"))
+    base = LLMClient(config.llm)
+    writer = adapted_writer_client(config)
+    graph = build_graph(Resources(store=store, llm=base, writer_llm=writer))
+    drug = eligible(store, k=1, flt=TrialFilter(splits=frozenset({"train"})))[0].intervention
     state = GenerationState.model_validate(graph.invoke(
         GenerationState(target=Target(index=0, intervention=drug, label=1)),
         {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "test"}}))
-    assert state.verdict in ("accept", "reject")
-    assert len(state.examples) == 3 and all(e.startswith("NCT") for e in state.examples)
-    assert all(store.get(e).label == 1 for e in state.examples)
     nodes = [s.node for s in state.log]
-    assert nodes[:4] == ["retrieve", "reason", "write", "critique"] and nodes[-1] == "finalize"
-    writes = [s for s in state.log if s.node == "write"]
-    assert writes and all(s.prompt and drug in s.prompt for s in writes)
-    if state.verdict == "accept":
-        assert state.draft.source == "synthetic" and state.draft.nct_id.startswith("SYN-")
-        assert state.draft.provenance["examples"] == state.examples
-        assert state.draft.interventions[0].name == drug
-    else:
-        assert state.reject_reason and state.critiques[-1].problems
+    assert nodes == ["retrieve", "reason", "write", "critique", "finalize"]
+    write = state.log[2]
+    assert write.prompt.startswith("You write ClinicalTrials.gov registry entries") and f"Drug: {drug}" in write.prompt
+    assert writer.usage.calls == 1 and base.usage.calls == 0  # the writer wrote; evidence reasons, no LLM critic
+    assert state.reasons_source == "evidence" and state.reasons
+    assert all(e in train_ids for e in state.examples)
+    if state.draft is not None:
+        assert state.draft.interventions[0].name == drug and state.draft.source == "synthetic"
+    last = state.critiques[-1]
+    assert (state.verdict == "accept") == (not last.failed_checks)  # the gate decides, nothing else
+    # a cached answer of the base model is never returned for the adapted one: the adapter is in the key
+    assert writer.model._identifying_params["adapter_sha256"] == config.writer_adapter_sha256
+    assert base.model._identifying_params["adapter_sha256"] is None
 
 
 def _generate_args(store, out, server, n=6, extra=()):
@@ -61,7 +79,7 @@ def test_finished_run_is_not_redone(phase1_store_path, tmp_path):
     for row in rows:
         target = plan["targets"][row["provenance"]["plan_index"]]
         assert row["label"] == target["label"] and row["interventions"][0]["name"] == target["intervention"]
-        assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v1"
+        assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v2"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:  # another port: still the same run
         again = run_cli(*_generate_args(phase1_store_path, out, server, n=3))
         assert again.returncode == 0 and len(server.requests) == 0

@@ -2,7 +2,7 @@ import pytest
 
 from synthtrials.graphs.plan import SamplingPlan
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.store import EligibleIntervention
+from synthtrials.tools.eligibility import EligibleIntervention
 
 ELIGIBLE = [EligibleIntervention(intervention=name, successes=s, failures=f)
             for name, s, f in (("placebo", 400, 300), ("sorafenib", 10, 20), ("metformin", 30, 5), ("saline placebo", 9, 9))]

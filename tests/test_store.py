@@ -6,7 +6,7 @@ from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.ingest import ingest
 from synthtrials.tools.normalize import normalize_intervention
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import TrialFilter, open_store
+from synthtrials.tools.store import TrialFilter, eligible, open_store
 from synthtrials.tools.trial import Phase
 
 
@@ -15,18 +15,18 @@ def test_store_counts_and_eligibility_rules(top_store):
     stats = top_store.stats()
     assert stats["label"] == {"1": 2348, "0": 1374}
     # the seed paper's counting (lower-cased names): 37 drugs first-listed, 95 any listed
-    assert len(top_store.eligible(k=3, rule="first", names="lowercase")) == 37
-    assert len(top_store.eligible(k=3, rule="any", names="lowercase")) == 95
+    assert len(eligible(top_store, k=3, rule="first", names="lowercase")) == 37
+    assert len(eligible(top_store, k=3, rule="any", names="lowercase")) == 95
     # normalised names merge dose variants ("raltegravir 400 mg", "raltegravir 1200 mg")
-    first = {e.intervention for e in top_store.eligible(k=3, rule="first")}
-    lower = {normalize_intervention(e.intervention) for e in top_store.eligible(k=3, rule="first", names="lowercase")}
+    first = {e.intervention for e in eligible(top_store, k=3, rule="first")}
+    lower = {normalize_intervention(e.intervention) for e in eligible(top_store, k=3, rule="first", names="lowercase")}
     assert first - lower == {"raltegravir"} and len(first) == 38
-    assert len(top_store.eligible(k=3, rule="any")) == 96
-    for e in top_store.eligible(k=3):
+    assert len(eligible(top_store, k=3, rule="any")) == 96
+    for e in eligible(top_store, k=3):
         assert e.successes >= 3 and e.failures >= 3
-    assert len(top_store.eligible(k=10)) < len(top_store.eligible(k=3))
+    assert len(eligible(top_store, k=10)) < len(eligible(top_store, k=3))
     with pytest.raises(ConfigError):
-        top_store.eligible(rule="most")
+        eligible(top_store, rule="most")
 
 
 def test_get_and_filters(top_store):

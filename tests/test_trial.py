@@ -3,9 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from synthtrials.tools.trial import (
-    Eligibility, Intervention, Phase, Trial, TrialDraft, render_for_classifier, trial_draft_json_schema,
-)
+from synthtrials.tools.trial import Eligibility, Intervention, Phase, Trial, render_for_classifier
 
 
 def full_trial(**overrides) -> Trial:
@@ -29,6 +27,15 @@ def test_rendering_never_contains_status_why_stopped_or_label():
     # identical content with a different outcome renders identically
     other = full_trial(overall_status="Completed", why_stopped=None, label=1)
     assert render_for_classifier(other) == text
+
+
+def test_rendering_with_a_field_set_shows_only_those_fields():
+    trial = full_trial(interventions=[Intervention(name="drug x", description="oral tablet")])
+    top_like = render_for_classifier(trial, ("interventions", "conditions", "phase", "eligibility"))
+    assert "drug x (drug)" in top_like and "Inclusion criteria: - adults" in top_like
+    for absent in ("Title", "Summary", "Enrollment", "oral tablet"):
+        assert absent not in top_like
+    assert "oral tablet" in render_for_classifier(trial)
 
 
 def test_rendering_puts_informative_fields_first():
@@ -57,36 +64,3 @@ def test_trial_json_round_trip():
     schema = Trial.model_json_schema()
     assert schema["properties"]["phase"]["anyOf"][0]["$ref"].endswith("Phase")
     assert set(schema["$defs"]["Phase"]["enum"]) == {p.value for p in Phase}
-
-
-def _walk(node, path=""):
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from _walk(value, f"{path}/{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{path}/{i}")
-
-
-def test_llm_schema_is_tightly_bounded():
-    schema = trial_draft_json_schema()
-    for path, node in _walk(schema):
-        if node.get("type") == "array":
-            assert "maxItems" in node, path
-        if node.get("type") == "string" and "enum" not in node and "const" not in node:
-            assert "maxLength" in node, path
-    assert "overall_status" not in schema["properties"] and "label" not in schema["properties"]
-    json.dumps(schema)
-
-
-def test_draft_to_trial_is_synthetic():
-    draft = TrialDraft(
-        brief_title="t", phase="phase 1", conditions=["c"], interventions=[{"name": "aspirin"}],
-        brief_summary="s", inclusion_criteria=["i"], exclusion_criteria=["e"], enrollment=10,
-        allocation="randomized", masking="none", primary_purpose="treatment", primary_outcomes=[{"measure": "m"}],
-    )
-    trial = draft.to_trial("SYN-00ff", label=1, provenance={"seed": 1})
-    assert trial.source == "synthetic" and trial.label == 1 and trial.intervention_names == ["aspirin"]
-    with pytest.raises(ValidationError):
-        TrialDraft.model_validate({**draft.model_dump(), "conditions": ["c"] * 9})

@@ -7,7 +7,7 @@ import pytest
 
 from support import TOP
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import TrialFilter, open_store
+from synthtrials.tools.store import TrialFilter, intervention_label_counts, open_store
 from synthtrials.tools.weaviate_store import trial_properties
 
 WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
@@ -35,7 +35,7 @@ def test_live_weaviate_store():
         for mode in ("semantic", "bm25", "hybrid"):
             hits = store.search("cancer", k=3, flt=TrialFilter(label=1), mode=mode)
             assert hits and all(h.trial.label == 1 for h in hits)
-        counts = store.intervention_label_counts("any")
+        counts = intervention_label_counts(store, "any")
         assert counts
     finally:
         store._client.collections.delete(collection)

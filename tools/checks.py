@@ -1,17 +1,19 @@
-"""Deterministic checks of synthetic trials: validity, intervention, plausibility, leakage,
-privacy, copying. Each check returns `Problem`s (a check name and a message a writer can act on).
-
-Thresholds are documented in `graphs.config.CriticThresholds`.
+"""Deterministic checks of candidate synthetic trials: intervention, plausibility, leakage,
+privacy, copying, and the domain checks calibrated on real trials (typicality, condition fit,
+eligibility fit, intervention fit). Each check is a pure function returning `Problem`s (a check
+name and a message a writer can act on). Every threshold lives in `CriticThresholds`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
-import numpy as np
+from pydantic import BaseModel, Field
 
+from synthtrials.tools.domain import SectionScore
 from synthtrials.tools.normalize import normalize_intervention
 from synthtrials.tools.trial import NCT_ID_ANYWHERE, SCRUBBED_WORDS, Phase, Trial, render_for_classifier, scrub_status_words
 
@@ -20,6 +22,60 @@ from synthtrials.tools.trial import NCT_ID_ANYWHERE, SCRUBBED_WORDS, Phase, Tria
 class Problem:
     check: str
     message: str
+    section: str | None = None  # the failing section's text, when one section is at fault
+
+
+#: calibrated score -> the check it belongs to (see `tools.domain.DomainKnowledge.scores`)
+SCORE_CHECKS = {"condition_fit": "condition_fit", "eligibility_fit": "eligibility_fit", "criteria_count": "content",
+                "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit"}
+
+
+def check_of(score_name: str) -> str:
+    return "typicality" if score_name.startswith("typicality_") else SCORE_CHECKS[score_name]
+
+
+class CriticThresholds(BaseModel):
+    """Every threshold of the critic's checks, in one place.
+
+    The domain checks' thresholds (`calibrated`) are quantiles of the same scores on real
+    grounding trials (`tools.calibration`); `calibration` names the store calibration they come
+    from. The rest are documented constants of the copy checks.
+    """
+
+    calibrated: dict[str, float] = Field(default_factory=dict, description="score name -> lowest acceptable score")
+    calibration: str | None = Field(None, description="key of the store calibration the thresholds come from")
+    ngram: int = Field(8, description="word n-gram length for copy detection")
+    max_ngram_overlap: float = Field(0.35, description="share of the draft's n-grams found in one real trial")
+    max_real_similarity: float = Field(0.97, description="cosine similarity to the closest real trial")
+    max_synthetic_similarity: float = Field(0.98, description="cosine similarity to an accepted synthetic trial")
+    real_neighbours: int = Field(5, description="closest real trials checked beyond the examples")
+    min_title_words: int = 3
+
+
+_WHAT = {"criterion": "eligibility criterion", "condition": "condition", "intervention": "intervention",
+         "outcome": "outcome measure", "title": "title", "summary": "summary"}
+
+
+def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) -> list[Problem]:
+    """The calibrated domain checks: a score below its threshold fails its check."""
+    problems = []
+    for name, score in scores.items():
+        limit = thresholds.get(name)
+        if limit is None or score.score is None or score.score >= limit:
+            continue
+        what = _WHAT.get(score.kind or "", "section")
+        quoted = f"'{(score.section or '')[:90]}'"
+        message = {
+            "condition_fit": f"the condition {quoted} does not fit this drug: real trials of it study other conditions",
+            "eligibility_fit": f"the {what} {quoted} describes another disease than the trial's conditions",
+            "intervention_fit": f"{quoted} is not an intervention like those of real trials (a drug name is expected)",
+            "intervention_margin": f"{quoted} reads like a condition, not an intervention",
+            "criteria_count": f"give as many eligibility criteria as real trials do ({score.score:.0f} is too few)",
+            "typicality_criterion_mean": "the eligibility criteria as a whole read unlike real criteria "
+                                         f"(the furthest: {quoted})",
+        }.get(name, f"the {what} {quoted} reads like no real {what}")
+        problems.append(Problem(check_of(name), f"{message} (score {score.score:.2f} < {limit:.2f})", score.section))
+    return problems
 
 
 # --- label leakage ---------------------------------------------------------------------------
@@ -91,7 +147,7 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _PHONE = re.compile(r"(?:\+?\d[\s().-]?){9,}\d")
 _URL = re.compile(r"https?://|www\.|\.(?:com|org|net|gov|html?|png|jpe?g)\b", re.IGNORECASE)
 _PERSON = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms)\.?\s+[A-Z][a-z]+|\b[A-Z][a-z]+\s+[A-Z][a-z]+,\s*(?:MD|M\.D\.|PhD|RN)\b")
-_MARKUP = re.compile(r"<[a-zA-Z/][^>]*>|\{\{|\}\}|\[\[|\]\]")
+_MARKUP = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|\{\{|\}\}|\[\[|\]\]")  # tags, not "</= 2.0"
 
 
 def check_privacy(trial: Trial) -> list[Problem]:
@@ -134,7 +190,13 @@ def check_intervention(trial: Trial, intervention: str) -> list[Problem]:
     return []
 
 
-def check_plausibility(trial: Trial, min_title_words: int = 3, min_item_words: int = 2) -> list[Problem]:
+def check_plausibility(trial: Trial, fields: Collection[str], min_title_words: int = 3) -> list[Problem]:
+    """Phase, enrollment, conditions and the presence of what the writer's field set asks for.
+
+    Only fields of `fields` (the grounding data's field set) are required: a trial grounded on
+    TOP has no title or summary to check. Terse criteria ("ECOG 0-1", "Pregnancy") are fine:
+    whether a criterion reads like a real one is the typicality check's job, not a word count.
+    """
     problems = []
     if trial.phase is None or trial.phase == Phase.NOT_APPLICABLE:
         problems.append(Problem("phase", "a drug trial needs a phase (early phase 1 to phase 4)"))
@@ -143,18 +205,16 @@ def check_plausibility(trial: Trial, min_title_words: int = 3, min_item_words: i
         if not low <= trial.enrollment <= high:
             problems.append(Problem("enrollment", f"enrollment {trial.enrollment} is implausible for {trial.phase.value} "
                                                   f"(expected {low}-{high})"))
-    if _words(trial.brief_title or "") < min_title_words:
+    if "title" in fields and _words(trial.brief_title or "") < min_title_words:
         problems.append(Problem("content", "write a descriptive title"))
     bad_conditions = [c for c in trial.conditions if _words(c) == 0 or re.search(r"\bphase\b", c, re.IGNORECASE)]
     if not trial.conditions or bad_conditions:
         problems.append(Problem("content", f"conditions must be disease names (not {bad_conditions[:2]})"))
-    elig = trial.eligibility
-    items = (elig.inclusion + elig.exclusion) if elig else []
-    if not elig or not elig.inclusion or not elig.exclusion:
-        problems.append(Problem("content", "give inclusion and exclusion criteria"))
-    elif any(_words(i) < min_item_words for i in items):
-        problems.append(Problem("content", "each eligibility criterion must be a short sentence, not a fragment"))
-    if _words(trial.brief_summary or "") < 8:
+    if "eligibility" in fields:
+        elig = trial.eligibility
+        if not elig or not (elig.inclusion or elig.exclusion or elig.raw):
+            problems.append(Problem("content", "give inclusion and exclusion criteria"))
+    if "summary" in fields and _words(trial.brief_summary or "") < 8:
         problems.append(Problem("content", "write a brief summary of the trial's purpose and design"))
     if any(_MARKUP.search(t) for t in _text_fields(trial)):
         problems.append(Problem("content", "remove markup and placeholders"))
@@ -187,9 +247,3 @@ def check_copying(trial: Trial, sources: list[Trial], n: int, max_overlap: float
     if worst > max_overlap:
         return [Problem("near_copy", f"{worst:.0%} of the text repeats a real trial ({worst_id}); write it anew")], worst
     return [], worst
-
-
-def max_cosine(vector: np.ndarray, matrix: np.ndarray) -> float:
-    if matrix.size == 0:
-        return 0.0
-    return float(np.max(matrix @ vector))

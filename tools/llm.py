@@ -77,6 +77,7 @@ class LLMConfig(BaseModel):
     model: str | None = Field(default=None, description="openai: model name; transformers: folder or id")
     model_path: str | None = Field(default=None, description="llamacpp/transformers: GGUF path or bundled name")
     base_url: str | None = None
+    adapter: str | None = Field(default=None, description="llamacpp/transformers: a `synthtrials adapt` folder")
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.7
     max_tokens: int = 900
@@ -210,11 +211,12 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
         from synthtrials.tools.llamacpp_chat import ChatLlamaCppWithUsage
 
         path = resolve_gguf(config.model_path)
+        lora_path, adapter_hash = checked_adapter(config, path)
         try:
             return ChatLlamaCppWithUsage(
                 model_path=path, n_ctx=config.n_ctx, temperature=config.temperature, max_tokens=config.max_tokens,
                 seed=config.seed, n_threads=config.n_threads or max(1, os.cpu_count() or 1), n_batch=512,
-                verbose=False, cache=cache, streaming=False,
+                verbose=False, cache=cache, streaming=False, lora_path=lora_path, adapter_sha256=adapter_hash,
             )
         except ValueError as exc:
             raise LLMConfigError(f"{path}: llama.cpp cannot load it ({' '.join(str(exc).split())[:160]})") from None
@@ -242,6 +244,22 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
     raise LLMConfigError(f"unknown backend {config.backend!r} (llamacpp, openai or transformers)")
 
 
+def checked_adapter(config: LLMConfig, base_path: str | None) -> tuple[str | None, str | None]:
+    """The adapter's llama.cpp GGUF and hash, after checking it was trained on this very base."""
+    if not config.adapter:
+        return None, None
+    from synthtrials.tools.adapter_folder import GGUF_FILE, adapter_sha256, file_sha256, read_adapter
+
+    info = read_adapter(config.adapter)
+    if base_path is not None and info.base_sha256 != file_sha256(Path(base_path)):
+        raise LLMConfigError(f"{config.adapter}: adapted from {Path(info.base_path).name} "
+                             f"(sha256 {info.base_sha256[:12]}), not from {Path(base_path).name}: give the same base")
+    gguf = Path(config.adapter) / GGUF_FILE
+    if config.backend == "llamacpp" and not gguf.is_file():
+        raise LLMConfigError(f"{config.adapter}: no {GGUF_FILE} (the base was not a GGUF model): use --backend transformers")
+    return str(gguf), adapter_sha256(config.adapter)
+
+
 # --- structured output --------------------------------------------------------------------------
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
@@ -261,29 +279,46 @@ def extract_json(text: str) -> Any:
     return json.loads(cleaned[start:end + 1], strict=False)
 
 
+#: bounds llama.cpp's grammar would unroll into that many nested rules: longer ones are left to validation
+#: what a ChatML-style template adds per message (<|im_start|>role\n ... <|im_end|>\n)
+CHAT_TOKENS_PER_MESSAGE = 5
 GRAMMAR_MAX_LENGTH = 200
+GRAMMAR_MAX_ITEMS = 16
 
 
-def grammar_schema(schema: Any, cap: int = GRAMMAR_MAX_LENGTH) -> Any:
-    """The schema adapted to llama.cpp's grammar compiler.
+def grammar_schema(schema: Any) -> Any:
+    """The schema adapted to llama.cpp's grammar compiler (a backend quirk, kept here).
 
-    - string maxLength is capped: the compiler unrolls a maxLength of N into N nested rules and
-      refuses long ones ("exceeds sane defaults"; 1,200 fails, 300 compiles; 200 keeps small
-      models short);
+    - a string maxLength of N unrolls into N nested rules: above 200 the grammar drops the bound
+      (1,200 was refused as "exceeds sane defaults", long ones slow sampling) and validation trims
+      the answer to the schema's bound instead;
+    - likewise an array maxItems above 16 is dropped (validation keeps the first items);
+    - ``prefixItems`` (a fixed first item, e.g. the pinned drug) becomes one tuple per allowed
+      length: llama.cpp reads an ``items`` list as a tuple;
     - a bounded integer becomes a digit string of at most as many digits (the compiler ignores
-      minimum/maximum, and small models write 20-digit enrollments); pydantic reads it back as
-      an integer.
-    Array maxItems and enums stay: they stop a small model looping.
+      minimum/maximum, and small models write 20-digit enrollments); pydantic reads it back.
+    Small bounds and enums stay: they stop a small model looping.
     """
-    if isinstance(schema, dict):
-        if schema.get("type") == "integer" and isinstance(schema.get("maximum"), int) and schema["maximum"] >= 10:
-            digits = len(str(schema["maximum"] + 1)) - 1  # digits every value up to maximum may need
-            return {"type": "string", "pattern": f"^[1-9][0-9]{{0,{digits - 1}}}$"}
-        return {k: (min(v, cap) if k == "maxLength" and isinstance(v, int) else grammar_schema(v, cap))
-                for k, v in schema.items()}
     if isinstance(schema, list):
-        return [grammar_schema(v, cap) for v in schema]
-    return schema
+        return [grammar_schema(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "integer" and isinstance(schema.get("maximum"), int) and schema["maximum"] >= 10:
+        digits = len(str(schema["maximum"] + 1)) - 1  # digits every value up to maximum may need
+        return {"type": "string", "pattern": f"^[1-9][0-9]{{0,{digits - 1}}}$"}
+    if schema.get("type") == "array" and "prefixItems" in schema:
+        prefix = [grammar_schema(item) for item in schema["prefixItems"]]
+        rest = grammar_schema(schema.get("items", {}))
+        longest = min(schema.get("maxItems", len(prefix) + 2), len(prefix) + GRAMMAR_MAX_ITEMS)
+        return {"anyOf": [{"type": "array", "items": prefix + [rest] * n} for n in range(longest - len(prefix) + 1)]}
+    out = {}
+    for key, value in schema.items():
+        if key == "maxLength" and isinstance(value, int) and value > GRAMMAR_MAX_LENGTH:
+            continue
+        if key == "maxItems" and isinstance(value, int) and value > GRAMMAR_MAX_ITEMS:
+            continue
+        out[key] = grammar_schema(value)
+    return out
 
 
 def _method(config: LLMConfig) -> StructuredMethod:
@@ -391,13 +426,20 @@ class LLMClient:
         client = getattr(self.model, "client", None)
         if client is not None and hasattr(client, "tokenize"):
             return len(client.tokenize(text.encode("utf-8"), add_bos=False))
+        tokenizer = getattr(self.model, "_tokenizer", None)
+        if tokenizer is not None:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
         return max(1, len(text) // 4)
+
+    def message_tokens(self, messages: list[BaseMessage]) -> int:
+        """Tokens of a chat prompt: its messages plus the chat template's few tokens per message."""
+        return sum(self.count_tokens(str(m.content)) + CHAT_TOKENS_PER_MESSAGE for m in messages)
 
     def check_context(self, messages: list[BaseMessage]) -> None:
         """Refuse a prompt that cannot fit the context window with room for the answer."""
         if self.config.backend == "openai":
             return  # the server knows its window and answers 400, mapped to a one-line error
-        prompt = sum(self.count_tokens(str(m.content)) + 8 for m in messages)
+        prompt = self.message_tokens(messages)
         if prompt + self.config.max_tokens > self.config.n_ctx:
             raise LLMError(f"prompt of about {prompt} tokens + {self.config.max_tokens} answer tokens exceeds the "
                            f"{self.config.n_ctx}-token context window of {self.model_name}")

@@ -14,32 +14,34 @@ Two backends behind one surface:
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 from pydantic import BaseModel
 
 from synthtrials.tools.atomic import atomic_open
 from synthtrials.tools.bm25 import BM25Index
-from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, get_embeddings
+from synthtrials.tools.eligibility import (
+    EligibilityRule, EligibleIntervention, InterventionKey, NameKey, check_rule, eligible_from_counts, intervention_keys,
+    label_counts,
+)
+from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, TransformerEmbeddings, get_embeddings
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.normalize import normalize_condition, normalize_intervention, parse_phase
-from synthtrials.tools.trial import InterventionType, Phase, Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.splits import SPLITS, Split, check_split, is_stricter, split_from_source_name
+from synthtrials.tools.trial import Phase, Trial, render_for_classifier, render_for_embedding
 from synthtrials.tools.vectorstore import NumpyVectorStore
 
-EligibilityRule = Literal["first", "any"]
-NameKey = Literal["normalized", "lowercase"]
 SearchMode = Literal["semantic", "bm25", "hybrid"]
 ProgressFn = Callable[[int, int], None]
-
-#: intervention types that count as drugs for the paper's selection rule
-DRUG_TYPES = (InterventionType.DRUG.value, InterventionType.BIOLOGICAL.value)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TrialFilter:
     phase: Phase | str | None = None
     condition: str | None = None
     source: Literal["real", "synthetic"] | None = None
+    splits: frozenset[str] | None = None
     exclude_ids: frozenset[str] = frozenset()
 
     def normalised(self) -> TrialFilter:
@@ -61,16 +64,18 @@ class TrialFilter:
             phase=phase,
             condition=normalize_condition(self.condition) if self.condition else None,
             source=self.source,
+            splits=frozenset(check_split(s) for s in self.splits) if self.splits is not None else None,
             exclude_ids=self.exclude_ids,
         )
 
+    def narrowed(self, **changes: object) -> TrialFilter:
+        """This filter with some fields replaced (a grounding filter narrowed to a drug, say)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
 
-class EligibleIntervention(BaseModel):
-    """An intervention with enough successful and failed trials to draw examples from."""
 
-    intervention: str
-    successes: int
-    failures: int
+def grounding_filter(splits: Iterable[str]) -> TrialFilter:
+    """The real trials of the grounding splits: all that generation may read."""
+    return TrialFilter(source="real", splits=frozenset(splits))
 
 
 class SearchHit(BaseModel):
@@ -78,23 +83,35 @@ class SearchHit(BaseModel):
     score: float
 
 
+class SplitUpgrade(NamedTuple):
+    nct_id: str
+    old: str
+    new: str
+
+
 @dataclass
 class UpsertReport:
     inserted: int = 0
     updated: int = 0
     embedded: int = 0
-    ids: list[str] = field(default_factory=list)
+    split_upgrades: list[SplitUpgrade] = field(default_factory=list)
 
 
 class TrialStore(Protocol):
-    """The TrialStore surface every backend has (what the retriever and the CLI rely on).
+    """Everything agents, runner, evals and CLI call on a store: every backend implements all of it.
 
-    Open one with `open_store(location)`: `LocalTrialStore` or `WeaviateTrialStore`.
+    Open one with `open_store(location)`: `LocalTrialStore` or `WeaviateTrialStore`. A structural
+    test fails when a backend lacks a method of this protocol.
     """
 
-    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None,
-               vectors: np.ndarray | None = None) -> UpsertReport: ...
+    embedding_model: str
+
+    @property
+    def embeddings(self) -> TransformerEmbeddings: ...
+    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None, vectors: np.ndarray | None = None,
+               splits: Mapping[str, Split] | None = None) -> UpsertReport: ...
     def get(self, nct_id: str) -> Trial | None: ...
+    def get_many(self, ids: Sequence[str]) -> list[Trial]: ...
     def count(self) -> int: ...
     def filter(self, flt: TrialFilter | None = None, limit: int | None = None) -> list[Trial]: ...
     def filter_ids(self, flt: TrialFilter | None = None) -> list[str]: ...
@@ -102,35 +119,39 @@ class TrialStore(Protocol):
                mode: SearchMode = "semantic") -> list[SearchHit]: ...
     def search_by_vector(self, vector: Sequence[float], k: int = 5,
                          flt: TrialFilter | None = None) -> list[SearchHit]: ...
-    def intervention_label_counts(self, rule: EligibilityRule = "first",
-                                  names: NameKey = "normalized") -> dict[str, Counter]: ...
-    def eligible(self, k: int = 3, rule: EligibilityRule = "first",
-                 names: NameKey = "normalized") -> list[EligibleIntervention]: ...
+    def intervention_rows(self, flt: TrialFilter | None = None) -> list[tuple[int | None, list[InterventionKey]]]: ...
+    def split_counts(self) -> dict[str, int]: ...
+    def section_vectors(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray: ...
+    def load_calibration(self, key: str) -> dict | None: ...
+    def save_calibration(self, key: str, data: dict) -> None: ...
+    def calibrations(self) -> list[dict]: ...
     def stats(self) -> dict: ...
     def close(self) -> None: ...
 
 
-TrialStoreBackend = TrialStore
-
-
 def trial_index_fields(trial: Trial) -> tuple[list[tuple[int, str, str, str]], list[str]]:
     """(position, normalised name, lower-cased name, type) per intervention, and distinct conditions."""
-    interventions = [
-        (position, normalize_intervention(item.name), item.name.strip().lower(), item.type.value)
-        for position, item in enumerate(trial.interventions)
-    ]
+    interventions = [(position, *key) for position, key in enumerate(intervention_keys(trial))]
     conditions = sorted({normalize_condition(c) for c in trial.conditions if c.strip()})
     return interventions, conditions
 
 
-def eligible_from_counts(counts: dict[str, Counter], k: int) -> list[EligibleIntervention]:
-    """The paper's rule: at least k successful and k failed trials."""
-    out = [
-        EligibleIntervention(intervention=name, successes=c[1], failures=c[0])
-        for name, c in counts.items()
-        if c[1] >= k and c[0] >= k
-    ]
-    return sorted(out, key=lambda e: (-(e.successes + e.failures), e.intervention))
+def intervention_label_counts(store: TrialStore, rule: EligibilityRule = "first", names: NameKey = "normalized",
+                              flt: TrialFilter | None = None) -> dict[str, Counter]:
+    """Per drug name, the store's real trials (matching `flt`) labelled 1 and 0."""
+    check_rule(rule, names)
+    return label_counts(store.intervention_rows(flt or TrialFilter(source="real")), rule, names)
+
+
+def eligible(store: TrialStore, k: int = 3, rule: EligibilityRule = "first", names: NameKey = "normalized",
+             flt: TrialFilter | None = None) -> list[EligibleIntervention]:
+    """Drugs with at least k successful and k failed real trials among those matching `flt`."""
+    return eligible_from_counts(intervention_label_counts(store, rule, names, flt), k)
+
+
+def default_grounding_splits(store: TrialStore) -> list[Split]:
+    """``train`` when the store has a train split, else ``pool``."""
+    return ["train"] if store.split_counts().get("train") else ["pool"]
 
 
 def stats_from(trials_by: dict[str, Counter], total: int, top: int = 20) -> dict:
@@ -138,7 +159,7 @@ def stats_from(trials_by: dict[str, Counter], total: int, top: int = 20) -> dict
 
 
 def open_store(location: str | Path, *, embedding_model: str | None = None, create: bool = True,
-               collection: str = "Trial") -> TrialStoreBackend:
+               collection: str = "Trial") -> TrialStore:
     """Open a store: a folder path (local) or an http(s) URL / ``weaviate+https://`` (Weaviate)."""
     text = str(location)
     if text.startswith(("http://", "https://", "weaviate+")):
@@ -156,6 +177,7 @@ CREATE TABLE IF NOT EXISTS trials (
     label INTEGER,
     phase TEXT,
     source TEXT NOT NULL,
+    split TEXT NOT NULL DEFAULT 'pool',
     embed_text TEXT NOT NULL,
     embedding BLOB NOT NULL
 );
@@ -175,6 +197,8 @@ CREATE TABLE IF NOT EXISTS trial_conditions (
     PRIMARY KEY (nct_id, name)
 );
 CREATE INDEX IF NOT EXISTS trial_conditions_name ON trial_conditions(name);
+CREATE TABLE IF NOT EXISTS section_vectors (text TEXT PRIMARY KEY, embedding BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS calibrations (key TEXT PRIMARY KEY, created TEXT NOT NULL, data TEXT NOT NULL);
 """
 
 STORE_FILE = "trials.sqlite"
@@ -198,6 +222,7 @@ class LocalTrialStore:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{db_path}: not a synthtrials store ({exc})") from None
         stored_model = self._meta("embedding_model")
@@ -207,10 +232,30 @@ class LocalTrialStore:
         self._bm25: BM25Index | None = None
         self._load_index()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     # -- metadata and in-memory index --------------------------------------------------------
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def _migrate(self) -> None:
+        """Stores written before splits existed: add the column, derive splits from source file names."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        if "split" in columns:
+            return
+        self._db.execute("ALTER TABLE trials ADD COLUMN split TEXT NOT NULL DEFAULT 'pool'")
+        rows = [(split_from_source_name(json.loads(record).get("provenance", {}).get("file") or ""), nct_id)
+                for nct_id, record in self._db.execute("SELECT nct_id, record FROM trials")]
+        self._db.executemany("UPDATE trials SET split = ? WHERE nct_id = ?", rows)
 
     def _load_index(self) -> None:
         self._vectors = NumpyVectorStore(_LazyEmbeddings(self))
@@ -218,25 +263,28 @@ class LocalTrialStore:
         labels: list[int] = []
         phases: list[str] = []
         sources: list[str] = []
+        splits: list[str] = []
         blobs: list[bytes] = []
         texts: list[str] = []
-        for nct_id, label, phase, source, text, blob in self._db.execute(
-            "SELECT nct_id, label, phase, source, embed_text, embedding FROM trials ORDER BY rowid"
+        for nct_id, label, phase, source, split, text, blob in self._db.execute(
+            "SELECT nct_id, label, phase, source, split, embed_text, embedding FROM trials ORDER BY rowid"
         ):
             ids.append(nct_id)
             texts.append(text)
             labels.append(-1 if label is None else int(label))
             phases.append(phase or "")
             sources.append(source)
+            splits.append(split)
             blobs.append(blob)
         if ids:
             matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1)
-            metadatas = [{"nct_id": i, "label": None if l < 0 else l, "phase": p or None, "source": s}
-                         for i, l, p, s in zip(ids, labels, phases, sources)]
+            metadatas = [{"nct_id": i, "label": None if l < 0 else l, "phase": p or None, "source": s, "split": sp}
+                         for i, l, p, s, sp in zip(ids, labels, phases, sources, splits)]
             self._vectors.add_vectors(ids, matrix, texts, metadatas)
         self._labels = np.asarray(labels, dtype=np.int8)
         self._phases = np.asarray(phases, dtype=object)
         self._sources = np.asarray(sources, dtype=object)
+        self._splits = np.asarray(splits, dtype=object)
 
     @property
     def embeddings(self):
@@ -248,25 +296,36 @@ class LocalTrialStore:
         return self._vectors
 
     # -- writing -----------------------------------------------------------------------------
-    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None,
-               vectors: np.ndarray | None = None) -> UpsertReport:
+    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None, vectors: np.ndarray | None = None,
+               splits: Mapping[str, Split] | None = None) -> UpsertReport:
         """Insert or replace trials by NCT id in one transaction (all or nothing).
 
         Unchanged embedding texts reuse their stored vectors; `vectors` supplies precomputed ones.
+        `splits` gives trials their split; a stored trial keeps the stricter of its stored and its
+        new split (never downgraded), and each upgrade is reported. New trials default to pool.
         """
         report = UpsertReport()
         if not trials:
             return report
         texts = [render_for_embedding(t) for t in trials]
         existing: dict[str, tuple[str, bytes]] = {}
+        stored_split: dict[str, str] = {}
         ids = [t.nct_id for t in trials]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for nct_id, text, blob in self._db.execute(
-                f"SELECT nct_id, embed_text, embedding FROM trials WHERE nct_id IN ({marks})", chunk
+            for nct_id, text, blob, split in self._db.execute(
+                f"SELECT nct_id, embed_text, embedding, split FROM trials WHERE nct_id IN ({marks})", chunk
             ):
                 existing[nct_id] = (text, blob)
+                stored_split[nct_id] = split
+        new_split: dict[str, str] = {}
+        for nct_id in ids:
+            old = stored_split.get(nct_id, "pool")
+            given = check_split((splits or {}).get(nct_id, old))
+            new_split[nct_id] = given if is_stricter(given, old) else old
+            if nct_id in stored_split and is_stricter(given, old):
+                report.split_upgrades.append(SplitUpgrade(nct_id, old, given))
         if vectors is None:
             vectors = self._embed(trials, texts, existing, progress, report)
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -282,17 +341,17 @@ class LocalTrialStore:
             cur.execute("INSERT OR REPLACE INTO meta VALUES ('dimension', ?)", (str(vectors.shape[1]),))
             for trial, text, vector in zip(trials, texts, vectors):
                 row = (trial.model_dump_json(), trial.label, trial.phase.value if trial.phase else None,
-                       trial.source, text, vector.tobytes(), trial.nct_id)
+                       trial.source, new_split[trial.nct_id], text, vector.tobytes(), trial.nct_id)
                 if trial.nct_id in existing:
                     report.updated += 1
                     cur.execute("DELETE FROM trial_interventions WHERE nct_id = ?", (trial.nct_id,))
                     cur.execute("DELETE FROM trial_conditions WHERE nct_id = ?", (trial.nct_id,))
-                    cur.execute("UPDATE trials SET record=?, label=?, phase=?, source=?, embed_text=?, embedding=? "
-                                "WHERE nct_id=?", row)
+                    cur.execute("UPDATE trials SET record=?, label=?, phase=?, source=?, split=?, embed_text=?, "
+                                "embedding=? WHERE nct_id=?", row)
                 else:
                     report.inserted += 1
-                    cur.execute("INSERT INTO trials (record, label, phase, source, embed_text, embedding, nct_id) "
-                                "VALUES (?,?,?,?,?,?,?)", row)
+                    cur.execute("INSERT INTO trials (record, label, phase, source, split, embed_text, embedding, "
+                                "nct_id) VALUES (?,?,?,?,?,?,?,?)", row)
                     existing[trial.nct_id] = (text, b"")
                 interventions, conditions = trial_index_fields(trial)
                 cur.executemany("INSERT INTO trial_interventions VALUES (?,?,?,?,?)",
@@ -303,7 +362,6 @@ class LocalTrialStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        report.ids = ids
         self._load_index()
         self._bm25 = None
         return report
@@ -359,6 +417,8 @@ class LocalTrialStore:
             mask &= self._phases == flt.phase.value  # type: ignore[union-attr]
         if flt.source is not None:
             mask &= self._sources == flt.source
+        if flt.splits is not None:
+            mask &= np.isin(self._splits, sorted(flt.splits))
         for table, value in (("trial_interventions", flt.intervention), ("trial_conditions", flt.condition)):
             if value:
                 allowed = np.zeros_like(mask)
@@ -434,37 +494,61 @@ class LocalTrialStore:
             return self._hits(sorted(fused.items(), key=lambda x: -x[1])[:k])
         raise ConfigError(f"unknown search mode {mode!r} (semantic, bm25 or hybrid)")
 
-    def intervention_label_counts(self, rule: EligibilityRule = "first",
-                                  names: NameKey = "normalized") -> dict[str, Counter]:
-        """Per drug name, the number of real trials labelled 1 and 0.
-
-        rule "first": each trial counts its first-listed drug; "any": every listed drug, once.
-        names "normalized": case, whitespace and dose text removed ("raltegravir 400 mg" is
-        raltegravir); "lowercase": lower-cased only, as the seed paper counted.
-        """
-        if rule not in ("first", "any"):
-            raise ConfigError(f"unknown eligibility rule {rule!r} (first or any)")
-        if names not in ("normalized", "lowercase"):
-            raise ConfigError(f"unknown name matching {names!r} (normalized or lowercase)")
-        key = "name" if names == "normalized" else "lowercase"
-        marks = ",".join("?" * len(DRUG_TYPES))
-        first = (f"AND i.position = (SELECT MIN(j.position) FROM trial_interventions j "
-                 f"WHERE j.nct_id = i.nct_id AND j.type IN ({marks}))") if rule == "first" else ""
-        params = DRUG_TYPES * (2 if rule == "first" else 1)
-        counts: dict[str, Counter] = {}
-        for name, label, n in self._db.execute(
-            f"""SELECT i.{key}, t.label, COUNT(DISTINCT i.nct_id) FROM trial_interventions i
-                JOIN trials t USING (nct_id)
-                WHERE t.label IS NOT NULL AND t.source = 'real' AND i.type IN ({marks}) AND i.{key} != '' {first}
-                GROUP BY i.{key}, t.label""",
-            params,
+    def intervention_rows(self, flt: TrialFilter | None = None) -> list[tuple[int | None, list[InterventionKey]]]:
+        """(label, interventions in listed order) of every trial matching `flt`."""
+        allowed = set(self.filter_ids(flt)) if flt is not None else None
+        rows: dict[str, tuple[int | None, list[InterventionKey]]] = {}
+        for nct_id, label, name, lowercase, kind in self._db.execute(
+            "SELECT t.nct_id, t.label, i.name, i.lowercase, i.type FROM trials t "
+            "LEFT JOIN trial_interventions i USING (nct_id) ORDER BY t.rowid, i.position"
         ):
-            counts.setdefault(name, Counter())[int(label)] = n
-        return counts
+            if allowed is not None and nct_id not in allowed:
+                continue
+            entry = rows.setdefault(nct_id, (label, []))
+            if name is not None:
+                entry[1].append(InterventionKey(name, lowercase, kind))
+        return list(rows.values())
 
-    def eligible(self, k: int = 3, rule: EligibilityRule = "first",
-                 names: NameKey = "normalized") -> list[EligibleIntervention]:
-        return eligible_from_counts(self.intervention_label_counts(rule, names), k)
+    def split_counts(self) -> dict[str, int]:
+        counts = dict(self._db.execute("SELECT split, COUNT(*) FROM trials WHERE source = 'real' GROUP BY split"))
+        return {name: counts[name] for name in SPLITS if name in counts}
+
+    def section_vectors(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Embeddings of section texts (criteria, conditions...), cached in the store: each distinct
+        text is embedded once, ever."""
+        distinct = list(dict.fromkeys(texts))
+        cached: dict[str, np.ndarray] = {}
+        for start in range(0, len(distinct), 500):
+            chunk = distinct[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for text, blob in self._db.execute(f"SELECT text, embedding FROM section_vectors WHERE text IN ({marks})", chunk):
+                cached[text] = np.frombuffer(blob, dtype=np.float32)
+        missing = [t for t in distinct if t not in cached]
+        batch = 512
+        for start in range(0, len(missing), batch):
+            chunk = missing[start:start + batch]
+            vectors = self.embeddings.embed_array(chunk)
+            with self._transaction():  # one per batch: an interrupted run keeps what it embedded
+                self._db.executemany("INSERT OR REPLACE INTO section_vectors VALUES (?, ?)",
+                                     [(t, v.astype(np.float32).tobytes()) for t, v in zip(chunk, vectors)])
+            cached.update(zip(chunk, vectors.astype(np.float32)))
+            if progress:
+                progress(min(start + batch, len(missing)), len(missing))
+        dim = next(iter(cached.values())).shape[0] if cached else 0
+        return np.stack([cached[t] for t in texts]) if texts else np.zeros((0, dim), dtype=np.float32)
+
+    def load_calibration(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT data FROM calibrations WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_calibration(self, key: str, data: dict) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO calibrations VALUES (?, datetime('now'), ?)",
+                             (key, json.dumps(data)))
+
+    def calibrations(self) -> list[dict]:
+        return [{"key": key, "created": created, **json.loads(data)}
+                for key, created, data in self._db.execute("SELECT key, created, data FROM calibrations ORDER BY created")]
 
     def stats(self) -> dict:
         by_label = Counter({("unlabelled" if l is None else str(l)): n for l, n in
@@ -474,7 +558,7 @@ class LocalTrialStore:
         by_source = Counter(dict(self._db.execute("SELECT source, COUNT(*) FROM trials GROUP BY source").fetchall()))
         by_intervention = Counter(dict(self._db.execute(
             "SELECT name, COUNT(DISTINCT nct_id) FROM trial_interventions GROUP BY name ORDER BY 2 DESC LIMIT 20").fetchall()))
-        return stats_from({"label": by_label, "phase": by_phase, "source": by_source,
+        return stats_from({"label": by_label, "phase": by_phase, "source": by_source, "split": Counter(self.split_counts()),
                            "intervention": by_intervention}, self.count())
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ class TransformersChatModel(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model_id: str
+    adapter_sha256: str | None = None
     temperature: float = 0.7
     max_tokens: int = 512
     seed: int = 0
@@ -29,7 +30,7 @@ class TransformersChatModel(BaseChatModel):
 
     @classmethod
     def load(cls, config: Any, cache: Any = None) -> TransformersChatModel:
-        from synthtrials.tools.llm import LLMConfigError, resolve_gguf
+        from synthtrials.tools.llm import LLMConfigError, checked_adapter, resolve_gguf
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import transformers
@@ -55,8 +56,15 @@ class TransformersChatModel(BaseChatModel):
             model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval()
         except (OSError, ValueError, ImportError) as exc:
             raise LLMConfigError(f"{target}: transformers cannot load it ({' '.join(str(exc).split())[:160]})") from None
+        _, adapter_hash = checked_adapter(config, str(Path(folder) / kwargs["gguf_file"]) if "gguf_file" in kwargs else None)
+        if config.adapter:
+            from peft import PeftModel
+
+            from synthtrials.tools.adapter_folder import PEFT_DIR
+
+            model = PeftModel.from_pretrained(model, str(Path(config.adapter) / PEFT_DIR)).eval()
         chat = cls(model_id=str(target), temperature=config.temperature, max_tokens=config.max_tokens,
-                   seed=config.seed, cache=cache)
+                   seed=config.seed, cache=cache, adapter_sha256=adapter_hash)
         chat._tokenizer, chat._model = tokenizer, model
         return chat
 
@@ -66,7 +74,8 @@ class TransformersChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {"model_id": self.model_id, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "adapter_sha256": self.adapter_sha256}
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:

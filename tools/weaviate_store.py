@@ -11,18 +11,20 @@ Locations: ``http://host:8080`` (gRPC on 50051, or ``?grpc=PORT``), ``https://..
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, get_embeddings
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.eligibility import InterventionKey
+from synthtrials.tools.splits import SPLITS, Split, check_split, is_stricter
 from synthtrials.tools.store import (
-    DRUG_TYPES, EligibilityRule, EligibleIntervention, NameKey, ProgressFn, SearchHit, SearchMode, TrialFilter,
-    UpsertReport, eligible_from_counts, stats_from, trial_index_fields,
+    ProgressFn, SearchHit, SearchMode, SplitUpgrade, TrialFilter, UpsertReport, stats_from, trial_index_fields,
 )
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
 
@@ -53,9 +55,10 @@ def connect(location: str):
         raise ConfigError(f"{location}: cannot connect to Weaviate ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
-def trial_properties(trial: Trial) -> dict:
+def trial_properties(trial: Trial, split: Split = "pool") -> dict:
     interventions, conditions = trial_index_fields(trial)
     return {
+        "split": split,
         "nct_id": trial.nct_id,
         "record": trial.model_dump_json(),
         "text": render_for_classifier(trial),
@@ -79,9 +82,9 @@ class WeaviateTrialStore:
         self.location = location
         self.embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
         self._client = connect(location)
+        text = dict(data_type=DataType.TEXT)
+        keyword = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD)
         if not self._client.collections.exists(collection):
-            text = dict(data_type=DataType.TEXT)
-            keyword = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD)
             self._client.collections.create(
                 collection,
                 vector_config=Configure.Vectors.self_provided(),
@@ -94,6 +97,7 @@ class WeaviateTrialStore:
                     Property(name="label", data_type=DataType.INT),
                     Property(name="phase", **keyword),
                     Property(name="source", **keyword),
+                    Property(name="split", **keyword),
                     Property(name="interventions", data_type=DataType.TEXT_ARRAY, tokenization=Tokenization.FIELD),
                     Property(name="interventions_lowercase", data_type=DataType.TEXT_ARRAY,
                              tokenization=Tokenization.FIELD),
@@ -102,6 +106,19 @@ class WeaviateTrialStore:
                 ],
             )
         self._collection = self._client.collections.get(collection)
+        self._sections = self._side_collection(f"{collection}Section", [Property(name="text", **keyword)], vectors=True)
+        self._calibrations = self._side_collection(f"{collection}Calibration", [
+            Property(name="key", **keyword), Property(name="created", **keyword),
+            Property(name="data", data_type=DataType.TEXT, index_searchable=False, index_filterable=False)])
+
+    def _side_collection(self, name: str, properties: list, vectors: bool = False):
+        """A second collection beside the trials: section embeddings, calibrations."""
+        from weaviate.classes.config import Configure
+
+        if not self._client.collections.exists(name):
+            self._client.collections.create(name, properties=properties,
+                                            vector_config=Configure.Vectors.self_provided() if vectors else None)
+        return self._client.collections.get(name)
 
     @property
     def embeddings(self):
@@ -120,6 +137,9 @@ class WeaviateTrialStore:
             parts.append(Filter.by_property("phase").equal(flt.phase.value))  # type: ignore[union-attr]
         if flt.source is not None:
             parts.append(Filter.by_property("source").equal(flt.source))
+        if flt.splits is not None:
+            parts.append(Filter.by_property("split").contains_any(sorted(flt.splits)) if flt.splits
+                         else Filter.by_property("split").equal("(none)"))
         if flt.intervention:
             parts.append(Filter.by_property("interventions").contains_any([flt.intervention]))
         if flt.condition:
@@ -130,26 +150,46 @@ class WeaviateTrialStore:
             return None
         return Filter.all_of(parts) if len(parts) > 1 else parts[0]
 
-    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None,
-               vectors: np.ndarray | None = None) -> UpsertReport:
+    def _stored_splits(self, ids: Sequence[str]) -> dict[str, str]:
+        from weaviate.classes.query import Filter
+
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            result = self._collection.query.fetch_objects(
+                filters=Filter.by_property("nct_id").contains_any(list(ids[start:start + 500])), limit=500,
+                return_properties=["nct_id", "split"])
+            out.update({o.properties["nct_id"]: o.properties.get("split") or "pool" for o in result.objects})
+        return out
+
+    def upsert(self, trials: Sequence[Trial], progress: ProgressFn | None = None, vectors: np.ndarray | None = None,
+               splits: Mapping[str, Split] | None = None) -> UpsertReport:
         from weaviate.util import generate_uuid5
 
-        report = UpsertReport(ids=[t.nct_id for t in trials])
+        report = UpsertReport()
         if not trials:
             return report
+        stored = self._stored_splits([t.nct_id for t in trials])
+        new_split: dict[str, Split] = {}
+        for trial in trials:
+            old = check_split(stored.get(trial.nct_id, "pool"))
+            given = check_split((splits or {}).get(trial.nct_id, old))
+            new_split[trial.nct_id] = given if is_stricter(given, old) else old
+            if trial.nct_id in stored and is_stricter(given, old):
+                report.split_upgrades.append(SplitUpgrade(trial.nct_id, old, given))
         if vectors is None:
             vectors = self.embeddings.embed_array([render_for_embedding(t) for t in trials])
             report.embedded = len(trials)
         with self._collection.batch.fixed_size(batch_size=200) as batch:
             for i, (trial, vector) in enumerate(zip(trials, vectors)):
-                batch.add_object(properties=trial_properties(trial), uuid=generate_uuid5(trial.nct_id),
-                                 vector=[float(x) for x in vector])
+                batch.add_object(properties=trial_properties(trial, new_split[trial.nct_id]),
+                                 uuid=generate_uuid5(trial.nct_id), vector=[float(x) for x in vector])
                 if progress and (i + 1) % 200 == 0:
                     progress(i + 1, len(trials))
         failed = self._collection.batch.failed_objects
         if failed:
             raise ConfigError(f"{self.location}: Weaviate rejected {len(failed)} objects ({failed[0].message[:160]})")
-        report.inserted = len(trials)
+        report.updated = len(stored)
+        report.inserted = len(trials) - len(stored)
         return report
 
     def get(self, nct_id: str) -> Trial | None:
@@ -157,6 +197,18 @@ class WeaviateTrialStore:
 
         obj = self._collection.query.fetch_object_by_id(generate_uuid5(nct_id))
         return Trial.model_validate_json(obj.properties["record"]) if obj else None
+
+    def get_many(self, ids: Sequence[str]) -> list[Trial]:
+        from weaviate.classes.query import Filter
+
+        found: dict[str, Trial] = {}
+        for start in range(0, len(ids), 500):
+            result = self._collection.query.fetch_objects(
+                filters=Filter.by_property("nct_id").contains_any(list(ids[start:start + 500])), limit=500,
+                return_properties=["nct_id", "record"])
+            found.update({o.properties["nct_id"]: Trial.model_validate_json(o.properties["record"])
+                          for o in result.objects})
+        return [found[i] for i in ids if i in found]
 
     def count(self) -> int:
         return int(self._collection.aggregate.over_all(total_count=True).total_count or 0)
@@ -209,31 +261,88 @@ class WeaviateTrialStore:
                 return_properties=["record"]))
         raise ConfigError(f"unknown search mode {mode!r} (semantic, bm25 or hybrid)")
 
-    def intervention_label_counts(self, rule: EligibilityRule = "first",
-                                  names: NameKey = "normalized") -> dict[str, Counter]:
-        key = "interventions" if names == "normalized" else "interventions_lowercase"
-        counts: dict[str, Counter] = {}
-        for props in self._iterate([key, "intervention_types", "label", "source"]):
-            if props["label"] not in (0, 1) or props["source"] != "real":
-                continue
-            drugs = [n for n, t in zip(props[key] or [], props["intervention_types"] or []) if t in DRUG_TYPES and n]
-            chosen = drugs[:1] if rule == "first" else sorted(set(drugs))
-            for name in chosen:
-                counts.setdefault(name, Counter())[int(props["label"])] += 1
-        return counts
+    def intervention_rows(self, flt: TrialFilter | None = None) -> list[tuple[int | None, list[InterventionKey]]]:
+        names = ["label", "interventions", "interventions_lowercase", "intervention_types"]
+        if flt is None:
+            objects = self._iterate(names)
+        else:
+            objects = (o.properties for o in self._collection.query.fetch_objects(
+                filters=self._filters(flt), limit=10_000, return_properties=names).objects)
+        rows = []
+        for props in objects:
+            label = None if props["label"] in (-1, None) else int(props["label"])
+            keys = [InterventionKey(*k) for k in zip(props["interventions"] or [], props["interventions_lowercase"] or [],
+                                                     props["intervention_types"] or [])]
+            rows.append((label, keys))
+        return rows
 
-    def eligible(self, k: int = 3, rule: EligibilityRule = "first",
-                 names: NameKey = "normalized") -> list[EligibleIntervention]:
-        return eligible_from_counts(self.intervention_label_counts(rule, names), k)
+    def split_counts(self) -> dict[str, int]:
+        counts: Counter = Counter()
+        for props in self._iterate(["split", "source"]):
+            if props["source"] == "real":
+                counts[props.get("split") or "pool"] += 1
+        return {name: counts[name] for name in SPLITS if counts[name]}
+
+    def section_vectors(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Section embeddings, cached in the second collection (one object per distinct text)."""
+        from weaviate.util import generate_uuid5
+
+        distinct = list(dict.fromkeys(texts))
+        cached: dict[str, np.ndarray] = {}
+        for text in distinct:
+            obj = self._sections.query.fetch_object_by_id(generate_uuid5(text), include_vector=True)
+            if obj is not None:
+                vector = obj.vector["default"] if isinstance(obj.vector, dict) else obj.vector
+                cached[text] = np.asarray(vector, dtype=np.float32)
+        missing = [t for t in distinct if t not in cached]
+        for start in range(0, len(missing), 512):
+            chunk = missing[start:start + 512]
+            vectors = self.embeddings.embed_array(chunk)
+            with self._sections.batch.fixed_size(batch_size=200) as batch:
+                for text, vector in zip(chunk, vectors):
+                    batch.add_object(properties={"text": text}, uuid=generate_uuid5(text),
+                                     vector=[float(x) for x in vector])
+            cached.update(zip(chunk, vectors.astype(np.float32)))
+            if progress:
+                progress(min(start + 512, len(missing)), len(missing))
+        dim = next(iter(cached.values())).shape[0] if cached else 0
+        return np.stack([cached[t] for t in texts]) if texts else np.zeros((0, dim), dtype=np.float32)
+
+    def load_calibration(self, key: str) -> dict | None:
+        from weaviate.util import generate_uuid5
+
+        obj = self._calibrations.query.fetch_object_by_id(generate_uuid5(key))
+        return json.loads(obj.properties["data"]) if obj else None
+
+    def save_calibration(self, key: str, data: dict) -> None:
+        from datetime import datetime, timezone
+
+        from weaviate.util import generate_uuid5
+
+        properties = {"key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "data": json.dumps(data)}
+        uuid = generate_uuid5(key)
+        if self._calibrations.query.fetch_object_by_id(uuid) is not None:
+            self._calibrations.data.replace(uuid=uuid, properties=properties)
+        else:
+            self._calibrations.data.insert(properties=properties, uuid=uuid)
+
+    def calibrations(self) -> list[dict]:
+        return sorted(({"key": o.properties["key"], "created": o.properties["created"],
+                        **json.loads(o.properties["data"])} for o in self._calibrations.iterator()),
+                      key=lambda c: c["created"])
 
     def stats(self) -> dict:
-        by: dict[str, Counter] = {"label": Counter(), "phase": Counter(), "source": Counter(), "intervention": Counter()}
+        by: dict[str, Counter] = {"label": Counter(), "phase": Counter(), "source": Counter(), "split": Counter(),
+                                  "intervention": Counter()}
         total = 0
-        for props in self._iterate(["label", "phase", "source", "interventions"]):
+        for props in self._iterate(["label", "phase", "source", "split", "interventions"]):
             total += 1
             by["label"]["unlabelled" if props["label"] == -1 else str(props["label"])] += 1
             by["phase"][props["phase"] or "unknown"] += 1
             by["source"][props["source"]] += 1
+            if props["source"] == "real":
+                by["split"][props.get("split") or "pool"] += 1
             for name in set(props["interventions"] or []):
                 by["intervention"][name] += 1
         return stats_from(by, total)

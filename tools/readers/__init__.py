@@ -17,11 +17,12 @@ from synthtrials.tools.readers.ctgov_json import read_ctgov_json_bytes
 from synthtrials.tools.readers.ctgov_xml import read_ctgov_xml_bytes
 from synthtrials.tools.readers.labels import apply_labels, read_labels_csv
 from synthtrials.tools.readers.top_csv import read_top_csv_bytes
+from synthtrials.tools.readers.trials_jsonl import read_trials_jsonl_bytes
 from synthtrials.tools.trial import Trial
 
 __all__ = ["iter_sources", "read_trials", "read_labels_csv", "apply_labels", "SUFFIXES"]
 
-SUFFIXES = (".csv", ".xml", ".json")
+SUFFIXES = (".csv", ".xml", ".json", ".jsonl")
 
 
 def _read_bytes(data: bytes, name: str) -> Iterator[Trial | InputError]:
@@ -32,6 +33,8 @@ def _read_bytes(data: bytes, name: str) -> Iterator[Trial | InputError]:
         yield from read_ctgov_json_bytes(data, name)
     elif suffix == ".csv":
         yield from read_top_csv_bytes(data, name)
+    elif suffix == ".jsonl":
+        yield from read_trials_jsonl_bytes(data, name)
 
 
 def _iter_zip(path: Path) -> Iterator[Trial | InputError]:
@@ -55,6 +58,9 @@ def _iter_zip(path: Path) -> Iterator[Trial | InputError]:
 def _iter_path(path: Path) -> Iterator[Trial | InputError]:
     if not path.exists():
         raise InputError(str(path), "no such file or directory")
+    if path.is_dir() and (path / "run.json").is_file():  # a generation run: its accepted trials
+        yield from _iter_path(path / "trials.jsonl")
+        return
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (*SUFFIXES, ".zip"))
         if not files:
@@ -72,7 +78,7 @@ def _iter_path(path: Path) -> Iterator[Trial | InputError]:
             raise InputError(str(path), f"cannot read ({exc.strerror})") from None
         yield from _read_bytes(data, str(path))
     else:
-        raise InputError(str(path), f"unknown file type {suffix or '(none)'}; expected .csv, .xml, .json or .zip")
+        raise InputError(str(path), f"unknown file type {suffix or '(none)'}; expected .csv, .xml, .json, .jsonl or .zip")
 
 
 def iter_sources(paths: Iterable[str | Path], labels: dict[str, int] | None = None,

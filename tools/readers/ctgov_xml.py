@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 from synthtrials.tools.errors import InputError, describe
 from synthtrials.tools.normalize import parse_phase
@@ -19,11 +20,15 @@ def _text(node: ET.Element | None, path: str) -> str | None:
     return clean("".join(found.itertext()))
 
 
-def _block(node: ET.Element, path: str) -> str | None:
+def _raw(node: ET.Element, path: str) -> str | None:
     found = node.find(path)
     if found is None:
         return None
-    return clean_block("".join(found.itertext()))
+    return "".join(found.itertext())
+
+
+def _block(node: ET.Element, path: str) -> str | None:
+    return clean_block(_raw(node, path))
 
 
 def _intervention_type(text: str | None) -> InterventionType:
@@ -49,13 +54,11 @@ def _yes_no(text: str | None) -> bool | None:
     return text.strip().lower() in {"yes", "true", "accepts healthy volunteers"}
 
 
-def element_to_trial(root: ET.Element, source_name: str) -> Trial:
+def element_fields(root: ET.Element) -> dict[str, Any]:
+    """The `Trial` fields a `clinical_study` element holds: all but the id, source, label and provenance."""
     if root.tag != "clinical_study":
         raise ValueError(f"root element is <{root.tag}>, expected <clinical_study>")
-    nct_id = _text(root, "id_info/nct_id")
-    if not nct_id:
-        raise ValueError("no id_info/nct_id")
-    eligibility = parse_criteria(_block(root, "eligibility/criteria/textblock"))
+    eligibility = parse_criteria(_raw(root, "eligibility/criteria/textblock"))  # its lines mark the items
     elig_node = root.find("eligibility")
     if elig_node is not None:
         eligibility = eligibility or Eligibility()
@@ -96,8 +99,7 @@ def element_to_trial(root: ET.Element, source_name: str) -> Trial:
         intervention_model=_text(design_node, "intervention_model"),
         arms=arms,
     )
-    return Trial(
-        nct_id=nct_id,
+    return dict(
         brief_title=_text(root, "brief_title"),
         official_title=_text(root, "official_title"),
         phase=parse_phase(_text(root, "phase")),
@@ -116,9 +118,15 @@ def element_to_trial(root: ET.Element, source_name: str) -> Trial:
         completion_date=parse_date(_text(root, "completion_date") or _text(root, "primary_completion_date")),
         overall_status=_text(root, "overall_status"),
         why_stopped=_text(root, "why_stopped"),
-        source="real",
-        provenance={"reader": "ctgov_xml", "file": source_name},
     )
+
+
+def element_to_trial(root: ET.Element, source_name: str) -> Trial:
+    fields = element_fields(root)
+    nct_id = _text(root, "id_info/nct_id")
+    if not nct_id:
+        raise ValueError("no id_info/nct_id")
+    return Trial(nct_id=nct_id, **fields, source="real", provenance={"reader": "ctgov_xml", "file": source_name})
 
 
 def read_ctgov_xml_bytes(data: bytes, source_name: str) -> Trial | InputError:

@@ -1,0 +1,153 @@
+"""The critic's checks, each a pure function, on named junk and on terse real criteria; the
+calibrated domain checks on a real store's knowledge."""
+
+import pytest
+
+from synthtrials.tools.calibration import build_knowledge, calibrate, calibration_key, choose_thresholds
+from synthtrials.tools.checks import (
+    check_copying, check_domain, check_intervention, check_leakage, check_plausibility, check_privacy, scrub_trial,
+)
+from synthtrials.tools.domain import SectionScore
+from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
+from synthtrials.tools.trial import Eligibility, Intervention, Phase, Trial
+
+TOP_FIELDS = ("phase", "conditions", "interventions", "eligibility")
+
+
+def draft(**overrides) -> Trial:
+    data = dict(nct_id="SYN-00aa11bb", phase=Phase.PHASE_1, conditions=["Multiple Myeloma"],
+                interventions=[Intervention(name="lenalidomide")], source="synthetic", label=1,
+                eligibility=Eligibility(inclusion=["Age >= 18", "ECOG 0-1", "Measurable disease"],
+                                        exclusion=["Pregnancy", "Prior lenalidomide"]))
+    data.update(overrides)
+    return Trial(**data)
+
+
+def test_terse_real_criteria_pass_the_plain_checks():
+    trial = draft()
+    assert check_plausibility(trial, TOP_FIELDS) == []
+    assert check_leakage(trial) == [] and check_privacy(trial) == []
+    assert check_intervention(trial, "Lenalidomide") == []
+
+
+def test_top_grounded_drafts_need_no_title_or_summary_but_full_records_do():
+    trial = draft()
+    assert check_plausibility(trial, TOP_FIELDS) == []
+    checks = {p.message for p in check_plausibility(trial, TOP_FIELDS + ("title", "summary"))}
+    assert checks == {"write a descriptive title", "write a brief summary of the trial's purpose and design"}
+
+
+@pytest.mark.parametrize("text, check", [
+    ("The study was terminated early due to slow accrual.", "leakage"),
+    ("Contact Dr. Smith at john.smith@hospital.org or 555-123-4567", "privacy"),
+    ("See NCT01234567 for details", "privacy"),
+    ("<b>Inclusion</b> {{criteria}}", "content"),
+])
+def test_named_junk_fails_its_check(text, check):
+    trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", text], exclusion=["Pregnancy"]))
+    problems = check_leakage(trial) + check_privacy(trial) + check_plausibility(trial, TOP_FIELDS)
+    assert check in {p.check for p in problems}
+
+
+def test_real_criteria_with_comparison_signs_are_not_markup():
+    trial = draft(eligibility=Eligibility(inclusion=["Serum creatinine </= 2.0 mg/dL, or clearance > 40 mL/min"],
+                                          exclusion=["Pregnancy"]))
+    assert check_plausibility(trial, TOP_FIELDS) == []
+
+
+def test_wrong_drug_and_copies_are_caught():
+    assert check_intervention(draft(), "sorafenib")[0].check == "intervention"
+    real = draft(nct_id="NCT01234567", source="real")
+    problems, overlap = check_copying(draft(), [real], n=3, max_overlap=0.35)
+    assert overlap == 1.0 and problems[0].check == "near_copy"
+
+
+def test_checks_run_on_what_is_accepted():
+    scrubbed = scrub_trial(draft(eligibility=Eligibility(inclusion=["Patients recruiting now"], exclusion=["x"])))
+    assert scrubbed.eligibility.inclusion == ["Patients now"]
+
+
+def test_domain_check_messages_name_the_failing_section():
+    scores = {"typicality_criterion": SectionScore(0.2, "Lorem ipsum dolor sit amet", "criterion"),
+              "condition_fit": SectionScore(0.9, "myeloma", "condition"), "eligibility_fit": SectionScore(None)}
+    problems = check_domain(scores, {"typicality_criterion": 0.37, "condition_fit": 0.2, "eligibility_fit": -0.3})
+    assert [p.check for p in problems] == ["typicality"] and problems[0].section == "Lorem ipsum dolor sit amet"
+    assert "reads like no real eligibility criterion" in problems[0].message
+
+
+def test_thresholds_are_a_shared_quantile_under_the_joint_rejection_bound():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.normal(size=1000), "b": rng.normal(size=1000), "c": np.r_[rng.normal(size=900), [np.nan] * 100]}
+    q, thresholds, rate = choose_thresholds(scores, 0.05)
+    assert rate <= 0.05 and rate > 0.04 and 0 < q < 0.05
+    assert thresholds["a"] == pytest.approx(np.quantile(scores["a"], q))
+
+
+@pytest.fixture(scope="module")
+def knowledge(phase1_store_path):
+    store = open_store(phase1_store_path, create=False)
+    yield store, build_knowledge(store, ["train"])
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def calibration(knowledge):
+    store, known = knowledge
+    return calibrate(known, calibration_key(store, ["train"]), ["train"])
+
+
+def test_calibration_rejects_at_most_5_percent_of_real_grounding_trials(calibration):
+    assert calibration.real_rejection <= 0.05 and calibration.trials == 400
+    assert set(calibration.thresholds) >= {"typicality_criterion", "typicality_criterion_mean", "typicality_condition",
+                                           "condition_fit", "eligibility_fit", "intervention_fit", "criteria_count"}
+    assert all(rate <= calibration.real_rejection for rate in calibration.rejection_rates.values())
+
+
+def _real(knowledge):
+    store, _ = knowledge
+    return max(store.filter(grounding_filter(["train"]).narrowed(intervention="lenalidomide"))
+               or store.filter(grounding_filter(["train"])), key=lambda t: len(t.eligibility.inclusion) if t.eligibility else 0)
+
+
+@pytest.mark.parametrize("junk", [
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit",
+    "Click here to subscribe to our newsletter",
+    "mantlle",
+    "Delacrës delatades d'Londes, an ethnic group in Europe",
+])
+def test_named_junk_criteria_fail_typicality(knowledge, calibration, junk):
+    store, known = knowledge
+    trial = _real(knowledge)
+    spoiled = trial.model_copy(update={"nct_id": "SYN-0f0f0f0f", "source": "synthetic", "eligibility": Eligibility(
+        inclusion=trial.eligibility.inclusion[:6] + [junk], exclusion=trial.eligibility.exclusion[:4])})
+    problems = check_domain(known.scores(spoiled), calibration.thresholds)
+    assert any(p.check == "typicality" and p.section == junk for p in problems)
+
+
+def test_terse_real_criteria_pass_the_domain_checks(knowledge, calibration):
+    _, known = knowledge
+    trial = _real(knowledge)
+    terse = trial.model_copy(update={"nct_id": "SYN-0f0f0f0e", "source": "synthetic", "eligibility": Eligibility(
+        inclusion=trial.eligibility.inclusion[:6] + ["ECOG 0-1", "Age >= 18"],
+        exclusion=trial.eligibility.exclusion[:4] + ["Pregnancy"])})
+    assert check_domain(known.scores(terse, exclude=trial.nct_id), calibration.thresholds) == []
+
+
+def test_a_condition_listed_as_a_drug_fails_intervention_fit(knowledge, calibration):
+    _, known = knowledge
+    trial = _real(knowledge)
+    spoiled = trial.model_copy(update={"interventions": trial.interventions[:1] + [
+        Intervention(name="fetal alcohol syndrome"), Intervention(name="tuberculosis infection")]})
+    assert "intervention_fit" in {p.check for p in check_domain(known.scores(spoiled), calibration.thresholds)}
+
+
+def test_eligibility_of_another_disease_fails_eligibility_fit(knowledge, calibration):
+    store, known = knowledge
+    trial = _real(knowledge)
+    diabetes = next(t for t in store.filter(TrialFilter(splits=frozenset({"train"})))
+                    if any("diabet" in c.lower() for c in t.conditions) and t.eligibility and t.eligibility.inclusion)
+    spoiled = trial.model_copy(update={"nct_id": "SYN-0f0f0f0d", "source": "synthetic",
+                                       "eligibility": diabetes.eligibility})
+    assert "eligibility_fit" in {p.check for p in check_domain(known.scores(spoiled), calibration.thresholds)}
