@@ -9,28 +9,37 @@ real trials write there) or reject (problems, no revision left; kept with its re
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-
-from synthtrials.agents.prompting import render_messages
-from synthtrials.agents.writer import OUTCOME_PHRASES
+from synthtrials.agents.prompting import OUTCOME_PHRASES, render_messages
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources, SyntheticIndex
-from synthtrials.graphs.state import Critique, GenerationState, StepLog
+from synthtrials.graphs.state import Critique, GenerationState, StepTimer
 from synthtrials.tools.checks import (
-    CriticThresholds, Problem, check_copying, check_domain, check_intervention, check_leakage, check_plausibility,
+    CriticThresholds,
+    Problem,
+    check_copying,
+    check_domain,
+    check_intervention,
+    check_leakage,
+    check_plausibility,
     check_privacy,
 )
 from synthtrials.tools.domain import DomainKnowledge, trial_sections
 from synthtrials.tools.llm import LLMClient, StructuredOutputError
+from synthtrials.tools.progress import ProgressFn
 from synthtrials.tools.store import TrialFilter, TrialStore
-from synthtrials.tools.trial import Sentence, Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.trial import (
+    Sentence,
+    Trial,
+    render_for_classifier,
+    render_for_embedding,
+)
 
 LLMCriticMode = Literal["off", "advisory", "enforce"]
 
@@ -127,7 +136,7 @@ def make_critique_node(resources: Resources):
     def critique(state: GenerationState, config: RunnableConfig) -> dict:
         cfg = resources.settle(GenerationConfig.from_runnable_config(config))
         assert cfg.draft is not None and cfg.ground_on is not None  # settled
-        start = time.perf_counter()
+        timer = StepTimer("critique")
         draft = state.draft
         llm_problems: list[str] = []
         prompt = answer = None
@@ -163,18 +172,12 @@ def make_critique_node(resources: Resources):
         return {
             "critiques": [record],
             "revision": state.revision + (1 if verdict == "revise" else 0),
-            "log": [StepLog(node="critique", seconds=time.perf_counter() - start,
-                            read={"draft": draft.nct_id if draft else None, "round": state.revision},
-                            wrote={"verdict": verdict, "failed_checks": record.failed_checks, "problems": record.problems,
-                                   "metrics": metrics}, prompt=prompt, answer=answer, tokens=tokens)],
+            "log": timer.log(read={"draft": draft.nct_id if draft else None, "round": state.revision},
+                             wrote={"verdict": verdict, "failed_checks": record.failed_checks, "problems": record.problems,
+                                    "metrics": metrics}, prompt=prompt, answer=answer, tokens=tokens),
         }
 
     return critique
-
-
-def route_after_critique(state: GenerationState) -> str:
-    """Back to the writer while the critic asks for a revision, else finalize."""
-    return "write" if state.critiques and state.critiques[-1].verdict == "revise" else "finalize"
 
 
 class CheckVerdict(BaseModel):
@@ -190,7 +193,7 @@ class CheckVerdict(BaseModel):
 
 def check_trials(trials: Sequence[Trial], *, store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
                  thresholds: CriticThresholds, fields: Collection[str], llm: LLMClient | None = None,
-                 llm_mode: LLMCriticMode = "off", progress: Callable[[int, int], None] | None = None) -> list[CheckVerdict]:
+                 llm_mode: LLMCriticMode = "off", progress: ProgressFn | None = None) -> list[CheckVerdict]:
     """Critique any trials as candidate synthetic trials (status and why-stopped dropped first, as no
     draft has them). A trial the store holds is scored leave-one-out. The LLM critic joins when
     `llm_mode` is not off (enforce: its problems count)."""

@@ -14,6 +14,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+
+#: how every prompt names a target label: a trial that ... (present), trials that ... (past), and the verb
+OUTCOME_PHRASES = {
+    1: "succeeds (it completes and meets its primary endpoint)",
+    0: "fails (it is terminated or withdrawn early, or misses its primary endpoint)",
+}
+OUTCOME_PAST = {1: "succeeded", 0: "failed (terminated, withdrawn or missed the primary endpoint)"}
+OUTCOME_VERBS = {1: "succeed", 0: "fail"}
 _HEADER = re.compile(r"\{#-?\s*prompt:\s*(\w+),\s*version\s*(\d+)\s*-?#\}")
 
 

@@ -13,25 +13,27 @@ Modes (`GenerationConfig.reasoner`, settled per run):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-
-from synthtrials.agents.prompting import render_messages
+from synthtrials.agents.prompting import OUTCOME_PAST, OUTCOME_VERBS, render_messages
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
-from synthtrials.graphs.state import GenerationState, StepLog
+from synthtrials.graphs.state import GenerationState, StepTimer
 from synthtrials.tools.domain import DomainKnowledge
-from synthtrials.tools.evidence import DrugEvidence, drug_evidence, evidence_facts, evidence_reasons, reason_problem
+from synthtrials.tools.evidence import (
+    DrugEvidence,
+    drug_evidence,
+    evidence_facts,
+    evidence_reasons,
+    reason_problem,
+)
 from synthtrials.tools.llm import LLMClient, StructuredOutputError
 from synthtrials.tools.store import TrialStore, eligible
 from synthtrials.tools.trial import Sentence, render_for_classifier
-
-OUTCOME = {1: ("succeeded", "succeed"), 0: ("failed (terminated, withdrawn or missed the primary endpoint)", "fail")}
 
 
 class Reasons(BaseModel):
@@ -83,7 +85,7 @@ def measure_reason_validity(llm: LLMClient, store: TrialStore, config: Generatio
 def llm_reasons(llm: LLMClient, evidence: DrugEvidence, examples: list[str], n: int, temperature: float,
                 feedback: str = "") -> tuple[list[str], str, str, int]:
     """The model's reasons (raises StructuredOutputError), with the prompt, answer and tokens."""
-    phrase, verb = OUTCOME[evidence.label]
+    phrase, verb = OUTCOME_PAST[evidence.label], OUTCOME_VERBS[evidence.label]
     messages = render_messages("reasoner", intervention=evidence.drug, outcome_phrase=phrase, outcome_verb=verb,
                                examples=examples, facts=evidence_facts(evidence), n_reasons=n, feedback=feedback)
     result = llm.structured(messages, Reasons, sample_index=0 if not feedback else 1, temperature=temperature,
@@ -94,7 +96,7 @@ def llm_reasons(llm: LLMClient, evidence: DrugEvidence, examples: list[str], n: 
 def make_reason_node(resources: Resources):
     def reason(state: GenerationState, config: RunnableConfig) -> dict:
         cfg = resources.settle(GenerationConfig.from_runnable_config(config))
-        start = time.perf_counter()
+        timer = StepTimer("reason")
         target = state.target
         drug_trials = resources.store.filter(cfg.grounding().narrowed(intervention=target.intervention))
         evidence = drug_evidence(drug_trials, target.intervention, target.label)
@@ -129,10 +131,9 @@ def make_reason_node(resources: Resources):
             source = "llm" if reasons else "evidence-fallback"
             reasons = reasons or templated
         return {"reasons": reasons, "reasons_source": source, "evidence": evidence.model_dump(),
-                "log": [StepLog(node="reason", seconds=time.perf_counter() - start,
-                                read={"examples": state.examples, "grounding_trials_of_drug": len(drug_trials)},
-                                wrote={"reasons": reasons, "source": source, "asked": asked,
-                                       "valid": len(reasons) if source == "llm" else 0, "problems": problems[:5]},
-                                prompt=prompt, answer=answer, tokens=tokens)]}
+                "log": timer.log(read={"examples": state.examples, "grounding_trials_of_drug": len(drug_trials)},
+                                 wrote={"reasons": reasons, "source": source, "asked": asked,
+                                        "valid": len(reasons) if source == "llm" else 0, "problems": problems[:5]},
+                                 prompt=prompt, answer=answer, tokens=tokens)}
 
     return reason

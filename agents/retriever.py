@@ -10,13 +10,11 @@ neighbours and the intervention's vocabulary alike.
 from __future__ import annotations
 
 import random
-import time
 
 from langchain_core.runnables import RunnableConfig
-
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
-from synthtrials.graphs.state import GenerationState, StepLog
+from synthtrials.graphs.state import GenerationState, StepTimer
 from synthtrials.tools.store import TrialFilter
 from synthtrials.tools.trial import render_for_classifier
 
@@ -50,7 +48,7 @@ def intervention_vocabulary(resources: Resources, grounding: TrialFilter, interv
 def make_retrieve_node(resources: Resources):
     def retrieve(state: GenerationState, config: RunnableConfig) -> dict:
         cfg = resources.settle(GenerationConfig.from_runnable_config(config))
-        start = time.perf_counter()
+        timer = StepTimer("retrieve")
         target = state.target
         grounding = cfg.grounding()
         rng = random.Random(f"{cfg.seed}:examples:{target.index}")
@@ -73,9 +71,8 @@ def make_retrieve_node(resources: Resources):
             "neighbours": [i for i in neighbours if i in trials],
             "example_texts": texts,
             "vocabulary": vocabulary,
-            "log": [StepLog(node="retrieve", seconds=time.perf_counter() - start,
-                            read={"intervention": target.intervention, "label": target.label, "pool": len(pool)},
-                            wrote={"examples": chosen, "neighbours": neighbours, "chars_per_example": budget})],
+            "log": timer.log(read={"intervention": target.intervention, "label": target.label, "pool": len(pool)},
+                             wrote={"examples": chosen, "neighbours": neighbours, "chars_per_example": budget}),
         }
 
     return retrieve

@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
-
-from synthtrials.agents.prompting import render_messages
+from synthtrials.agents.prompting import OUTCOME_PHRASES, render_messages
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
-from synthtrials.graphs.state import GenerationState, StepLog
+from synthtrials.graphs.state import GenerationState, StepTimer
 from synthtrials.tools.checks import scrub_trial
 from synthtrials.tools.llm import LLMClient, StructuredOutputError, StructuredResult
 from synthtrials.tools.trial import Phase
 from synthtrials.tools.writer_format import DraftSpec
 
-OUTCOME_PHRASES = {
-    1: "succeeds (it completes and meets its primary endpoint)",
-    0: "fails (it is terminated or withdrawn early, or misses its primary endpoint)",
-}
 DIVERSITY_HINTS = (
     "Make it clearly different from the examples: another condition, population or setting.",
     "Vary the design from the examples: another comparator, dosing schedule or phase.",
@@ -167,7 +161,7 @@ def make_write_node(resources: Resources):
         cfg = resources.settle(GenerationConfig.from_runnable_config(config))
         spec = cfg.draft
         assert spec is not None  # settled
-        start = time.perf_counter()
+        timer = StepTimer("write")
         target = state.target
         last = state.critiques[-1] if state.critiques else None
         feedback = last.problems if last is not None and last.verdict == "revise" else []
@@ -180,16 +174,15 @@ def make_write_node(resources: Resources):
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
                                            adapted=cfg.writer_adapter is not None)
         except StructuredOutputError as exc:
-            return {"draft": None, "draft_error": str(exc), "log": [StepLog(
-                node="write", seconds=time.perf_counter() - start, read={"feedback": feedback},
-                wrote={"error": str(exc)}, answer=exc.raw, tokens=exc.usage.total_tokens if exc.usage else 0)]}
+            return {"draft": None, "draft_error": str(exc), "log": timer.log(
+                read={"feedback": feedback}, wrote={"error": str(exc)}, answer=exc.raw,
+                tokens=exc.usage.total_tokens if exc.usage else 0)}
         # status words are scrubbed here, so that the critic checks exactly what may be accepted
         trial = scrub_trial(spec.to_trial(result.value, synthetic_id(run_id, target.index), label=target.label,
                                           provenance={}))
-        return {"draft": trial, "draft_error": None, "log": [StepLog(
-            node="write", seconds=time.perf_counter() - start,
+        return {"draft": trial, "draft_error": None, "log": timer.log(
             read={"examples": state.examples, "reasons": len(state.reasons), "feedback": feedback},
-            wrote={"draft": trial.nct_id, "attempts": result.attempts},
-            prompt="\n\n".join(str(m.content) for m in messages), answer=result.raw, tokens=result.usage.total_tokens)]}
+            wrote={"draft": trial.nct_id, "attempts": result.attempts}, prompt=messages, answer=result.raw,
+            tokens=result.usage.total_tokens)}
 
     return write

@@ -32,18 +32,33 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
-
 from synthtrials.agents.prompting import prompt_version
-from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS, adapted_writer_messages
-from synthtrials.tools.adapter_folder import ADAPTER_FILE, GGUF_FILE, PEFT_DIR, AdapterInfo, file_sha256
+from synthtrials.agents.writer import (
+    ANSWER_TOKENS,
+    PROMPT_TOKENS,
+    adapted_writer_messages,
+)
+from synthtrials.tools.adapter_folder import (
+    ADAPTER_FILE,
+    GGUF_FILE,
+    PEFT_DIR,
+    AdapterInfo,
+    file_sha256,
+)
 from synthtrials.tools.atomic import write_text_atomic
+from synthtrials.tools.domain import trial_drugs
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.evidence import drug_evidence, evidence_reasons
-from synthtrials.tools.llm import CHAT_TOKENS_PER_MESSAGE, BUNDLED_GGUF, resolve_gguf
+from synthtrials.tools.llm import BUNDLED_GGUF, CHAT_TOKENS_PER_MESSAGE, resolve_gguf
+from synthtrials.tools.progress import SayFn
 from synthtrials.tools.splits import Split
-from synthtrials.tools.store import TrialStore, default_grounding_splits, grounding_filter, open_store
+from synthtrials.tools.store import (
+    TrialStore,
+    default_grounding_splits,
+    grounding_filter,
+    open_store,
+)
 from synthtrials.tools.trial import Trial, render_for_classifier
-from synthtrials.tools.domain import trial_drugs
 from synthtrials.tools.writer_format import DraftSpec
 
 CHECKPOINT_DIR = "checkpoint"
@@ -232,8 +247,20 @@ def _collate(encoded, indices, pad_id: int):
     return ids, labels, mask
 
 
+def answer_loss(model, ids, labels, mask):
+    """The causal LM loss on the answer tokens, with the output layer applied to those positions
+    only (about 40% of a budgeted example is prompt: its vocabulary-sized logits are never needed)."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model()
+    hidden = base.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    targets = labels[:, 1:]
+    keep = targets != -100
+    return F.cross_entropy(base.lm_head(hidden[keep]).float(), targets[keep])
+
+
 def adapt(options: AdaptOptions, progress: Progress | None = None,
-          say: Callable[[str], None] | None = None) -> AdapterInfo:
+          say: SayFn | None = None) -> AdapterInfo:
     """Adapt the writer (see the module docstring); resumes a checkpoint of the same options."""
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -294,7 +321,7 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     stopped = False
     for step in range(state["step"], steps):
         ids, labels, mask = (t.to(device) for t in _collate(encoded, planned[step], pad))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = answer_loss(model, ids, labels, mask)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -9,8 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
-
 from synthtrials.agents.writer import write_draft  # noqa: E402
+from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
 from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
 
 RUNS = 5
@@ -30,7 +30,7 @@ def main(model: str = "smollm2") -> None:
     start = time.perf_counter()
     for i in range(RUNS):
         try:
-            write_draft(constrained, "metformin", 1, [], [], [], sample_index=i)
+            write_draft(constrained, DraftSpec(), "metformin", 1, [], [], [], sample_index=i)
         except LLMError:
             pass
     elapsed = time.perf_counter() - start

@@ -16,7 +16,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, XML_FILE, peak_rss_mib, print_table  # noqa: E402
-
 from synthtrials.tools.readers import iter_sources  # noqa: E402
 
 N = int(os.environ.get("BENCH_RECORDS", "10000"))

@@ -16,7 +16,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TOP, peak_rss_mib, print_table  # noqa: E402
-
 from synthtrials.tools.embeddings import get_embeddings  # noqa: E402
 from synthtrials.tools.ingest import ingest  # noqa: E402
 from synthtrials.tools.store import TrialFilter, eligible, open_store  # noqa: E402
@@ -63,9 +62,9 @@ def main() -> None:
         start = time.perf_counter()
         query_vectors = [encoder.embed_query(t) for t in texts]
         embed_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        eligible = [e.intervention for e in eligible(real_store, k=3)]
+        drugs = [e.intervention for e in eligible(real_store, k=3)]
         filters = [TrialFilter(label=1), TrialFilter(label=0, phase="phase 1"),
-                   TrialFilter(intervention=eligible[0], label=1), TrialFilter(intervention=eligible[5], label=0),
+                   TrialFilter(intervention=drugs[0], label=1), TrialFilter(intervention=drugs[5], label=0),
                    TrialFilter(condition="breast cancer")]
         rows = []
         start = time.perf_counter()

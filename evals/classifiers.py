@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +34,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.pipeline import make_pipeline
-
 from synthtrials.evals.metrics import youden_threshold
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.progress import StageProgressFn
 from synthtrials.tools.trial import Trial, render_for_classifier
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 DEFAULT_ENCODER = "bundled:all-MiniLM-L6-v2"
 TrialsOrTexts = Sequence[Trial] | Sequence[str]
-ProgressFn = Callable[[str, int, int], None]
 
 
 def to_texts(items: TrialsOrTexts) -> list[str]:
@@ -247,7 +246,7 @@ class TransformerClassifier(ThresholdedClassifier):
 
     def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, epochs: int = 3,
                  learning_rate: float = 5e-5, batch_size: int = 8, patience: int = 1, seed: int = 0,
-                 progress: ProgressFn | None = None, frozen_layers: int | None = None,
+                 progress: StageProgressFn | None = None, frozen_layers: int | None = None,
                  features: EncoderFeatureCache | None = None) -> None:
         self.model = model
         self.max_length = max_length
@@ -302,7 +301,8 @@ class TransformerClassifier(ThresholdedClassifier):
         self.model_ = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
         if self.frozen_layers is not None:
             keep_upper_layers(self.model_, self.frozen_layers, self.model)
-        optimizer = torch.optim.AdamW(self.model_.parameters(), lr=self.learning_rate)
+        # fused: one kernel per tensor instead of a dozen small ops (a quarter of a 1-layer step otherwise)
+        optimizer = torch.optim.AdamW(self.model_.parameters(), lr=self.learning_rate, fused=True)
         steps_per_epoch = (len(texts) + self.batch_size - 1) // self.batch_size
         scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(0.1 * steps_per_epoch),
                                                                  steps_per_epoch * self.epochs)
@@ -390,7 +390,7 @@ class FrozenEncoderClassifier(ThresholdedClassifier):
         return self.head_.predict_proba(self.features_.pooled(to_texts(X)))
 
 
-def make_classifier(kind: str, model: str | None = None, seed: int = 0, progress: ProgressFn | None = None,
+def make_classifier(kind: str, model: str | None = None, seed: int = 0, progress: StageProgressFn | None = None,
                     **params: Any):
     """`params`: transformer: max_length, epochs, learning_rate, batch_size, patience, frozen_layers,
     features; frozen: max_length, features; tfidf: none."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from synthtrials.tools.errors import ConfigError, InputError, describe
 from synthtrials.tools.readers import read_trials
+from synthtrials.tools.run_folder import TRIALS_FILE, trials_file
 from synthtrials.tools.trial import Trial
 
 
@@ -24,10 +25,9 @@ def load_labelled(path: str | Path, labels_csv: str | Path | None = None, what: 
 
 def load_synthetic(path: str | Path) -> list[Trial]:
     """Synthetic trials from a run folder (its trials.jsonl) or a JSONL of `Trial`s."""
-    path = Path(path)
-    file = path / "trials.jsonl" if path.is_dir() else path
+    file = trials_file(path)
     if not file.is_file():
-        raise InputError(str(file), "no such file (a run folder holds trials.jsonl)")
+        raise InputError(str(file), f"no such file (a run folder holds {TRIALS_FILE})")
     trials = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -54,17 +54,17 @@ def labels_of(trials: list[Trial]) -> list[int]:
 def real_reference(trials: Path, real: Path | None) -> list[Trial]:
     """Real labelled trials to compare synthetic ones with: from `real`, else the real trials of the
     grounding splits of the run that wrote them (its store, as recorded in its folder)."""
-    from synthtrials.tools.run_folder import read_run_grounding, run_dir_of
+    from synthtrials.tools.run_folder import read_run_config, read_run_grounding
     from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
 
     if real is not None:
         return [t for t in read_trials([real]) if t.label is not None]
     grounding = read_run_grounding(trials)
-    config = run_dir_of(trials) / "config.json"
+    config = read_run_config(trials)
     if grounding is not None:
         location, flt = grounding.store, grounding_filter(grounding.splits)
-    elif config.exists():
-        location, flt = json.loads(config.read_text())["store"], TrialFilter(source="real")
+    elif config is not None:
+        location, flt = config.store, TrialFilter(source="real")
     else:
         return []
     store = open_store(location, create=False)

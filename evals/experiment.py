@@ -6,7 +6,6 @@ label fidelity). Writes `metrics.json`.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -14,24 +13,34 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from pydantic import AliasChoices, BaseModel, Field
 from sklearn.model_selection import train_test_split
-
-from synthtrials.evals.classifiers import (DEFAULT_ENCODER, EncoderFeatureCache, check_labels, make_classifier,
-                                          resolve_encoder)
+from synthtrials.evals.classifiers import (
+    DEFAULT_ENCODER,
+    EncoderFeatureCache,
+    check_labels,
+    make_classifier,
+    resolve_encoder,
+)
 from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
-from synthtrials.evals.leakage import LeakageReport, drop_grounded_on, grounding_of, guard
+from synthtrials.evals.leakage import (
+    LeakageReport,
+    drop_grounded_on,
+    grounding_of,
+    guard,
+)
 from synthtrials.evals.metrics import aggregate, binary_metrics, paired_bootstrap
+from synthtrials.evals.results import EvaluationMetrics, TrainingSetMetrics
 from synthtrials.tools.atomic import write_json_atomic
 from synthtrials.tools.eligibility import eligible_trials
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.fields import field_set
 from synthtrials.tools.normalize import normalize_intervention
-from synthtrials.tools.run_folder import read_run_grounding
+from synthtrials.tools.progress import SayFn, StageProgressFn
+from synthtrials.tools.run_folder import METRICS_FILE, read_run_grounding
 from synthtrials.tools.trial import Trial, render_for_classifier
 
 SWEEPS = ("ratio", "low_resource", "generalisation", "fidelity")
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-Progress = Callable[[str], None]
 
 
 class EvalOptions(BaseModel):
@@ -44,7 +53,7 @@ class EvalOptions(BaseModel):
     classifier: Literal["tfidf", "transformer"] = "tfidf"
     model: str | None = None
     max_length: int = 256
-    frozen_layers: int | None = Field(4, description="transformer: freeze the embeddings and the lower N layers "
+    frozen_layers: int | None = Field(5, description="transformer: freeze the embeddings and the lower N layers "
                                       "(their outputs computed once per text); None fine-tunes every layer")
     epochs: int = 3
     learning_rate: float = 5e-5
@@ -88,8 +97,8 @@ def paper_split(pool: list[Trial], seed: int, k: int = 3) -> Split:
 
 
 class Evaluation:
-    def __init__(self, options: EvalOptions, progress: Progress | None = None,
-                 step_progress: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(self, options: EvalOptions, progress: SayFn | None = None,
+                 step_progress: StageProgressFn | None = None) -> None:
         self.o = options
         self.progress = progress or (lambda message: None)
         self.step_progress = step_progress
@@ -191,7 +200,7 @@ class Evaluation:
             sets["hybrid"] = split.train + synthetic
         return sets
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> EvaluationMetrics:
         o = self.o
         per_seed: dict[str, list[dict[str, float]]] = {}
         probas: dict[str, list[np.ndarray]] = {}
@@ -219,37 +228,35 @@ class Evaluation:
                 collapsed[name] = collapsed.get(name, False) or one_class
                 sizes[name] = len(train)
             sizes["test"] = len(split.test)
-        result: dict[str, Any] = {
-            "classifier": o.classifier, "model": o.model if o.classifier == "transformer" else None,
-            "split": o.split_mode, "seeds": o.seeds, "sizes": sizes, "field_set": list(self.fields),
-            "training_sets": {name: {**aggregate(values), "threshold": {"per_seed": thresholds[name]},
-                                     "collapsed": collapsed[name]} for name, values in per_seed.items()},
-        }
-        if self.leakage is not None:
-            result["leakage"] = self.leakage.model_dump()
+        result = EvaluationMetrics(
+            classifier=o.classifier, model=o.model if o.classifier == "transformer" else None, split=o.split_mode,
+            seeds=o.seeds, sizes=sizes, field_set=list(self.fields), leakage=self.leakage,
+            training_sets={name: TrainingSetMetrics(**aggregate(values), threshold={"per_seed": thresholds[name]},
+                                                    collapsed=collapsed[name]) for name, values in per_seed.items()})
         if o.split_mode == "paper" and self.synthetic:
-            result["synthetic_dropped_per_seed"] = dropped
+            result.synthetic_dropped_per_seed = dropped
             survived = 1 - max(dropped.values()) / len(self.synthetic)
             if survived < 0.5:
-                result["synthetic_dropped_warning"] = (
+                result.synthetic_dropped_warning = (
                     f"only {survived:.0%} of the synthetic trials survive some seed's split (a trial grounded on k "
                     f"examples survives a 60/20/20 split with probability about 0.6^k): use --split-mode files")
         if "hybrid" in probas and len(probas["hybrid"]) == len(probas["real"]):
             if o.split_mode == "files":
-                result["bootstrap_hybrid_minus_real"] = paired_bootstrap(tests[0], probas["real"], probas["hybrid"],
-                                                                         n_boot=o.n_boot)
+                result.bootstrap_hybrid_minus_real = paired_bootstrap(tests[0], probas["real"], probas["hybrid"],
+                                                                      n_boot=o.n_boot)
             else:  # different test sets per seed: bootstrap each seed's pair, report per seed
-                result["bootstrap_hybrid_minus_real"] = {
+                result.bootstrap_hybrid_minus_real = {
                     str(seed): paired_bootstrap(y, [a], [b], n_boot=o.n_boot)
                     for seed, y, a, b in zip(o.seeds, tests, probas["real"], probas["hybrid"])}
+        runs_sweep = {"ratio": self.sweep_ratio, "low_resource": self.sweep_low_resource,
+                      "generalisation": self.sweep_generalisation, "fidelity": self.sweep_fidelity}
         sweeps: dict[str, Any] = {}
         for sweep in o.sweeps:
             self.progress(f"sweep: {sweep}")
-            sweeps[sweep] = getattr(self, f"sweep_{sweep}")()
-        if sweeps:
-            result["sweeps"] = sweeps
+            sweeps[sweep] = runs_sweep[sweep]()
+        result.sweeps = sweeps or None
         o.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(o.out / "metrics.json", result)
+        write_json_atomic(o.out / METRICS_FILE, result.model_dump(mode="json", exclude_none=True))
         return result
 
     # -- sweeps --------------------------------------------------------------------------------
@@ -319,6 +326,6 @@ class Evaluation:
         return {name: aggregate(values) for name, values in out.items()}
 
 
-def run_evaluation(options: EvalOptions, progress: Progress | None = None,
-                   step_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def run_evaluation(options: EvalOptions, progress: SayFn | None = None,
+                   step_progress: StageProgressFn | None = None) -> EvaluationMetrics:
     return Evaluation(options, progress, step_progress).run()

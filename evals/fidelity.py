@@ -5,13 +5,22 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Collection
-from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.metrics import roc_auc_score
-
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from synthtrials.evals.classifiers import tfidf_pipeline
+from synthtrials.evals.results import (
+    CopiedShare,
+    DcrSummary,
+    Diversity,
+    DiversityComparison,
+    EmbeddingCoverage,
+    FidelitySummary,
+    FieldComparison,
+    FieldDistributions,
+    Spread,
+)
 from synthtrials.tools.checks import ngram_overlap
 from synthtrials.tools.embeddings import get_embeddings
 from synthtrials.tools.fields import field_set
@@ -64,20 +73,41 @@ def mean_pairwise_similarity(vectors: np.ndarray) -> float:
     return float((sims.sum() - n) / (n * (n - 1)))
 
 
-def field_distributions(trials: list[Trial]) -> dict[str, Any]:
+def spread(values: list[float]) -> Spread:
+    if not values:
+        return Spread(median=None, p10=None, p90=None)
+    return Spread(median=float(np.median(values)), p10=float(np.percentile(values, 10)),
+                  p90=float(np.percentile(values, 90)))
+
+
+def field_distributions(trials: list[Trial]) -> FieldDistributions:
     phases = Counter(t.phase.value if t.phase else "unknown" for t in trials)
     enrollment = [t.enrollment for t in trials if t.enrollment is not None]
     criteria = [len(t.eligibility.inclusion) + len(t.eligibility.exclusion) if t.eligibility else 0 for t in trials]
     lengths = [len(render_for_classifier(t).split()) for t in trials]
+    return FieldDistributions(phase={k: v / len(trials) for k, v in phases.items()}, enrollment=spread(enrollment),
+                              criteria_items=spread(criteria), words=spread(lengths))
 
-    def stats(values: list) -> dict[str, float | None]:
-        if not values:
-            return {"median": None, "p10": None, "p90": None}
-        return {"median": float(np.median(values)), "p10": float(np.percentile(values, 10)),
-                "p90": float(np.percentile(values, 90))}
 
-    return {"phase": {k: v / len(trials) for k, v in phases.items()}, "enrollment": stats(enrollment),
-            "criteria_items": stats(criteria), "words": stats(lengths)}
+def diversity(texts: list[str], vectors: np.ndarray) -> Diversity:
+    return Diversity(distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
+                     mean_pairwise_similarity=mean_pairwise_similarity(vectors))
+
+
+def copied_share(synthetic: list[Trial], examples: dict[str, Trial], fields: Collection[str]) -> CopiedShare:
+    """Per synthetic trial, the largest share of its 8-grams found in one of the examples it was written from."""
+    copied = []
+    for trial in synthetic:
+        sources = [examples[i] for i in trial.provenance.get("examples", []) if i in examples]
+        text = render_for_classifier(trial, fields)
+        copied.append(max((ngram_overlap(text, render_for_classifier(s, fields), 8) for s in sources), default=0.0))
+    return CopiedShare(mean=float(np.mean(copied)), max=float(np.max(copied)))
+
+
+def dcr_summary(synthetic: np.ndarray, holdout: np.ndarray | None) -> DcrSummary:
+    return DcrSummary(synthetic_median=float(np.median(synthetic)), synthetic_p05=float(np.percentile(synthetic, 5)),
+                      holdout_median=None if holdout is None else float(np.median(holdout)),
+                      holdout_p05=None if holdout is None else float(np.percentile(holdout, 5)))
 
 
 def real_halves_auc(real: list[Trial], seed: int = 0, fields: Collection[str] | None = None) -> float:
@@ -89,41 +119,28 @@ def real_halves_auc(real: list[Trial], seed: int = 0, fields: Collection[str] | 
 
 
 def fidelity_report(real: list[Trial], synthetic: list[Trial], holdout: list[Trial] | None = None,
-                    examples: dict[str, Trial] | None = None, seed: int = 0) -> dict[str, Any]:
+                    examples: dict[str, Trial] | None = None, seed: int = 0) -> FidelitySummary:
+    """How close `synthetic` comes to `real` (discriminator, embeddings, fields), how diverse it is, and how
+    near it lies to real records (against `holdout`, real trials the comparison did not use)."""
     encoder = get_embeddings()
     real_v = encoder.embed_array([render_for_embedding(t) for t in real])
     syn_v = encoder.embed_array([render_for_embedding(t) for t in synthetic])
     fields = field_set(real)
-    report: dict[str, Any] = {"n_real": len(real), "n_synthetic": len(synthetic), "field_set": list(fields)}
-    report["discriminator_auc"] = discriminator_auc(real, synthetic, seed, fields)
-    report["discriminator_auc_real_halves"] = real_halves_auc(real + (holdout or []), seed, fields)
-    report["embedding"] = knn_precision_recall(real_v, syn_v)
-    report["fields"] = {"real": field_distributions(real), "synthetic": field_distributions(synthetic)}
-    syn_texts = [render_for_classifier(t, fields) for t in synthetic]
-    real_texts = [render_for_classifier(t, fields) for t in real]
-    report["diversity"] = {
-        "synthetic": {"distinct_1": distinct_n(syn_texts, 1), "distinct_2": distinct_n(syn_texts, 2),
-                      "mean_pairwise_similarity": mean_pairwise_similarity(syn_v)},
-        "real": {"distinct_1": distinct_n(real_texts, 1), "distinct_2": distinct_n(real_texts, 2),
-                 "mean_pairwise_similarity": mean_pairwise_similarity(real_v)},
-    }
     # privacy: distance to the closest real record, against real-to-real (holdout to train) distances
     dcr = 1 - (syn_v @ real_v.T).max(axis=1)
-    report["dcr_synthetic"] = dcr.tolist()
+    dcr_holdout = None
     if holdout:
         hold_v = encoder.embed_array([render_for_embedding(t) for t in holdout])
-        report["dcr_holdout"] = (1 - (hold_v @ real_v.T).max(axis=1)).tolist()
-    report["dcr_summary"] = {
-        "synthetic_median": float(np.median(dcr)),
-        "synthetic_p05": float(np.percentile(dcr, 5)),
-        "holdout_median": float(np.median(report["dcr_holdout"])) if holdout else None,
-        "holdout_p05": float(np.percentile(report["dcr_holdout"], 5)) if holdout else None,
-    }
-    if examples:
-        copied = []
-        for trial in synthetic:
-            sources = [examples[i] for i in trial.provenance.get("examples", []) if i in examples]
-            text = render_for_classifier(trial, fields)
-            copied.append(max((ngram_overlap(text, render_for_classifier(s, fields), 8) for s in sources), default=0.0))
-        report["copied_8gram_share"] = {"mean": float(np.mean(copied)), "max": float(np.max(copied))}
-    return report
+        dcr_holdout = 1 - (hold_v @ real_v.T).max(axis=1)
+    return FidelitySummary(
+        n_real=len(real), n_synthetic=len(synthetic), field_set=list(fields),
+        discriminator_auc=discriminator_auc(real, synthetic, seed, fields),
+        discriminator_auc_real_halves=real_halves_auc(real + (holdout or []), seed, fields),
+        embedding=EmbeddingCoverage(**knn_precision_recall(real_v, syn_v)),
+        fields=FieldComparison(real=field_distributions(real), synthetic=field_distributions(synthetic)),
+        diversity=DiversityComparison(
+            synthetic=diversity([render_for_classifier(t, fields) for t in synthetic], syn_v),
+            real=diversity([render_for_classifier(t, fields) for t in real], real_v)),
+        dcr_synthetic=dcr.tolist(), dcr_holdout=None if dcr_holdout is None else dcr_holdout.tolist(),
+        dcr_summary=dcr_summary(dcr, dcr_holdout),
+        copied_8gram_share=copied_share(synthetic, examples, fields) if examples else None)

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
-
-from synthtrials.agents.prompting import prompt_version, render_messages
-from synthtrials.agents.writer import OUTCOME_PHRASES
+from synthtrials.agents.prompting import (
+    OUTCOME_PHRASES,
+    prompt_version,
+    render_messages,
+)
+from synthtrials.evals.results import JudgeSide, JudgeSummary
 from synthtrials.tools.atomic import write_json_atomic
 from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError
+from synthtrials.tools.progress import ProgressFn
 from synthtrials.tools.trial import Sentence, Trial, render_for_classifier
 
 CRITERIA = ("realism", "domain_consistency", "label_consistency", "coherence")
@@ -47,8 +50,19 @@ def judge_trial(llm: LLMClient, trial: Trial, sample_index: int = 0) -> dict[str
     return {**result.value.model_dump(), "tokens": result.usage.total_tokens}
 
 
+#: the judge's meta-evaluation on benchmarks/bench_critic.py (real phase II trials vs spoiled copies):
+#: the AUC of its mean rubric score, per model; 0.5 is chance
+MEASURED_JUDGES: dict[str, str] = {}
+
+
+def judge_trust(model: str) -> str:
+    """How far a model's judge scores can be trusted, as measured."""
+    return MEASURED_JUDGES.get(model, "not measured: run benchmarks/bench_critic.py with this model before relying "
+                                      "on its scores")
+
+
 def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out: Path, n_real: int = 20,
-              seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              seed: int = 0, progress: ProgressFn | None = None) -> JudgeSummary:
     """Score every synthetic trial and `n_real` real ones; append per-trial results to judge.jsonl."""
     out.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"cache_path": str(out / "llm_cache.sqlite")})
@@ -80,14 +94,15 @@ def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out:
             if progress:
                 progress(number, len(items))
     rows = list(done.values())
-    summary: dict[str, Any] = {"model": config.model_label(), "backend": config.backend,
-                               "rubric": prompt_version("judge"), "criteria": list(CRITERIA)}
+    sides: dict[str, JudgeSide] = {}
     for source in ("synthetic", "real"):
         scored = [r for r in rows if r["source"] == source and "error" not in r]
-        summary[source] = {
-            "n": len([r for r in rows if r["source"] == source]), "scored": len(scored),
+        sides[source] = JudgeSide(
+            n=len([r for r in rows if r["source"] == source]), scored=len(scored),
             **{c: {"mean": float(np.mean([r[c] for r in scored])) if scored else None,
-                   "std": float(np.std([r[c] for r in scored])) if scored else None} for c in CRITERIA},
-        }
-    write_json_atomic(out / "judge_summary.json", summary)
+                   "std": float(np.std([r[c] for r in scored])) if scored else None} for c in CRITERIA})
+    summary = JudgeSummary(model=config.model_label(), backend=config.backend, rubric=prompt_version("judge"),
+                           criteria=list(CRITERIA), synthetic=sides["synthetic"], real=sides["real"],
+                           trust=judge_trust(config.model_label()))
+    write_json_atomic(out / "judge_summary.json", summary.model_dump(mode="json"))
     return summary

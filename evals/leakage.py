@@ -12,7 +12,6 @@ reports) carry ``"grounding": "unknown"``: they are accepted with a warning.
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.run_folder import RunGrounding, read_run_grounding
 from synthtrials.tools.trial import Trial

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score,
-                             roc_curve)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
 

@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Literal
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.checks import CriticThresholds
 from synthtrials.tools.llm import LLMConfig
 from synthtrials.tools.splits import Split

@@ -10,31 +10,28 @@ from its last completed step and any thread can be replayed step by step.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
-
-from synthtrials.agents.critic import make_critique_node, route_after_critique
+from synthtrials.agents.critic import make_critique_node
 from synthtrials.agents.prompting import prompt_version
 from synthtrials.agents.reasoner import make_reason_node
 from synthtrials.agents.retriever import make_retrieve_node
 from synthtrials.agents.writer import make_write_node
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
-from synthtrials.graphs.state import GenerationState, StepLog
+from synthtrials.graphs.state import GenerationState, StepTimer
 from synthtrials.tools.checks import outcome_word_counts
 from synthtrials.tools.trial import render_for_embedding
-
-TEMPLATES = ("reasoner", "writer", "critic")
 
 
 def make_finalize_node(resources: Resources):
     def finalize(state: GenerationState, config: RunnableConfig) -> dict:
         cfg = resources.settle(GenerationConfig.from_runnable_config(config))
-        start = time.perf_counter()
+        timer = StepTimer("finalize")
         last = state.critiques[-1] if state.critiques else None
+        writer_template = "writer_adapted" if cfg.writer_adapter else "writer"
         provenance: dict[str, Any] = {
             "run_id": ((config or {}).get("configurable") or {}).get("run_id"),
             "plan_index": state.target.index,
@@ -49,7 +46,11 @@ def make_finalize_node(resources: Resources):
             "revisions": sum(1 for c in state.critiques if c.verdict == "revise"),
             "backend": cfg.llm.backend,
             "model": cfg.llm.model_label(),
-            "templates": {name: prompt_version(name) for name in TEMPLATES},
+            "templates": {"reasoner": prompt_version("reasoner"), "writer": prompt_version(writer_template),
+                          "critic": prompt_version("critic")},
+            "writer_adapter": {"path": cfg.writer_adapter, "sha256": cfg.writer_adapter_sha256}
+            if cfg.writer_adapter else None,
+            "calibration": cfg.thresholds.calibration,
             "seed": cfg.seed,
             "tokens": sum(step.tokens for step in state.log),
         }
@@ -66,15 +67,20 @@ def make_finalize_node(resources: Resources):
             else:
                 reason = "rejected"
             update = {"verdict": "reject", "reject_reason": reason, "provenance": provenance}
-        update["log"] = [StepLog(node="finalize", seconds=time.perf_counter() - start,
-                                 wrote={"verdict": update["verdict"], "reason": update.get("reject_reason")})]
+        update["log"] = timer.log(wrote={"verdict": update["verdict"], "reason": update.get("reject_reason")})
         return update
 
     return finalize
 
 
 def route_after_retrieve(state: GenerationState) -> str:
+    """A draw without any example cannot be grounded: straight to finalize (rejected)."""
     return "reason" if state.examples else "finalize"
+
+
+def route_after_critique(state: GenerationState) -> str:
+    """Back to the writer while the critic asks for a revision, else finalize."""
+    return "write" if state.critiques and state.critiques[-1].verdict == "revise" else "finalize"
 
 
 def build_graph(resources: Resources, checkpointer: Any = None):

@@ -10,11 +10,10 @@ import random
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
 from synthtrials.graphs.state import Target
+from synthtrials.tools.eligibility import EligibleIntervention
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.normalize import normalize_intervention
-from synthtrials.tools.eligibility import EligibleIntervention
 
 PlanMode = Literal["uniform", "proportional", "list"]
 

@@ -14,7 +14,12 @@ from synthtrials.graphs.config import GenerationConfig
 from synthtrials.tools.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import LLMClient, LLMConfig
-from synthtrials.tools.store import TrialStore, default_grounding_splits, grounding_filter
+from synthtrials.tools.progress import SayFn
+from synthtrials.tools.store import (
+    TrialStore,
+    default_grounding_splits,
+    grounding_filter,
+)
 from synthtrials.tools.writer_format import DraftSpec
 
 #: models whose LLM-critic judgement was measured no better than chance (benchmarks/bench_critic.py):
@@ -31,7 +36,7 @@ MIN_REASON_VALIDITY = 0.5
 
 
 def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[], LLMClient] | None,
-                    say: Callable[[str], None] | None = None) -> str:
+                    say: SayFn | None = None) -> str:
     """`auto`: the model writes the reasons when most of its reasons are valid (measured once per
     store calibration and model, saved with the store), else they are templated from the evidence."""
     if config.reasoner != "auto":
@@ -52,7 +57,7 @@ def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[
     return "llm" if saved["validity"] >= MIN_REASON_VALIDITY else "evidence"
 
 
-def resolve_generation(config: GenerationConfig, store: TrialStore, say: Callable[[str], None] | None = None,
+def resolve_generation(config: GenerationConfig, store: TrialStore, say: SayFn | None = None,
                        llm: Callable[[], LLMClient] | None = None) -> GenerationConfig:
     """`config` with the grounding splits, the writer's output format, the critic's calibrated
     thresholds, the LLM critic's mode and the reasoner's mode settled for `store` and the model."""

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from synthtrials.tools.calibration import build_knowledge
 from synthtrials.tools.domain import DomainKnowledge
 from synthtrials.tools.llm import LLMClient

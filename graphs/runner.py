@@ -1,51 +1,58 @@
 """Batch generation runs: a sampling plan, one checkpointed graph thread per planned trial,
-bounded concurrency, resume after any interruption, and atomically written outputs.
-
-A run folder holds:
-
-    run.json           what must match to resume (store, generation config, plan options)
-    plan.json          the sampling plan and the targets drawn so far
-    checkpoints.sqlite every step of every thread (LangGraph SqliteSaver)
-    llm_cache.sqlite   LangChain's LLM cache (a re-run call costs nothing)
-    trials.jsonl       exactly N accepted synthetic trials (the first N accepted by plan index)
-    trials.parquet     the same, flattened, with the classifier rendering
-    rejected.jsonl     rejected drafts with their reasons
-    summary.json       acceptance, rejections by reason, revisions, tokens, cost, time
-    hf_dataset/        optional Hugging Face `datasets` folder
+bounded concurrency, resume after any interruption, and atomically written outputs (the run
+folder's format: `tools.run_folder`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
+from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.generation import build_graph
 from synthtrials.graphs.plan import PlanMode, SamplingPlan
+from synthtrials.graphs.resolve import resolve_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState
+from synthtrials.tools.adapter_folder import read_adapter
 from synthtrials.tools.atomic import atomic_open, write_json_atomic, write_jsonl_atomic
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import LLMClient, LLMError
-from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
-from synthtrials.graphs.resolve import resolve_generation
-from synthtrials.tools.adapter_folder import read_adapter
-from synthtrials.tools.run_folder import RunGrounding, write_run_grounding
+from synthtrials.tools.llm_backends import checked_adapter
+from synthtrials.tools.llm_config import resolve_gguf
+from synthtrials.tools.llm_usage import Usage
+from synthtrials.tools.progress import SayFn
+from synthtrials.tools.run_folder import (
+    CHECKPOINTS_FILE,
+    HF_DATASET_DIR,
+    LLM_CACHE_FILE,
+    PARQUET_FILE,
+    PLAN_FILE,
+    REJECTED_FILE,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    GenerationSummary,
+    RunConfigRecord,
+    RunGrounding,
+    RunRecord,
+    read_run_record,
+    write_run_config,
+    write_run_grounding,
+    write_run_record,
+    write_summary,
+)
 from synthtrials.tools.store import eligible, open_store
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
 
-RUN_FILE = "run.json"
-CHECKPOINTS = "checkpoints.sqlite"
 MAX_CONSECUTIVE_ERRORS = 3
 
 
@@ -57,7 +64,8 @@ class RunOptions(BaseModel):
     plan_mode: PlanMode = "uniform"
     interventions: list[str] | None = None
     eligibility_rule: str = "first"
-    concurrency: int = 1
+    concurrency: int | None = Field(None, ge=1, description="parallel draws; None: 4 for network backends, 1 for "
+                                                          "in-process models (they run one call at a time)")
     plan_min_trials: int | None = Field(
         None, ge=1, description="successful and failed grounding trials a drug needs to be planned (None: k); "
                                 "below k, semantic neighbours fill the examples")
@@ -101,27 +109,16 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
-def _saved_run(options: RunOptions) -> dict[str, Any] | None:
-    """The run.json of the run folder, or None when there is none."""
-    run_file = options.out / RUN_FILE
-    if not run_file.exists():
-        return None
-    try:
-        return json.loads(run_file.read_text())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise ConfigError(f"{run_file}: unreadable ({exc}); use --force to start over") from None
-
-
 def settled_generation(options: RunOptions, store: Any, llm: Callable[[], LLMClient] | None = None,
-                       say: Callable[[str], None] | None = None) -> GenerationConfig:
+                       say: SayFn | None = None) -> GenerationConfig:
     """The generation config with its data-dependent defaults settled (`graphs.resolve`).
 
     A resumed run keeps the settlement it recorded (a re-ingested or re-calibrated store never
     changes a run midway); a new run settles them against the store now. Writes nothing.
     """
-    saved = _saved_run(options)
-    if saved is not None and saved.get("settled") and not _diff(saved.get("fingerprint"), options.fingerprint()):
-        settled = GenerationConfig.model_validate(saved["settled"])
+    saved = read_run_record(options.out)
+    if saved is not None and saved.settled and not _diff(saved.fingerprint, options.fingerprint()):
+        settled = GenerationConfig.model_validate(saved.settled)
         return settled.model_copy(update={"llm": options.generation.llm})
     return resolve_generation(options.generation, store, say=say, llm=llm)
 
@@ -132,17 +129,16 @@ def prepare_run_folder(options: RunOptions, settled: GenerationConfig) -> str:
     Refuses a different configuration unless forced (which keeps the old run aside).
     """
     out = options.out
-    run_file = out / RUN_FILE
     fingerprint = options.fingerprint()
-    saved = _saved_run(options)
+    saved = read_run_record(out)
     if saved is not None:
-        differences = _diff(saved.get("fingerprint"), fingerprint)
+        differences = _diff(saved.fingerprint, fingerprint)
         if not differences:
             for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
                 stale.unlink()
-            if saved.get("settled") is None:  # a run folder written before settlements were recorded
-                write_json_atomic(run_file, {**saved, "settled": settled.model_dump(mode="json")})
-            return str(saved["run_id"])
+            if saved.settled is None:  # a run folder written before settlements were recorded
+                write_run_record(out, saved.model_copy(update={"settled": settled.model_dump(mode="json")}))
+            return saved.run_id
         if not options.force:
             raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}); "
                               "resume it with the same options, or use --force to start over (the old run is kept aside)")
@@ -156,15 +152,14 @@ def prepare_run_folder(options: RunOptions, settled: GenerationConfig) -> str:
     run_id = uuid.uuid4().hex[:12]
     for stale in out.glob(".*.tmp"):  # a write interrupted by a kill never replaced its target
         stale.unlink()
-    write_json_atomic(run_file, {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 "fingerprint": fingerprint, "settled": settled.model_dump(mode="json")})
+    write_run_record(out, RunRecord(run_id=run_id, created=time.strftime("%Y-%m-%dT%H:%M:%S"), fingerprint=fingerprint,
+                                    settled=settled.model_dump(mode="json")))
     return run_id
 
 
 def checkpoint_serializer():
     """LangGraph's serializer, allowed to revive exactly our state's pydantic types."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
     from synthtrials.graphs import state as state_module
     from synthtrials.tools import trial as trial_module
 
@@ -177,7 +172,7 @@ def checkpoint_serializer():
 def open_checkpointer(out: Path):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    connection = sqlite3.connect(out / CHECKPOINTS, check_same_thread=False)
+    connection = sqlite3.connect(out / CHECKPOINTS_FILE, check_same_thread=False)
     saver = SqliteSaver(connection, serde=checkpoint_serializer())
     saver.setup()
     return saver
@@ -256,8 +251,8 @@ def write_hf_dataset(folder: Path, trials: list[Trial]) -> None:
     tmp.rename(folder)
 
 
-def summarize(results: dict[int, GenerationState], accepted: list[Trial], options: RunOptions, llm: LLMClient,
-              seconds: float, errors: int) -> dict[str, Any]:
+def summarize(results: dict[int, GenerationState], accepted: list[Trial], options: RunOptions,
+              clients: list[LLMClient], seconds: float, errors: int, final: bool) -> GenerationSummary:
     finished = list(results.values())
     rejected = [s for s in finished if s.verdict == "reject"]
     by_reason: Counter = Counter()
@@ -265,68 +260,63 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
         for check in (state.reject_reason or "rejected").split(","):
             by_reason[check] += 1
     revised_by: Counter = Counter()
+    node_seconds: dict[str, float] = defaultdict(float)
     writes = valid = 0
     for state in finished:
         for critique in state.critiques:
             if critique.verdict == "revise":
                 revised_by.update(critique.failed_checks)
         for step in state.log:
+            node_seconds[step.node] += step.seconds
             if step.node == "write":
                 writes += 1
                 valid += int("error" not in step.wrote)
-    usage = llm.usage
-    tokens = usage.total_tokens
-    return {
-        "requested": options.n,
-        "accepted": len(accepted),
-        "draws": len(finished),
-        "rejected": len(rejected),
-        "acceptance_rate": round(sum(s.verdict == "accept" for s in finished) / max(1, len(finished)), 4),
-        "rejections_by_reason": dict(by_reason.most_common()),
-        "revisions": sum(1 for s in finished for c in s.critiques if c.verdict == "revise"),
-        "revisions_by_reason": dict(revised_by.most_common()),
-        "writer_calls": writes,
-        "writer_valid_share": round(valid / max(1, writes), 4),
-        "errors": errors,
-        "tokens": usage.as_dict(options.generation.llm),
-        "tokens_per_accepted": round(tokens / max(1, len(accepted)), 1),
-        "accepted_per_minute": round(len(accepted) / max(seconds / 60, 1e-9), 3),
-        "seconds": round(seconds, 1),
-        "backend": options.generation.llm.backend,
-        "model": options.generation.llm.model_label(),
-    }
+    usage = Usage()
+    for client in clients:
+        usage.add(client.usage)
+    accepted_ids = {t.nct_id for t in accepted}
+    llm = options.generation.llm
+    return GenerationSummary(
+        requested=options.n, accepted=len(accepted), draws=len(finished), rejected=len(rejected),
+        acceptance_rate=round(sum(s.verdict == "accept" for s in finished) / max(1, len(finished)), 4),
+        rejections_by_reason=dict(by_reason.most_common()),
+        revisions=sum(1 for s in finished for c in s.critiques if c.verdict == "revise"),
+        revisions_by_reason=dict(revised_by.most_common()), writer_calls=writes,
+        writer_valid_share=round(valid / max(1, writes), 4), errors=errors, tokens=usage.as_dict(llm),
+        tokens_per_accepted=round(usage.total_tokens / max(1, len(accepted)), 1),
+        accepted_per_minute=round(len(accepted) / max(seconds / 60, 1e-9), 3), seconds=round(seconds, 1),
+        seconds_per_draw_by_node={n: round(v / max(1, len(finished)), 2) for n, v in node_seconds.items()},
+        backend=llm.backend, model=llm.model_label(), writer_model=clients[-1].config.model_label()
+        + (" + adapter" if clients[-1].config.adapter else ""),
+        surplus_accepted=sum(1 for s in finished if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids),
+        complete=final and len(accepted) == options.n)
 
 
 def write_outputs(options: RunOptions, generation: GenerationConfig, plan: SamplingPlan,
-                  results: dict[int, GenerationState], llm: LLMClient, seconds: float, errors: int,
-                  final: bool) -> dict[str, Any]:
+                  results: dict[int, GenerationState], clients: list[LLMClient], seconds: float, errors: int,
+                  final: bool) -> GenerationSummary:
     out = options.out
     accepted = select_accepted(results, options.n)
-    accepted_ids = {t.nct_id for t in accepted}
-    write_jsonl_atomic(out / "trials.jsonl", (t.model_dump(mode="json") for t in accepted))
+    write_jsonl_atomic(out / TRIALS_FILE, (t.model_dump(mode="json") for t in accepted))
     rejected_rows = [
         {"plan_index": i, "target": s.target.model_dump(), "reason": s.reject_reason,
          "problems": s.critiques[-1].problems if s.critiques else [],
          "draft": s.draft.model_dump(mode="json") if s.draft else None}
         for i, s in sorted(results.items()) if s.verdict == "reject"
     ]
-    write_jsonl_atomic(out / "rejected.jsonl", rejected_rows)
-    write_json_atomic(out / "plan.json", {**plan.model_dump(mode="json"),
-                                          "targets": [plan.target(i).model_dump() for i in range(max(results, default=-1) + 1)]})
-    summary = summarize(results, accepted, options, llm, seconds, errors)
-    summary["surplus_accepted"] = sum(1 for s in results.values()
-                                      if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids)
-    summary["complete"] = final and len(accepted) == options.n
+    write_jsonl_atomic(out / REJECTED_FILE, rejected_rows)
+    write_json_atomic(out / PLAN_FILE, {**plan.model_dump(mode="json"),
+                                        "targets": [plan.target(i).model_dump() for i in range(max(results, default=-1) + 1)]})
+    summary = summarize(results, accepted, options, clients, seconds, errors, final)
     if final:
-        write_parquet(out / "trials.parquet", accepted)
+        write_parquet(out / PARQUET_FILE, accepted)
         if options.hf_dataset:
-            write_hf_dataset(out / "hf_dataset", accepted)
-    write_json_atomic(out / "summary.json", summary)
-    write_json_atomic(out / "config.json", {"n": options.n, "store": options.store, "plan_mode": options.plan_mode,
-                                            "interventions": options.interventions, "concurrency": options.concurrency,
-                                            "eligibility_rule": options.eligibility_rule,
-                                            "plan_min_trials": options.plan_min_trials,
-                                            "generation": generation.model_dump(mode="json")})
+            write_hf_dataset(out / HF_DATASET_DIR, accepted)
+    write_summary(out, summary)
+    write_run_config(out, RunConfigRecord(
+        n=options.n, store=options.store, plan_mode=options.plan_mode, interventions=options.interventions,
+        concurrency=options.concurrency, eligibility_rule=options.eligibility_rule,
+        plan_min_trials=options.plan_min_trials, generation=generation.model_dump(mode="json")))
     return summary
 
 
@@ -340,20 +330,39 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
         "n_ctx": max(1024, PROMPT_TOKENS + ANSWER_TOKENS + 128)}))
 
 
+def effective_concurrency(options: RunOptions) -> int:
+    """Parallel draws: only a network backend answers several calls at once."""
+    if options.generation.llm.backend != "openai":
+        return 1
+    return options.concurrency or 4
+
+
+def check_run_options(options: RunOptions) -> None:
+    """Bad options as one-line errors, before anything is drawn or written."""
+    if options.n <= 0:
+        raise ConfigError(f"--n must be positive, got {options.n}")
+    generation = options.generation
+    if generation.writer_adapter:
+        llm = generation.llm
+        base = resolve_gguf(llm.model_path) if llm.backend == "llamacpp" else None
+        checked_adapter(llm.model_copy(update={"adapter": generation.writer_adapter}), base)
+    store = open_store(options.store, create=False)
+    try:
+        if store.count() == 0:
+            raise ConfigError(f"{options.store}: the store is empty (run `synthtrials ingest` first)")
+    finally:
+        store.close()
+
+
 def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], None] | None = None,
-                   llm: LLMClient | None = None, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   llm: LLMClient | None = None, say: SayFn | None = None) -> GenerationSummary:
     """Run (or resume) a generation run until exactly `options.n` trials are accepted.
 
     Raises `ConfigError` on bad input before anything is written, and `LLMError` when the
     backend fails every call (the run folder stays resumable).
     """
-    if options.n <= 0:
-        raise ConfigError(f"--n must be positive, got {options.n}")
-    if options.concurrency < 1:
-        raise ConfigError(f"--concurrency must be at least 1, got {options.concurrency}")
+    check_run_options(options)
     store = open_store(options.store, create=False)
-    if store.count() == 0:
-        raise ConfigError(f"{options.store}: the store is empty (run `synthtrials ingest` first)")
     generation = settled_generation(options, store, llm=lambda: llm or LLMClient(options.generation.llm), say=say)
     min_trials = options.plan_min_trials or generation.k
     drugs = eligible(store, k=min_trials, rule=options.eligibility_rule,  # type: ignore[arg-type]
@@ -364,7 +373,7 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     run_id = prepare_run_folder(options, generation)
     plan = SamplingPlan.create(run_id, generation.seed, drugs, options.plan_mode, options.interventions)
     generation = generation.model_copy(deep=True)
-    generation.llm.cache_path = str(options.out / "llm_cache.sqlite")
+    generation.llm.cache_path = str(options.out / LLM_CACHE_FILE)
     adapter = read_adapter(generation.writer_adapter) if generation.writer_adapter else None
     write_run_grounding(options.out, RunGrounding(
         store=str(options.store), splits=list(generation.ground_on or []),
@@ -372,9 +381,10 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
         adapter_trial_ids=adapter.trained_on if adapter else []))
     llm = llm or LLMClient(generation.llm)
     resources = Resources(store=store, llm=llm, writer_llm=adapted_writer_client(generation))
+    clients = [llm] + ([resources.writer_llm] if resources.writer_llm else [])
     checkpointer = open_checkpointer(options.out)
     graph = build_graph(resources, checkpointer)
-    concurrency = options.concurrency if generation.llm.backend == "openai" else 1
+    concurrency = effective_concurrency(options)
     max_draws = options.n * options.max_draws_factor
 
     results: dict[int, GenerationState] = {}
@@ -440,18 +450,19 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
                         failure = failure or exc
             report()
             if len(results) % 5 == 0:
-                write_outputs(options, generation, plan, results, llm, time.perf_counter() - start, errors, final=False)
+                write_outputs(options, generation, plan, results, clients, time.perf_counter() - start, errors,
+                              final=False)
     seconds = time.perf_counter() - start
-    summary = write_outputs(options, generation, plan, results, llm, seconds, errors, final=failure is None)
+    summary = write_outputs(options, generation, plan, results, clients, seconds, errors, final=failure is None)
     checkpointer.conn.close()
     if failure is not None:
         raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")
     timed_out = deadline is not None and time.perf_counter() >= deadline
-    summary["stopped_by_time_budget"] = timed_out and summary["accepted"] < options.n
-    if summary["stopped_by_time_budget"]:
-        write_json_atomic(options.out / "summary.json", summary)
+    summary.stopped_by_time_budget = timed_out and summary.accepted < options.n
+    if summary.stopped_by_time_budget:
+        write_summary(options.out, summary)
         return summary
-    if summary["accepted"] < options.n:
-        raise ConfigError(f"only {summary['accepted']} of {options.n} trials accepted after {summary['draws']} draws "
-                          f"(limit {max_draws}); see {options.out / 'summary.json'} for the rejection reasons")
+    if summary.accepted < options.n:
+        raise ConfigError(f"only {summary.accepted} of {options.n} trials accepted after {summary.draws} draws "
+                          f"(limit {max_draws}); see {options.out / SUMMARY_FILE} for the rejection reasons")
     return summary

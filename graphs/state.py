@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import operator
+import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.trial import Trial
 
 
@@ -38,6 +40,22 @@ class StepLog(BaseModel):
     prompt: str | None = None
     answer: str | None = None
     tokens: int = 0
+
+
+class StepTimer:
+    """Times one node's step and builds its trace record (every node's boilerplate, once)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.start = time.perf_counter()
+
+    def log(self, *, read: dict[str, Any] | None = None, wrote: dict[str, Any] | None = None,
+            prompt: Sequence[BaseMessage] | str | None = None, answer: str | None = None, tokens: int = 0) -> list[StepLog]:
+        """The node's `log` update: one `StepLog` (messages are joined into the prompt text)."""
+        if prompt is not None and not isinstance(prompt, str):
+            prompt = "\n\n".join(str(m.content) for m in prompt)
+        return [StepLog(node=self.node, seconds=time.perf_counter() - self.start, read=read or {}, wrote=wrote or {},
+                        prompt=prompt, answer=answer, tokens=tokens)]
 
 
 class GenerationState(BaseModel):

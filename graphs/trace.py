@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-
-from synthtrials.graphs.runner import CHECKPOINTS, RUN_FILE, started_threads, thread_id
+from synthtrials.graphs.runner import started_threads, thread_id
 from synthtrials.graphs.state import GenerationState, StepLog
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.run_folder import CHECKPOINTS_FILE, RUN_FILE
 
 
 class TrialTrace(BaseModel):
@@ -28,8 +28,8 @@ class TrialTrace(BaseModel):
 def _open(run_dir: Path):
     from synthtrials.graphs.runner import open_checkpointer
 
-    if not (run_dir / RUN_FILE).exists() or not (run_dir / CHECKPOINTS).exists():
-        raise ConfigError(f"{run_dir}: not a synthtrials run folder (no {RUN_FILE} / {CHECKPOINTS})")
+    if not (run_dir / RUN_FILE).exists() or not (run_dir / CHECKPOINTS_FILE).exists():
+        raise ConfigError(f"{run_dir}: not a synthtrials run folder (no {RUN_FILE} / {CHECKPOINTS_FILE})")
     return open_checkpointer(run_dir)
 
 

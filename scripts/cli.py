@@ -16,9 +16,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
-
 from synthtrials.tools.errors import ConfigError, InputError
 
 app = typer.Typer(help="Synthetic labelled clinical trials from a LangGraph team of agents.",
@@ -87,7 +94,9 @@ def ingest(
     if split is not None:
         check_split(split)
     backend = _open_store(store, create=True)
-    rejected_path = rejected or (Path(store) / "rejected.jsonl" if not store.startswith(("http", "weaviate+")) else Path("rejected.jsonl"))
+    from synthtrials.tools.store import is_remote_store
+
+    rejected_path = rejected or (Path("rejected.jsonl") if is_remote_store(store) else Path(store) / "rejected.jsonl")
     with progress_bar() as progress:
         reading = progress.add_task("reading records", total=None)
         embedding = progress.add_task("embedding", total=None, visible=False)
@@ -190,13 +199,19 @@ def store_calibrate(
     force: Annotated[bool, typer.Option(help="Recompute even if this calibration exists.")] = False,
 ) -> None:
     """Calibrate the critic's domain checks on the real grounding trials (saved with the store)."""
-    from synthtrials.tools.calibration import build_knowledge, calibrate, calibration_key
+    from synthtrials.tools.calibration import (
+        build_knowledge,
+        calibrate,
+        calibration_key,
+    )
     from synthtrials.tools.splits import check_split
-    from synthtrials.tools.store import default_grounding_splits
+    from synthtrials.tools.store import default_grounding_splits, grounding_filter
 
     splits = [check_split(s) for s in ground_on] if ground_on else None
     backend = _open_store(store)
     splits = splits or default_grounding_splits(backend)
+    if not backend.filter_ids(grounding_filter(splits)):
+        raise ConfigError(f"{store}: no real trials in split(s) {', '.join(splits)} to calibrate on")
     key = calibration_key(backend, splits)
     saved = None if force else backend.load_calibration(key)
     if saved is None:
@@ -319,28 +334,31 @@ def fetch(
 
 
 # --- LLM options, shared by every command that talks to a model ------------------------------
-BackendOpt = Annotated[str, typer.Option(help="llamacpp (offline default), openai (any OpenAI-compatible server) or transformers.")]
-ModelOpt = Annotated[Optional[str], typer.Option(help="openai: model name (gpt-4o-mini, a vLLM/Ollama model); transformers: folder.")]
-ModelPathOpt = Annotated[Optional[str], typer.Option(help="llamacpp: GGUF path, or a bundled name (smollm2, gemma3-270m).")]
-BaseUrlOpt = Annotated[Optional[str], typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp).")]
-ApiKeyEnvOpt = Annotated[str, typer.Option(help="Name of the environment variable holding the API key (never stored).")]
-TemperatureOpt = Annotated[Optional[float], typer.Option(help="Sampling temperature.")]
-StructuredOpt = Annotated[str, typer.Option(help="auto, json_schema, json_object_schema (llama.cpp server), json_mode, tool_calling, prompt.")]
+# Every option defaults to None: the pydantic config models (LLMConfig, GenerationConfig, RunOptions,
+# EvalOptions...) hold every default, in one place; the CLI passes only what the user gave.
+MODEL_PANEL = "Model"
+BackendOpt = Annotated[Optional[str], typer.Option(help="llamacpp (offline default), openai (any OpenAI-compatible server) or transformers.", rich_help_panel=MODEL_PANEL)]
+ModelOpt = Annotated[Optional[str], typer.Option(help="openai: model name (gpt-4o-mini, a vLLM/Ollama model); transformers: folder.", rich_help_panel=MODEL_PANEL)]
+ModelPathOpt = Annotated[Optional[str], typer.Option(help="llamacpp: GGUF path, or a bundled name (smollm2, gemma3-270m).", rich_help_panel=MODEL_PANEL)]
+BaseUrlOpt = Annotated[Optional[str], typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp).", rich_help_panel=MODEL_PANEL)]
+ApiKeyEnvOpt = Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (default OPENAI_API_KEY; never stored).", rich_help_panel=MODEL_PANEL)]
+StructuredOpt = Annotated[Optional[str], typer.Option(help="auto (default), json_schema, json_object_schema (llama.cpp server), json_mode, tool_calling, prompt.", rich_help_panel=MODEL_PANEL)]
 
 
-def llm_config(backend: str, model: str | None, model_path: str | None, base_url: str | None, api_key_env: str,
-               temperature: float | None, structured: str, **extra: Any):
+def given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (the others are left to the config models' defaults)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def llm_config(backend: str | None, model: str | None, model_path: str | None, base_url: str | None,
+               api_key_env: str | None, structured: str | None, **extra: Any):
     from pydantic import ValidationError
-
     from synthtrials.tools.errors import describe
     from synthtrials.tools.llm import LLMConfig
 
-    values = dict(backend=backend, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
-                  structured=structured, **extra)
-    if temperature is not None:
-        values["temperature"] = temperature
     try:
-        return LLMConfig(**{k: v for k, v in values.items() if v is not None})
+        return LLMConfig(**given(backend=backend, model=model, model_path=model_path, base_url=base_url,
+                                 api_key_env=api_key_env, structured=structured, **extra))
     except ValidationError as exc:
         raise ConfigError(f"LLM options: {describe(exc)}") from None
 
@@ -350,15 +368,15 @@ def llm_config(backend: str, model: str | None, model_path: str | None, base_url
 def llm_try(
     intervention: Annotated[str, typer.Option(help="The drug the trial must test.")],
     label: Annotated[int, typer.Option(help="1: a trial that succeeds, 0: one that fails.")] = 1,
-    backend: BackendOpt = "llamacpp",
+    backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    temperature: TemperatureOpt = None,
-    structured: StructuredOpt = "auto",
-    seed: int = 0,
-    max_tokens: int = 900,
+    api_key_env: ApiKeyEnvOpt = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (default 0.7).")] = None,
+    structured: StructuredOpt = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens (default 900).")] = None,
 ) -> None:
     """Ask the configured model for one Trial (no retrieval) and print it as JSON."""
     import uuid
@@ -366,17 +384,19 @@ def llm_try(
     from synthtrials.agents.prompting import prompt_version
     from synthtrials.agents.writer import write_draft
     from synthtrials.tools.llm import LLMClient
+    from synthtrials.tools.writer_format import DraftSpec
 
     if label not in (0, 1):
         raise ConfigError(f"--label must be 0 or 1, got {label}")
-    config = llm_config(backend, model, model_path, base_url, api_key_env, temperature, structured,
+    config = llm_config(backend, model, model_path, base_url, api_key_env, structured, temperature=temperature,
                         seed=seed, max_tokens=max_tokens)
+    spec = DraftSpec()  # the full registry record: no store, no grounding data to follow
     with err_console.status(f"asking {config.model_label()} ({config.backend}) for a trial of {intervention}..."):
         client = LLMClient(config)
-        _, result = write_draft(client, intervention, label, examples=[], reasons=[], feedback=[])
-    trial = result.value.to_trial(f"SYN-{uuid.uuid4().hex[:12]}", label=label, provenance={
+        _, result = write_draft(client, spec, intervention, label, examples=[], reasons=[], feedback=[])
+    trial = spec.to_trial(result.value, f"SYN-{uuid.uuid4().hex[:12]}", label=label, provenance={
         "backend": config.backend, "model": config.model_label(), "template": prompt_version("writer"),
-        "seed": seed, "attempts": result.attempts})
+        "seed": config.seed, "attempts": result.attempts})
     print(trial.model_dump_json(indent=2, exclude_none=True))
     usage = client.usage
     err_console.print(f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens in "
@@ -389,70 +409,66 @@ def generate(
     store: StoreOpt,
     n: Annotated[int, typer.Option("--n", help="Number of accepted synthetic trials to produce.")],
     out: Annotated[Path, typer.Option(help="Run folder (resumable: re-run the same command after any interruption).")],
-    backend: BackendOpt = "llamacpp",
+    backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).")] = None,
-    structured: StructuredOpt = "auto",
-    seed: int = 0,
-    ground_on: Annotated[Optional[list[str]], typer.Option(
-        help="Splits generation may read (default: train when the store has one, else pool); valid/test only when named.")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="Write with a writer adapted by `synthtrials adapt` (this folder); the reasoner and critic keep the base model.")] = None,
-    reasoner: Annotated[str, typer.Option(help="Reasons from: auto, llm, evidence or none.")] = "auto",
-    k: Annotated[int, typer.Option(help="Real examples per draw.")] = 3,
-    plan_min_trials: Annotated[Optional[int], typer.Option(
-        help="Successful and failed grounding trials a drug needs to be planned (default: k; below k, neighbours fill in).")] = None,
-    reasons: Annotated[int, typer.Option(help="Reasons per draw.")] = 5,
-    revisions: Annotated[int, typer.Option(help="Critic -> writer loops before rejection.")] = 2,
-    neighbours: Annotated[str, typer.Option(help="Semantic neighbours: off, fallback or add.")] = "fallback",
-    llm_critic: Annotated[Optional[str], typer.Option(help="LLM domain-consistency critic: off, advisory or enforce (default: advisory for the embedded models, enforce otherwise).")] = None,
-    plan: Annotated[str, typer.Option(help="Interventions: uniform over eligible, proportional, or list.")] = "uniform",
-    intervention: Annotated[Optional[list[str]], typer.Option(help="With --plan list: an intervention (repeatable).")] = None,
-    rule: Annotated[str, typer.Option(help="Eligibility rule: first or any listed drug.")] = "first",
-    concurrency: Annotated[int, typer.Option(help="Parallel threads (network backends).")] = 4,
-    max_tokens: int = 900,
-    max_retries: Annotated[int, typer.Option(help="Retries per call (429/5xx/timeouts, with backoff).")] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds per model call.")] = 120.0,
-    price_prompt: Annotated[float, typer.Option(help="USD per million prompt tokens (cost accounting).")] = 0.0,
-    price_completion: Annotated[float, typer.Option(help="USD per million completion tokens.")] = 0.0,
-    force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.")] = False,
-    hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.")] = False,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop starting new draws after this long (resume later).")] = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    structured: StructuredOpt = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="Writer adapted by `synthtrials adapt` (its folder); the reasoner and critic keep the base model.", rich_help_panel=MODEL_PANEL)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
+    max_retries: Annotated[Optional[int], typer.Option(help="Retries per call: 429/5xx/timeouts, with backoff (default 4).", rich_help_panel=MODEL_PANEL)] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds per model call (default 120).", rich_help_panel=MODEL_PANEL)] = None,
+    price_prompt: Annotated[Optional[float], typer.Option(help="USD per million prompt tokens (cost accounting).", rich_help_panel=MODEL_PANEL)] = None,
+    price_completion: Annotated[Optional[float], typer.Option(help="USD per million completion tokens.", rich_help_panel=MODEL_PANEL)] = None,
+    ground_on: Annotated[Optional[list[str]], typer.Option(help="Splits generation may read (default: train when the store has one, else pool); valid/test only when named.", rich_help_panel="Grounding")] = None,
+    k: Annotated[Optional[int], typer.Option(help="Real examples per draw (default 3).", rich_help_panel="Grounding")] = None,
+    neighbours: Annotated[Optional[str], typer.Option(help="Semantic neighbours: off, fallback (default) or add.", rich_help_panel="Grounding")] = None,
+    plan: Annotated[Optional[str], typer.Option(help="Drugs: uniform over eligible (default), proportional, or list.", rich_help_panel="Grounding")] = None,
+    intervention: Annotated[Optional[list[str]], typer.Option(help="With --plan list: a drug (repeatable).", rich_help_panel="Grounding")] = None,
+    rule: Annotated[Optional[str], typer.Option(help="Eligibility: first (default) or any listed drug.", rich_help_panel="Grounding")] = None,
+    plan_min_trials: Annotated[Optional[int], typer.Option(help="Successful and failed grounding trials a planned drug needs (default: k; below k, neighbours fill in).", rich_help_panel="Grounding")] = None,
+    reasoner: Annotated[Optional[str], typer.Option(help="Reasons from: auto (default), llm, evidence or none.", rich_help_panel="Agents")] = None,
+    reasons: Annotated[Optional[int], typer.Option(help="Reasons per draw (default 5).", rich_help_panel="Agents")] = None,
+    revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 2).", rich_help_panel="Agents")] = None,
+    llm_critic: Annotated[Optional[str], typer.Option(help="LLM critic: off, advisory or enforce (default: advisory for the embedded models, else enforce).", rich_help_panel="Agents")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Run seed (default 0).", rich_help_panel="Run")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default 4 for network backends, 1 in process).", rich_help_panel="Run")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop starting new draws after this long (resume later).", rich_help_panel="Run")] = None,
+    force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.", rich_help_panel="Run")] = False,
+    hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.", rich_help_panel="Run")] = False,
 ) -> None:
     """Generate N accepted synthetic trials with the retriever-reasoner-writer-critic graph."""
     from pydantic import ValidationError
-
     from synthtrials.graphs.config import GenerationConfig
-    from synthtrials.graphs.runner import RunOptions, run_generation
-    from synthtrials.tools.errors import describe
+    from synthtrials.graphs.runner import RunOptions, check_run_options, run_generation
     from synthtrials.tools.adapter_folder import adapter_sha256, read_adapter
+    from synthtrials.tools.errors import describe
     from synthtrials.tools.splits import HELD_OUT, check_split
 
     if adapter is not None:
         read_adapter(adapter)
-    held_out = sorted({s for s in ground_on or [] if check_split(s) in HELD_OUT})
+    llm = llm_config(backend, model, model_path, base_url, api_key_env, structured, seed=seed, max_tokens=max_tokens,
+                     max_retries=max_retries, timeout_s=timeout, price_prompt_per_m=price_prompt,
+                     price_completion_per_m=price_completion)
+    try:
+        generation = GenerationConfig(llm=llm, **given(
+            k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
+            reasoner=reasoner, writer_temperature=temperature,
+            ground_on=[check_split(s) for s in ground_on] if ground_on else None,
+            writer_adapter=str(adapter) if adapter else None,
+            writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))
+        options = RunOptions(store=store, out=out, n=n, generation=generation, force=force, hf_dataset=hf_dataset,
+                             **given(plan_mode=plan, interventions=intervention, eligibility_rule=rule,
+                                     concurrency=concurrency, plan_min_trials=plan_min_trials, max_minutes=max_minutes))
+    except ValidationError as exc:
+        raise ConfigError(f"generate options: {describe(exc)}") from None
+    check_run_options(options)
+    held_out = sorted({s for s in generation.ground_on or [] if s in HELD_OUT})
     if held_out:
         err_console.print(f"[yellow]grounding on held-out split(s) {', '.join(held_out)}: the run records it, and "
                           "`evaluate` will refuse these trials against those splits[/]")
-    llm = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, seed=seed,
-                     max_tokens=max_tokens, max_concurrency=concurrency, price_prompt_per_m=price_prompt,
-                     max_retries=max_retries, timeout_s=timeout,
-                     price_completion_per_m=price_completion)
-    try:
-        generation = GenerationConfig(k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours,
-                                      llm_critic=llm_critic, seed=seed, llm=llm, reasoner=reasoner,
-                                      writer_adapter=str(adapter) if adapter else None,
-                                      writer_adapter_sha256=adapter_sha256(adapter) if adapter else None,
-                                      ground_on=[check_split(s) for s in ground_on] if ground_on else None,
-                                      **({"writer_temperature": temperature} if temperature is not None else {}))
-        options = RunOptions(store=store, out=out, n=n, generation=generation, plan_mode=plan,
-                             interventions=intervention, eligibility_rule=rule, concurrency=concurrency,
-                             plan_min_trials=plan_min_trials, force=force, hf_dataset=hf_dataset,
-                             max_minutes=max_minutes)
-    except ValidationError as exc:
-        raise ConfigError(f"generate options: {describe(exc)}") from None
     from synthtrials.tools.llm import LLMError
 
     with progress_bar() as progress:
@@ -473,12 +489,12 @@ def generate(
     table.add_column("value", justify="right")
     for key in ("accepted", "draws", "rejected", "acceptance_rate", "revisions", "writer_valid_share",
                 "tokens_per_accepted", "accepted_per_minute", "seconds"):
-        table.add_row(key, str(summary[key]))
-    table.add_row("rejections by reason", json.dumps(summary["rejections_by_reason"]))
+        table.add_row(key, str(getattr(summary, key)))
+    table.add_row("rejections by reason", json.dumps(summary.rejections_by_reason))
     console.print(table)
     console.print(f"trials: {out / 'trials.jsonl'}  (also trials.parquet, rejected.jsonl, summary.json)")
-    if summary.get("stopped_by_time_budget"):
-        console.print(f"[yellow]time budget reached with {summary['accepted']} of {n} accepted; "
+    if summary.stopped_by_time_budget:
+        console.print(f"[yellow]time budget reached with {summary.accepted} of {n} accepted; "
                       "re-run the same command to continue[/]")
 
 
@@ -497,7 +513,6 @@ def adapt(
 ) -> None:
     """Adapt the writer (LoRA) to the real trials of the grounding splits, for offline generation."""
     from pydantic import ValidationError
-
     from synthtrials.agents.writer_adaptation import AdaptOptions
     from synthtrials.agents.writer_adaptation import adapt as run_adapt
     from synthtrials.tools.errors import describe
@@ -532,11 +547,11 @@ def check(
     out: Annotated[Path, typer.Option(help="Write one JSON verdict per input trial here (JSONL).")],
     ground_on: Annotated[Optional[list[str]], typer.Option(help="Grounding splits whose knowledge the critic uses (default: train, else pool).")] = None,
     llm_critic: Annotated[str, typer.Option(help="LLM critic too: off (default), advisory (recorded) or enforce (counts).")] = "off",
-    backend: BackendOpt = "llamacpp",
+    backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
     """Critique any trials as candidate synthetic trials: the checks the critic applies to drafts."""
     from collections import Counter
@@ -561,7 +576,7 @@ def check(
     grounding = store_backend.filter(grounding_filter(splits))
     if not grounding:
         raise ConfigError(f"{store}: no real trials in split(s) {', '.join(splits)}")
-    llm = LLMClient(llm_config(backend, model, model_path, base_url, api_key_env, 0.0, "auto", max_tokens=300)) \
+    llm = LLMClient(llm_config(backend, model, model_path, base_url, api_key_env, None, temperature=0.0, max_tokens=300)) \
         if llm_critic != "off" else None
     with progress_bar() as progress:
         knowledge = build_knowledge(store_backend, splits)
@@ -636,39 +651,48 @@ def trace(
 @one_line_errors
 def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for metrics.json.")],
-    real_train: Annotated[Optional[Path], typer.Option(help="Real training trials (any reader format).")] = None,
-    real_test: Annotated[Optional[Path], typer.Option(help="Real test trials.")] = None,
-    real_valid: Annotated[Optional[Path], typer.Option(help="Real validation trials (early stopping).")] = None,
-    real_pool: Annotated[Optional[list[Path]], typer.Option(help="With --split paper: real files to split 60/20/20.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="CSV of nctid,label for real files without labels.")] = None,
-    synthetic: Annotated[Optional[Path], typer.Option(help="A run folder or a JSONL of synthetic trials.")] = None,
-    classifier: Annotated[str, typer.Option(help="tfidf or transformer.")] = "tfidf",
-    model: Annotated[Optional[str], typer.Option(help="Transformer: Hugging Face id or local path (default bundled MiniLM).")] = None,
-    seeds: Annotated[list[int], typer.Option(help="Seeds: --seeds 40 41 42, --seeds 40,41,42 or repeated.")] = [40, 41, 42],
-    split_mode: Annotated[str, typer.Option("--split-mode", "--split", help="files (given train/valid/test) or paper (60/20/20 of --real-pool per seed).")] = "files",
-    no_provenance_check: Annotated[bool, typer.Option("--no-provenance-check", help="Accept synthetic trials without provenance (metrics.json says so).")] = False,
-    sweeps: Annotated[Optional[list[str]], typer.Option(help="ratio, low_resource, generalisation, fidelity (repeatable).")] = None,
-    max_length: int = 256,
-    epochs: int = 3,
-    learning_rate: float = 5e-5,
-    batch_size: int = 8,
+    real_train: Annotated[Optional[Path], typer.Option(help="Real training trials (any reader format).", rich_help_panel="Data")] = None,
+    real_test: Annotated[Optional[Path], typer.Option(help="Real test trials.", rich_help_panel="Data")] = None,
+    real_valid: Annotated[Optional[Path], typer.Option(help="Real validation trials (thresholds, early stopping).", rich_help_panel="Data")] = None,
+    real_pool: Annotated[Optional[list[Path]], typer.Option(help="With --split-mode paper: real files to split 60/20/20.", rich_help_panel="Data")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV of nctid,label for real files without labels.", rich_help_panel="Data")] = None,
+    synthetic: Annotated[Optional[Path], typer.Option(help="A run folder or a JSONL of synthetic trials.", rich_help_panel="Data")] = None,
+    split_mode: Annotated[Optional[str], typer.Option("--split-mode", "--split", help="files (default: the given train/valid/test) or paper (60/20/20 of --real-pool per seed).", rich_help_panel="Data")] = None,
+    no_provenance_check: Annotated[bool, typer.Option("--no-provenance-check", help="Accept synthetic trials without provenance (metrics.json says so).", rich_help_panel="Data")] = False,
+    classifier: Annotated[Optional[str], typer.Option(help="tfidf (default) or transformer.", rich_help_panel="Classifier")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Transformer: Hugging Face id or local path (default bundled MiniLM).", rich_help_panel="Classifier")] = None,
+    seeds: Annotated[Optional[list[int]], typer.Option(help="Seeds (default 40 41 42): --seeds 40 41, --seeds 40,41 or repeated.", rich_help_panel="Classifier")] = None,
+    sweeps: Annotated[Optional[list[str]], typer.Option(help="ratio, low_resource, generalisation, fidelity.", rich_help_panel="Classifier")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Transformer: tokens per trial.", rich_help_panel="Classifier")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Transformer: epochs.", rich_help_panel="Classifier")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Transformer: learning rate.", rich_help_panel="Classifier")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Transformer: batch size.", rich_help_panel="Classifier")] = None,
 ) -> None:
-    """Train classifiers on real / synthetic / hybrid trials over seeds; write metrics.json."""
-    from pydantic import ValidationError
+    """Train classifiers on real / synthetic / hybrid trials over seeds; write metrics.json.
 
-    from synthtrials.evals.experiment import EvalOptions, run_evaluation
+    Synthetic trials grounded on a test or validation trial are refused (the leakage guard), and
+    every classifier reads the fields most real training trials have (like for like).
+    """
+    from pydantic import ValidationError
+    from synthtrials.evals.experiment import EvalOptions, Evaluation
+    from synthtrials.evals.metrics import METRICS
     from synthtrials.tools.errors import describe
 
     try:
-        options = EvalOptions(
-            real_train=str(real_train) if real_train else None, real_test=str(real_test) if real_test else None,
-            real_valid=str(real_valid) if real_valid else None, real_pool=[str(p) for p in real_pool or []],
-            labels=str(labels) if labels else None, synthetic=str(synthetic) if synthetic else None,
-            classifier=classifier, model=model, seeds=seeds, split_mode=split_mode, sweeps=sweeps or [], out=out,
-            provenance_check=not no_provenance_check,
-            max_length=max_length, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
+        options = EvalOptions(out=out, real_pool=[str(p) for p in real_pool or []],
+                              provenance_check=not no_provenance_check, sweeps=sweeps or [], **given(
+                                  real_train=str(real_train) if real_train else None,
+                                  real_test=str(real_test) if real_test else None,
+                                  real_valid=str(real_valid) if real_valid else None,
+                                  labels=str(labels) if labels else None,
+                                  synthetic=str(synthetic) if synthetic else None, classifier=classifier, model=model,
+                                  seeds=seeds, split_mode=split_mode, max_length=max_length, epochs=epochs,
+                                  learning_rate=learning_rate, batch_size=batch_size))
     except ValidationError as exc:
         raise ConfigError(f"evaluate options: {describe(exc)}") from None
+    evaluation = Evaluation(options)  # reads and checks every input (the leakage guard too) before any bar is drawn
+    for warning in evaluation.leakage.warnings if evaluation.leakage else []:
+        err_console.print(f"[yellow]{warning}[/]")
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
         steps = progress.add_task("training steps", total=None, visible=False)
@@ -676,21 +700,20 @@ def evaluate(
         def on_step(label: str, done: int, total: int) -> None:
             progress.update(steps, description=label, completed=done, total=total, visible=True)
 
-        result = run_evaluation(options, progress=lambda m: progress.update(task, description=m), step_progress=on_step)
-    table = Table(title=f"{classifier}: mean ± std over seeds {seeds} -> {out / 'metrics.json'}", title_justify="left")
+        evaluation.progress = lambda m: progress.update(task, description=m)
+        evaluation.step_progress = on_step
+        result = evaluation.run()
+    table = Table(title=f"{result.classifier}: mean ± std over seeds {result.seeds} -> {out / 'metrics.json'} "
+                        f"(fields: {', '.join(result.field_set)})", title_justify="left")
     table.add_column("training set")
-    from synthtrials.evals.metrics import METRICS
-
     for m in METRICS:
         table.add_column(m, justify="right")
-    for name, values in result["training_sets"].items():
-        table.add_row(name, *[f"{values[m]['mean']:.3f} ± {values[m]['std']:.3f}" for m in METRICS])
+    for name, values in result.training_sets.items():
+        table.add_row(name + (" [collapsed]" if values.collapsed else ""),
+                      *[f"{values.metric(m).mean:.3f} ± {values.metric(m).std:.3f}" for m in METRICS])
     console.print(table)
-    boot = result.get("bootstrap_hybrid_minus_real")
-    if boot and "roc_auc" in boot:
-        for key, value in boot.items():
-            console.print(f"hybrid - real {key}: {value['difference']:+.3f} "
-                          f"(95% CI {value['ci_low']:+.3f} to {value['ci_high']:+.3f})")
+    for key, value in result.bootstrap().items():
+        console.print(f"hybrid - real {key}: {value.difference:+.3f} (95% CI {value.ci_low:+.3f} to {value.ci_high:+.3f})")
 
 
 @app.command()
@@ -700,12 +723,12 @@ def judge(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default RUN_DIR/judge).")] = None,
     real: Annotated[Optional[Path], typer.Option(help="Real trials for calibration (default: the run's store).")] = None,
     n_real: Annotated[int, typer.Option(help="Real trials scored as calibration.")] = 20,
-    backend: BackendOpt = "llamacpp",
+    backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    structured: StructuredOpt = "auto",
+    api_key_env: ApiKeyEnvOpt = None,
+    structured: StructuredOpt = None,
 ) -> None:
     """Score trials with an LLM judge on a written rubric, with real trials as calibration."""
     from synthtrials.evals.data import load_synthetic, real_reference
@@ -714,18 +737,19 @@ def judge(
     synthetic = load_synthetic(trials)
     out = out or ((trials if trials.is_dir() else trials.parent) / "judge")
     real_trials = real_reference(trials, real)
-    config = llm_config(backend, model, model_path, base_url, api_key_env, None, structured, max_tokens=300)
+    config = llm_config(backend, model, model_path, base_url, api_key_env, structured, max_tokens=300)
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(synthetic) + min(n_real, len(real_trials)))
         summary = run_judge(synthetic, real_trials, config, out, n_real=n_real,
                             progress=lambda done, total: progress.update(task, completed=done, total=total))
-    table = Table(title=f"LLM judge ({summary['model']}) -> {out}", title_justify="left")
+    table = Table(title=f"LLM judge ({summary.model}) -> {out}", title_justify="left")
     for col in ("criterion", "synthetic", "real (calibration)"):
         table.add_column(col)
     for c in CRITERIA:
-        cells = [summary[s][c]["mean"] for s in ("synthetic", "real")]
+        cells = [summary.synthetic.mean(c), summary.real.mean(c)]
         table.add_row(c, *[f"{v:.2f}" if v is not None else "-" for v in cells])
     console.print(table)
+    console.print(f"how far to trust these scores: {summary.trust}")
 
 
 @app.command()
@@ -765,19 +789,29 @@ def data_download(
 def demo(
     data: Annotated[Path, typer.Option(help="Folder with the TOP CSVs (phase_I_train/valid/test.csv ...).")],
     out: Annotated[Path, typer.Option(help="Demo output folder (re-run to resume).")] = Path("demo_out"),
-    n: Annotated[int, typer.Option("--n", help="Synthetic trials to aim for.")] = 6,
-    minutes: Annotated[float, typer.Option(help="Time budget for generation.")] = 8.5,
-    backend: BackendOpt = "llamacpp",
+    n: Annotated[Optional[int], typer.Option("--n", help="Synthetic trials to aim for (default 30).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget for generation (default 4).")] = None,
+    adapt_trials: Annotated[Optional[int], typer.Option(help="Train trials the writer is adapted on (default 60).")] = None,
+    adapt_minutes: Annotated[Optional[float], typer.Option(help="Time budget for the adaptation (default 4).")] = None,
+    backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = None,
     transformer_train: Annotated[Optional[int], typer.Option(help="Train MiniLM on the first N real trials only.")] = None,
 ) -> None:
-    """Ingest, generate, judge, evaluate (TF-IDF and MiniLM) and report, on the embedded model."""
-    from synthtrials.scripts.demo import run_demo
+    """Ingest, calibrate, adapt, generate, judge, evaluate (TF-IDF and MiniLM) and report, offline."""
+    from pydantic import ValidationError
+    from synthtrials.scripts.demo import DemoOptions, run_demo
+    from synthtrials.tools.errors import describe
 
-    config = llm_config(backend, model, model_path, base_url, api_key_env, None, "auto")
+    given = {"n": n, "minutes": minutes, "adapt_trials": adapt_trials, "adapt_minutes": adapt_minutes,
+             "transformer_train": transformer_train}
+    try:
+        options = DemoOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"demo options: {describe(exc)}") from None
+    config = llm_config(backend, model, model_path, base_url, api_key_env, None)
     with progress_bar() as progress:
         task = progress.add_task("demo", total=None)
 
@@ -787,19 +821,19 @@ def demo(
         from synthtrials.tools.llm import LLMError
 
         try:
-            results = run_demo(data, out, n=n, minutes=minutes, llm=config, transformer_train=transformer_train,
-                               say=lambda m: progress.console.print(m), stage_progress=stage)
+            results = run_demo(data, out, options, llm=config, say=lambda m: progress.console.print(m),
+                               stage_progress=stage)
         except LLMError as exc:
             raise ConfigError(str(exc)) from None
     table = Table(title="demo results (mean over seeds; test: phase_I_test.csv)", title_justify="left")
     for col in ("classifier", "training set", "roc_auc", "pr_auc", "f1"):
         table.add_column(col)
     for key in ("tfidf", "minilm"):
-        for name, values in results[key]["training_sets"].items():
-            table.add_row(key, name, *[f"{values[m]['mean']:.3f}" for m in ("roc_auc", "pr_auc", "f1")])
+        for name, values in results[key].training_sets.items():
+            table.add_row(key, name, *[f"{values.metric(m).mean:.3f}" for m in ("roc_auc", "pr_auc", "f1")])
     console.print(table)
     gen = results["generation"]
-    console.print(f"synthetic: {gen['accepted']} accepted of {gen['draws']} draws; "
+    console.print(f"synthetic: {gen.accepted} accepted of {gen.draws} draws; "
                   f"report: {results.get('report', '(none: no synthetic trial)')}")
 
 

@@ -6,71 +6,112 @@ function the CLI and the tests call, and every stage resumes (re-run the demo to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
 from synthtrials.evals.data import load_synthetic
 from synthtrials.evals.experiment import EvalOptions, run_evaluation
 from synthtrials.evals.judge import run_judge
 from synthtrials.evals.report import create_report
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.runner import RunOptions, run_generation
+from synthtrials.tools.adapter_folder import adapter_sha256
+from synthtrials.tools.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError, InputError
 from synthtrials.tools.ingest import ingest
 from synthtrials.tools.llm import LLMConfig
-from synthtrials.tools.store import TrialFilter, eligible, grounding_filter, open_store
+from synthtrials.tools.progress import ProgressFn, SayFn, StageProgressFn
+from synthtrials.tools.run_folder import trials_file
+from synthtrials.tools.store import eligible, grounding_filter, open_store
 
 TOP_FILES = ("phase_I_train.csv", "phase_I_valid.csv", "phase_I_test.csv")
-Say = Callable[[str], None]
 
 
-def run_demo(data: Path, out: Path, *, n: int = 6, minutes: float = 7.0, llm: LLMConfig | None = None,
-             transformer_train: int | None = None, say: Say = print,
-             stage_progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+class DemoOptions(BaseModel):
+    """Every default of the demo, in one place (the CLI passes only what the user gave)."""
+
+    n: int = Field(30, ge=1, description="synthetic trials to aim for")
+    minutes: float = Field(4.0, gt=0, description="time budget for generation")
+    adapt_trials: int = Field(60, ge=1, description="grounding trials the writer is adapted on")
+    adapt_minutes: float = Field(4.0, gt=0, description="time budget for the adaptation (about 40k training tokens)")
+    judge_trials: int = Field(10, ge=1, description="synthetic trials the LLM judge scores")
+    transformer_train: int | None = Field(None, ge=10, description="train MiniLM on the first N real trials only")
+
+
+def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: LLMConfig | None = None,
+             say: SayFn = print, stage_progress: StageProgressFn | None = None) -> dict[str, Any]:
+    options = options or DemoOptions()
+    n, minutes = options.n, options.minutes
     missing = [name for name in TOP_FILES if not (data / name).is_file()]
     if missing:
         raise ConfigError(f"{data}: missing {', '.join(missing)} (the TOP benchmark CSVs; see `synthtrials data download top`)")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"out": str(out)}
+    llm = llm or LLMConfig()
 
-    say("1/5 ingest the real trials into a store")
+    def stage(label: str) -> ProgressFn | None:
+        return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
+
+    say("1/6 ingest TOP phase I (train, valid, test) into a store; embed the train split's sections for the critic")
     store = open_store(out / "store")
-    report = ingest(store, sorted(data.glob("*.csv")),
-                    on_embed=(lambda d, t: stage_progress("embedding", d, t)) if stage_progress else None)
+    report = ingest(store, [data / name for name in TOP_FILES], on_embed=stage("embedding trials"),
+                    on_sections=stage("embedding sections"))
     results["store_trials"] = store.count()
     results["eligible"] = len(eligible(store, k=3, flt=grounding_filter(["train"])))
+    calibration = load_or_calibrate(store, ["train"], say=lambda m: say("    " + m), progress=stage("calibrating the critic"))
     store.close()
-    say(f"    {report.stored} trials, {results['eligible']} eligible drugs (k=3); splits "
-        + ", ".join(f"{name} {n}" for name, n in report.splits.items()))
+    say(f"    {report.stored} trials, splits " + ", ".join(f"{name} {c}" for name, c in report.splits.items())
+        + f"; {results['eligible']} drugs eligible at k=3; critic calibrated: rejects "
+        f"{calibration.real_rejection:.1%} of real train trials")
 
-    say(f"2/5 generate up to {n} synthetic trials ({minutes:g} min budget, {(llm or LLMConfig()).model_label()})")
-    generation = GenerationConfig(llm=llm or LLMConfig(), ground_on=["train"])
-    say("    grounded on the train split only: no valid or test trial is read while generating")
+    adapter = None
+    if llm.backend in ("llamacpp", "transformers"):
+        say(f"2/6 adapt the embedded writer to {options.adapt_trials} train trials (LoRA, at most "
+            f"{options.adapt_minutes:g} min; cached: a re-run skips it)")
+        adapter = out / "adapter"
+        info = adapt(AdaptOptions(store=str(out / "store"), out=adapter, ground_on=["train"], base=llm.model_path or "smollm2",
+                                  max_trials=options.adapt_trials, minutes=options.adapt_minutes),
+                     progress=(lambda step, steps, loss, speed: stage_progress("adapting", step, steps))
+                     if stage_progress else None, say=lambda m: say("    " + m))
+        results["adapter"] = info.model_dump(exclude={"draft", "trained_on", "loss"})
+        say(f"    {info.steps} steps, {info.tokens} tokens, {info.tokens_per_second:.0f} tokens/s, "
+            f"loss {info.loss[0]:.2f} -> {info.loss[-1]:.2f}")
+    else:
+        say("2/6 adapt: skipped (the model is behind an API)")
+
+    say(f"3/6 generate up to {n} synthetic trials ({minutes:g} min budget, {llm.model_label()}"
+        f"{' + adapter' if adapter else ''}), grounded on the train split only: no valid or test trial is read")
+    generation = GenerationConfig(llm=llm, ground_on=["train"], k=2, writer_adapter=str(adapter) if adapter else None,
+                                  writer_adapter_sha256=adapter_sha256(adapter) if adapter else None)
     run_dir = out / "run"
     summary = run_generation(RunOptions(store=str(out / "store"), out=run_dir, n=n, generation=generation,
-                                        max_minutes=minutes, concurrency=4),
-                             on_progress=(lambda p: stage_progress("generating", p.accepted, n)) if stage_progress else None)
+                                        max_minutes=minutes, plan_min_trials=1),
+                             on_progress=(lambda p: stage_progress("generating", p.accepted, n)) if stage_progress else None,
+                             say=lambda m: say("    " + m))
     results["generation"] = summary
-    say(f"    accepted {summary['accepted']} of {summary['draws']} draws "
-        f"(acceptance {summary['acceptance_rate']:.0%}, writer valid {summary['writer_valid_share']:.0%})")
+    say(f"    accepted {summary.accepted} of {summary.draws} draws "
+        f"(acceptance {summary.acceptance_rate:.0%}, writer valid {summary.writer_valid_share:.0%})")
 
     synthetic = load_synthetic_or_empty(run_dir)
     labels = {t.label for t in synthetic}
     usable = len(synthetic) >= 4 and labels == {0, 1} and min(
         sum(t.label == label for t in synthetic) for label in (0, 1)) >= 2
 
-    say("3/5 LLM judge (synthetic trials and 5 real ones as calibration)")
+    say(f"4/6 LLM judge ({options.judge_trials} synthetic trials and 5 real ones as calibration)")
     store = open_store(out / "store", create=False)
-    real = [t for t in store.filter(TrialFilter(source="real")) if t.label is not None]
+    real = [t for t in store.filter(grounding_filter(["train"])) if t.label is not None]
     store.close()
     if synthetic:
-        results["judge"] = run_judge(synthetic, real, generation.llm.model_copy(update={"max_tokens": 300}),
+        results["judge"] = run_judge(synthetic[:options.judge_trials], real,
+                                     generation.llm.model_copy(update={"max_tokens": 300}),
                                      run_dir / "judge", n_real=5)
     else:
         say("    no accepted synthetic trial to judge")
 
-    say("4/5 evaluate outcome prediction: TF-IDF (3 seeds) and MiniLM (1 seed)")
+    say("5/6 evaluate outcome prediction: TF-IDF (3 seeds) and MiniLM (1 seed); the leakage guard checks the "
+        "synthetic trials against phase_I_test and phase_I_valid")
     common = dict(real_train=str(data / "phase_I_train.csv"), real_test=str(data / "phase_I_test.csv"),
                   real_valid=str(data / "phase_I_valid.csv"), synthetic=str(run_dir) if usable else None)
     if not usable:
@@ -78,14 +119,15 @@ def run_demo(data: Path, out: Path, *, n: int = 6, minutes: float = 7.0, llm: LL
     results["tfidf"] = run_evaluation(EvalOptions(**common, classifier="tfidf", out=run_dir / "eval_tfidf",
                                                   sweeps=["ratio", "fidelity"] if usable else []))
     train = common["real_train"]
-    if transformer_train:
-        train = str(_subset_csv(data / "phase_I_train.csv", run_dir / "phase_I_train_subset.csv", transformer_train))
+    if options.transformer_train:
+        train = str(_subset_csv(data / "phase_I_train.csv", run_dir / "phase_I_train_subset.csv",
+                                options.transformer_train))
     results["minilm"] = run_evaluation(
-        EvalOptions(**{**common, "real_train": train}, classifier="transformer", max_length=128, epochs=1,
-                    batch_size=16, learning_rate=5e-5, seeds=[40], out=run_dir / "eval_minilm"),
+        EvalOptions(**{**common, "real_train": train}, classifier="transformer", epochs=1, seeds=[40],
+                    out=run_dir / "eval_minilm"),
         step_progress=stage_progress)
 
-    say("5/5 report")
+    say("6/6 report")
     if synthetic:
         results["report"] = str(create_report(run_dir, max_real=800))
     else:
@@ -97,7 +139,7 @@ def load_synthetic_or_empty(run_dir: Path) -> list:
     try:
         return load_synthetic(run_dir)
     except (ConfigError, InputError):  # no trials, or one label only: reported by the caller
-        file = run_dir / "trials.jsonl"
+        file = trials_file(run_dir)
         if not file.exists():
             return []
         from synthtrials.tools.trial import Trial

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -33,16 +32,15 @@ def top_store_path(top_store):
 
 @pytest.fixture(scope="session")
 def phase1_store_path(tmp_path_factory):
-    """The first 400 trials of phase_I_train (split train) and 120 of phase_I_test (split test) in a
-    real local store, with the critic's section embeddings: quick to build, a held-out split
-    included. Its first `generate` calibrates the critic and saves the calibration in it."""
+    """phase_I_train (split train) and the first 120 trials of phase_I_test (split test) in a real
+    local store, with the critic's section embeddings (the whole train split: the critic the
+    project ships). Its first `generate` calibrates the critic and saves the calibration in it."""
     from support import head_csv
     from synthtrials.tools.ingest import ingest
     from synthtrials.tools.store import open_store
 
     data = tmp_path_factory.mktemp("phase1_data")
-    files = [head_csv(TOP / "phase_I_train.csv", data / "phase_I_train.csv", 400),
-             head_csv(TOP / "phase_I_test.csv", data / "phase_I_test.csv", 120)]
+    files = [TOP / "phase_I_train.csv", head_csv(TOP / "phase_I_test.csv", data / "phase_I_test.csv", 120)]
     path = tmp_path_factory.mktemp("phase1_store")
     store = open_store(path)
     ingest(store, files)

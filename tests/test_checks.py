@@ -2,10 +2,20 @@
 calibrated domain checks on a real store's knowledge."""
 
 import pytest
-
-from synthtrials.tools.calibration import build_knowledge, calibrate, calibration_key, choose_thresholds
+from synthtrials.tools.calibration import (
+    build_knowledge,
+    calibrate,
+    calibration_key,
+    choose_thresholds,
+)
 from synthtrials.tools.checks import (
-    check_copying, check_domain, check_intervention, check_leakage, check_plausibility, check_privacy, scrub_trial,
+    check_copying,
+    check_domain,
+    check_intervention,
+    check_leakage,
+    check_plausibility,
+    check_privacy,
+    scrub_trial,
 )
 from synthtrials.tools.domain import SectionScore
 from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
@@ -99,7 +109,7 @@ def calibration(knowledge):
 
 
 def test_calibration_rejects_at_most_5_percent_of_real_grounding_trials(calibration):
-    assert calibration.real_rejection <= 0.05 and calibration.trials == 400
+    assert calibration.real_rejection <= 0.05 and calibration.trials == 1044
     assert set(calibration.thresholds) >= {"typicality_criterion", "typicality_criterion_mean", "typicality_condition",
                                            "condition_fit", "eligibility_fit", "intervention_fit", "criteria_count"}
     assert all(rate <= calibration.real_rejection for rate in calibration.rejection_rates.values())

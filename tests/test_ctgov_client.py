@@ -6,7 +6,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-
 from support import FIXTURES, run_cli
 from synthtrials.tools.ctgov_client import CtGovClient, retry_after_seconds
 from synthtrials.tools.errors import ConfigError

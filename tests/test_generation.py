@@ -5,17 +5,14 @@ server (control flow only: it says nothing about generation quality)."""
 import json
 import sys
 
-import pytest
-
-from fake_openai import Fault, FakeOpenAIServer, scripted_trial_answer
-from support import TOP, run_cli
+from fake_openai import FakeOpenAIServer, Fault, scripted_trial_answer
+from support import run_cli
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.generation import build_graph
 from synthtrials.graphs.resources import Resources
-from synthtrials.graphs.state import GenerationState, Target
-from synthtrials.tools.ingest import ingest
-from synthtrials.tools.llm import LLMClient
 from synthtrials.graphs.runner import adapted_writer_client
+from synthtrials.graphs.state import GenerationState, Target
+from synthtrials.tools.llm import LLMClient
 from synthtrials.tools.store import TrialFilter, eligible, open_store
 
 

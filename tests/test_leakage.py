@@ -4,7 +4,6 @@ a classifier; the paper split drops such trials per seed; the field set is like 
 import json
 
 import pytest
-
 from support import TOP, run_cli
 from synthtrials.evals.experiment import EvalOptions, run_evaluation
 from synthtrials.tools.errors import ConfigError

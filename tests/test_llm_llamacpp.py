@@ -4,10 +4,16 @@ import sqlite3
 
 import pytest
 from langchain_core.messages import HumanMessage
-
 from support import TOP
 from synthtrials.agents.writer import write_draft, writer_json_schema
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMConfigError, LLMError, extract_json, resolve_gguf
+from synthtrials.tools.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMConfigError,
+    LLMError,
+    extract_json,
+    resolve_gguf,
+)
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.trial import TrialDraft, render_for_classifier
 

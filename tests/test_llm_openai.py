@@ -2,15 +2,19 @@
 against a scripted OpenAI-compatible server (control flow only)."""
 
 import time
-from pathlib import Path
 
 import pytest
+from fake_openai import FakeOpenAIServer, Fault
 from langchain_core.messages import HumanMessage
-
-from fake_openai import Fault, FakeOpenAIServer
 from support import LlamaServer, free_port
 from synthtrials.agents.writer import write_draft
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMConfigError, LLMError, StructuredOutputError
+from synthtrials.tools.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMConfigError,
+    LLMError,
+    StructuredOutputError,
+)
 from synthtrials.tools.trial import TrialDraft
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"

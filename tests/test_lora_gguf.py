@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synthtrials.tools import lora_gguf
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import resolve_gguf

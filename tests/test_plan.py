@@ -1,8 +1,7 @@
 import pytest
-
 from synthtrials.graphs.plan import SamplingPlan
-from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.eligibility import EligibleIntervention
+from synthtrials.tools.errors import ConfigError
 
 ELIGIBLE = [EligibleIntervention(intervention=name, successes=s, failures=f)
             for name, s, f in (("placebo", 400, 300), ("sorafenib", 10, 20), ("metformin", 30, 5), ("saline placebo", 9, 9))]

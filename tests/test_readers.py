@@ -1,13 +1,16 @@
 import json
 import shutil
 import zipfile
-from pathlib import Path
 
 import pytest
-
 from support import FIXTURES, TOP_FILES, XML_FILE
 from synthtrials.tools.errors import InputError
-from synthtrials.tools.readers import dedupe_trials, iter_sources, read_labels_csv, read_trials
+from synthtrials.tools.readers import (
+    dedupe_trials,
+    iter_sources,
+    read_labels_csv,
+    read_trials,
+)
 from synthtrials.tools.readers.top_csv import parse_list_literal
 from synthtrials.tools.trial import Phase, Trial
 

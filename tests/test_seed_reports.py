@@ -6,10 +6,16 @@ import zipfile
 
 import pytest
 from support import FIXTURES, run_cli
-
 from synthtrials.tools.errors import InputError
 from synthtrials.tools.readers.seed_reports import (
-    COMMENTS, FENCE, LIST_FOR_ONE, MISSING_BRACE, PLAIN_BLOCK, STRAY_BRACE, load_report_json, read_seed_reports,
+    COMMENTS,
+    FENCE,
+    LIST_FOR_ONE,
+    MISSING_BRACE,
+    PLAIN_BLOCK,
+    STRAY_BRACE,
+    load_report_json,
+    read_seed_reports,
 )
 from synthtrials.tools.trial import NCT_ID_ANYWHERE, SYNTHETIC_ID, Phase, Trial
 

@@ -6,12 +6,16 @@ import sqlite3
 
 import numpy as np
 import pytest
-
 from support import TOP, TOP_FILES, run_cli
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.splits import split_from_source_name, strictest
-from synthtrials.tools.store import TrialFilter, default_grounding_splits, grounding_filter, open_store
+from synthtrials.tools.store import (
+    TrialFilter,
+    default_grounding_splits,
+    grounding_filter,
+    open_store,
+)
 
 
 def test_split_from_file_names():

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from support import TOP, XML_FILE
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.ingest import ingest

@@ -8,10 +8,16 @@ import uuid
 
 import numpy as np
 import pytest
-
 from support import TOP
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import LocalTrialStore, TrialFilter, TrialStore, eligible, grounding_filter, open_store
+from synthtrials.tools.store import (
+    LocalTrialStore,
+    TrialFilter,
+    TrialStore,
+    eligible,
+    grounding_filter,
+    open_store,
+)
 from synthtrials.tools.weaviate_store import WeaviateTrialStore
 
 WEAVIATE_URL = os.environ.get("WEAVIATE_URL")

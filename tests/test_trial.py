@@ -1,9 +1,13 @@
-import json
 
 import pytest
 from pydantic import ValidationError
-
-from synthtrials.tools.trial import Eligibility, Intervention, Phase, Trial, render_for_classifier
+from synthtrials.tools.trial import (
+    Eligibility,
+    Intervention,
+    Phase,
+    Trial,
+    render_for_classifier,
+)
 
 
 def full_trial(**overrides) -> Trial:

@@ -4,7 +4,6 @@ import os
 import uuid
 
 import pytest
-
 from support import TOP
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.store import TrialFilter, intervention_label_counts, open_store
@@ -14,11 +13,15 @@ WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
 
 
 def test_trial_properties_carry_filter_fields():
-    trial = read_trials([TOP / "phase_I_valid.csv"])[0]
-    props = trial_properties(trial)
-    assert props["nct_id"] == trial.nct_id and props["label"] == trial.label
-    assert props["interventions"] and props["phase"] == trial.phase.value
-    assert "status" not in props["text"].lower().split(":")[0]
+    trials = [t for t in read_trials([TOP / "phase_I_valid.csv"]) if t.why_stopped][:5]
+    allowed = {"Interventions", "Conditions", "Phase", "Inclusion criteria", "Exclusion criteria", "Eligibility"}
+    for trial in trials:
+        props = trial_properties(trial, "train")
+        assert props["nct_id"] == trial.nct_id and props["label"] == trial.label and props["split"] == "train"
+        assert props["interventions"] and props["phase"] == trial.phase.value
+        titles = {line.split(":", 1)[0] for line in props["text"].splitlines()}
+        assert titles <= allowed, titles  # every section, not only the first: no status, why-stopped or label
+        assert trial.why_stopped not in props["text"] and trial.overall_status not in props["text"].split()
 
 
 @pytest.mark.weaviate

@@ -5,7 +5,6 @@ import json
 
 import pytest
 from pydantic import ValidationError
-
 from support import TOP, XML_FILE
 from synthtrials.tools.llm import grammar_schema
 from synthtrials.tools.readers import read_trials

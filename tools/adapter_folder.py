@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.writer_format import DraftSpec
 

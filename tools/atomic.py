@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-#: test hook: seconds to wait between writing a temporary file and renaming it (crash tests)
-_SLOW_WRITE_S = float(os.environ.get("SYNTHTRIALS_TEST_SLOW_WRITE_S", "0") or 0)
 
 
 @contextmanager
@@ -32,8 +28,6 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        if _SLOW_WRITE_S:  # fault-injection hook for the crash tests: widen the window before the rename
-            time.sleep(_SLOW_WRITE_S)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,16 +13,14 @@ calibration, and a run records the key and the thresholds it used.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.domain import DomainKnowledge
+from synthtrials.tools.progress import ProgressFn, SayFn
 from synthtrials.tools.store import TrialStore, grounding_filter
 
 CALIBRATION_VERSION = "3"
-Progress = Callable[[int, int], None]
 
 
 class Calibration(BaseModel):
@@ -43,7 +41,7 @@ def calibration_key(store: TrialStore, splits: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def score_matrix(knowledge: DomainKnowledge, progress: Progress | None = None) -> dict[str, np.ndarray]:
+def score_matrix(knowledge: DomainKnowledge, progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
     """Per score name, every grounding trial's leave-one-out score (NaN where it does not apply)."""
     trials = knowledge.trials
     columns: dict[str, list[float]] = {}
@@ -79,7 +77,7 @@ def choose_thresholds(scores: dict[str, np.ndarray], max_real_rejection: float =
 
 
 def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_rejection: float = 0.05,
-              progress: Progress | None = None) -> Calibration:
+              progress: ProgressFn | None = None) -> Calibration:
     scores = score_matrix(knowledge, progress)
     quantile, thresholds, rate = choose_thresholds(scores, max_real_rejection)
     alone = {n: float((np.nan_to_num(scores[n], nan=np.inf) < t).mean()) for n, t in thresholds.items()}
@@ -89,14 +87,14 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
                        scored={n: int(np.isfinite(v).sum()) for n, v in scores.items()})
 
 
-def build_knowledge(store: TrialStore, splits: list[str], progress: Progress | None = None) -> DomainKnowledge:
+def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials (their sections embedded once, cached)."""
     trials = store.filter(grounding_filter(splits))
     return DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress))
 
 
 def load_or_calibrate(store: TrialStore, splits: list[str], knowledge: DomainKnowledge | None = None,
-                      say: Callable[[str], None] | None = None, progress: Progress | None = None) -> Calibration:
+                      say: SayFn | None = None, progress: ProgressFn | None = None) -> Calibration:
     """The store's calibration for `splits`, computed and saved on the spot when there is none."""
     key = calibration_key(store, splits)
     saved = store.load_calibration(key)

@@ -12,10 +12,16 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.domain import SectionScore
 from synthtrials.tools.normalize import normalize_intervention
-from synthtrials.tools.trial import NCT_ID_ANYWHERE, SCRUBBED_WORDS, Phase, Trial, render_for_classifier, scrub_status_words
+from synthtrials.tools.trial import (
+    NCT_ID_ANYWHERE,
+    SCRUBBED_WORDS,
+    Phase,
+    Trial,
+    render_for_classifier,
+    scrub_status_words,
+)
 
 
 @dataclass(frozen=True)

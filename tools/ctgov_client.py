@@ -16,7 +16,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-
 from synthtrials.tools.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://clinicaltrials.gov/api/v2"

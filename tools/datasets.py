@@ -8,13 +8,12 @@ research (the benchmark's licence).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from synthtrials.tools.atomic import atomic_open
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.progress import SayFn
 
 TOP_BASE_URL = "https://raw.githubusercontent.com/futianfan/clinical-trial-outcome-prediction/main/data"
 #: SHA-256 of the TOP files this project was built and tested with
@@ -39,7 +38,7 @@ def sha256_of(path: Path) -> str:
 
 
 def download_top(dest: Path, base_url: str = TOP_BASE_URL, timeout: float = 60.0,
-                 progress: Callable[[str], None] | None = None) -> list[Path]:
+                 progress: SayFn | None = None) -> list[Path]:
     """Download every TOP file to `dest`, checking hashes; raises `ConfigError` on any mismatch."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []

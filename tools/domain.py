@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from synthtrials.tools.eligibility import DRUG_TYPES
 from synthtrials.tools.normalize import normalize_condition, normalize_intervention
 from synthtrials.tools.trial import Trial

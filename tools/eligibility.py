@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel
-
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.normalize import normalize_intervention
 from synthtrials.tools.trial import InterventionType, Trial

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-
 from synthtrials.tools.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
-
 from synthtrials.tools.domain import trial_sections
 from synthtrials.tools.trial import Trial
 
@@ -140,6 +139,9 @@ def evidence_facts(evidence: DrugEvidence) -> list[str]:
 
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
+#: what a reason must never say: an outcome (the leakage checks would reject a draft that echoes it)
+OUTCOME_PATTERN = re.compile(r"\b(?:terminat|withdrawn|slow accrual|low accrual|lack of efficacy|failed|succeeded|"
+                             r"stopped early|futility)", re.IGNORECASE)
 
 
 def reason_problem(reason: str, similarity: float, threshold: float) -> str | None:
@@ -147,6 +149,8 @@ def reason_problem(reason: str, similarity: float, threshold: float) -> str | No
     evidence sentence; `threshold`: the calibrated criterion typicality."""
     if len(_WORD.findall(reason)) < 4:
         return f"'{reason[:60]}' is not a sentence"
+    if OUTCOME_PATTERN.search(reason):
+        return f"'{reason[:60]}' states an outcome; phrase it as a design consideration"
     if similarity < threshold:
         return f"'{reason[:60]}' names no design, population, drug or context factor of these trials"
     return None

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthtrials.tools.atomic import write_jsonl_atomic
-from synthtrials.tools.errors import InputError
-from synthtrials.tools.readers import dedupe_trials, iter_sources, read_labels_csv
-from synthtrials.tools.splits import GROUNDING_CANDIDATES, Split, check_split, is_stricter, split_from_source_name
 from synthtrials.tools.domain import trial_sections
+from synthtrials.tools.errors import InputError
+from synthtrials.tools.readers import dedupe_trials, read_sources
+from synthtrials.tools.splits import (
+    GROUNDING_CANDIDATES,
+    Split,
+    check_split,
+    is_stricter,
+    split_from_source_name,
+)
 from synthtrials.tools.store import ProgressFn, TrialStore, grounding_filter
-from synthtrials.tools.trial import Trial
 
 
 @dataclass
@@ -48,36 +53,20 @@ def ingest(store: TrialStore, sources: Sequence[str | Path], *, labels_csv: str 
     for the critic's domain knowledge (`tools.domain`), once, and kept with the store.
     """
     report = IngestReport()
-    labels = read_labels_csv(labels_csv) if labels_csv else None
     forced = check_split(split) if split else None
-    trials: list[Trial] = []
+    read, report.rejected = read_sources(sources, labels_csv, skip_bad=skip_bad, on_record=on_record)
+    report.read = len(read)
+    trials = [trial for _, trial in read]
     splits: dict[str, Split] = {}
     split_source: dict[str, str] = {}
-    for source in sources:
+    for source, trial in read:
         given = forced or split_from_source_name(source)
-        try:
-            for item in iter_sources([source], labels, str(labels_csv or "")):
-                if isinstance(item, InputError):
-                    if not skip_bad:
-                        raise item
-                    report.rejected.append(item)
-                    continue
-                earlier = splits.get(item.nct_id)
-                if earlier is None or is_stricter(given, earlier):
-                    if earlier is not None:
-                        report.split_upgrades.append({"nct_id": item.nct_id, "old": earlier, "new": given,
-                                                      "because": str(source)})
-                    splits[item.nct_id] = given
-                    split_source[item.nct_id] = str(source)
-                trials.append(item)
-                report.read += 1
-                if on_record:
-                    on_record(report.read)
-        except InputError as exc:
-            if not skip_bad:
-                raise
-            if exc not in report.rejected:
-                report.rejected.append(exc)
+        earlier = splits.get(trial.nct_id)
+        if earlier is None or is_stricter(given, earlier):
+            if earlier is not None:
+                report.split_upgrades.append({"nct_id": trial.nct_id, "old": earlier, "new": given, "because": source})
+            splits[trial.nct_id] = given
+            split_source[trial.nct_id] = source
     kept, conflicts = dedupe_trials(trials)
     report.duplicates = len(trials) - len(kept)
     report.label_conflicts = [

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import gguf
 import numpy as np
-
 from synthtrials.tools.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import json
 import pickle
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,22 +26,46 @@ from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 from pydantic import BaseModel
-
 from synthtrials.tools.atomic import atomic_open
 from synthtrials.tools.bm25 import BM25Index
 from synthtrials.tools.eligibility import (
-    EligibilityRule, EligibleIntervention, InterventionKey, NameKey, check_rule, eligible_from_counts, intervention_keys,
+    EligibilityRule,
+    EligibleIntervention,
+    InterventionKey,
+    NameKey,
+    check_rule,
+    eligible_from_counts,
+    intervention_keys,
     label_counts,
 )
-from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, TransformerEmbeddings, get_embeddings
+from synthtrials.tools.embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    TransformerEmbeddings,
+    get_embeddings,
+)
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.normalize import normalize_condition, normalize_intervention, parse_phase
-from synthtrials.tools.splits import SPLITS, Split, check_split, is_stricter, split_from_source_name
-from synthtrials.tools.trial import Phase, Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.normalize import (
+    normalize_condition,
+    normalize_intervention,
+    parse_phase,
+)
+from synthtrials.tools.progress import ProgressFn
+from synthtrials.tools.splits import (
+    SPLITS,
+    Split,
+    check_split,
+    is_stricter,
+    split_from_source_name,
+)
+from synthtrials.tools.trial import (
+    Phase,
+    Trial,
+    render_for_classifier,
+    render_for_embedding,
+)
 from synthtrials.tools.vectorstore import NumpyVectorStore
 
 SearchMode = Literal["semantic", "bm25", "hybrid"]
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -158,11 +182,16 @@ def stats_from(trials_by: dict[str, Counter], total: int, top: int = 20) -> dict
     return {"trials": total, **{key: dict(c.most_common(top)) for key, c in trials_by.items()}}
 
 
+def is_remote_store(location: str | Path) -> bool:
+    """A Weaviate URL (``http(s)://``, ``weaviate+https://``) rather than a local store folder."""
+    return str(location).startswith(("http://", "https://", "weaviate+"))
+
+
 def open_store(location: str | Path, *, embedding_model: str | None = None, create: bool = True,
                collection: str = "Trial") -> TrialStore:
     """Open a store: a folder path (local) or an http(s) URL / ``weaviate+https://`` (Weaviate)."""
     text = str(location)
-    if text.startswith(("http://", "https://", "weaviate+")):
+    if is_remote_store(text):
         from synthtrials.tools.weaviate_store import WeaviateTrialStore
 
         return WeaviateTrialStore(text, collection=collection, embedding_model=embedding_model)

@@ -30,7 +30,9 @@ class TransformersChatModel(BaseChatModel):
 
     @classmethod
     def load(cls, config: Any, cache: Any = None) -> TransformersChatModel:
-        from synthtrials.tools.llm import LLMConfigError, checked_adapter, resolve_gguf
+        from synthtrials.tools.llm_backends import checked_adapter
+        from synthtrials.tools.llm_config import resolve_gguf
+        from synthtrials.tools.llm_errors import LLMConfigError
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import transformers
@@ -59,7 +61,6 @@ class TransformersChatModel(BaseChatModel):
         _, adapter_hash = checked_adapter(config, str(Path(folder) / kwargs["gguf_file"]) if "gguf_file" in kwargs else None)
         if config.adapter:
             from peft import PeftModel
-
             from synthtrials.tools.adapter_folder import PEFT_DIR
 
             model = PeftModel.from_pretrained(model, str(Path(config.adapter) / PEFT_DIR)).eval()

@@ -9,11 +9,18 @@ the label or results.
 from __future__ import annotations
 
 import re
-from enum import Enum
 from collections.abc import Collection
+from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 NCT_ID = re.compile(r"^NCT\d{8}$")
 NCT_ID_ANYWHERE = re.compile(r"NCT\d{8}", re.IGNORECASE)

@@ -81,18 +81,6 @@ class NumpyVectorStore(VectorStore):
         vectors = np.asarray(self._embedding.embed_documents(texts), dtype=np.float32)
         return self.add_vectors(ids, vectors, texts, metadatas)
 
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        if not ids:
-            return False
-        drop = {self._index[i] for i in ids if i in self._index}
-        keep = [r for r in range(len(self._ids)) if r not in drop]
-        self._matrix = self._matrix[keep]
-        self._ids = [self._ids[r] for r in keep]
-        self._texts = [self._texts[r] for r in keep]
-        self._metadatas = [self._metadatas[r] for r in keep]
-        self._index = {doc_id: r for r, doc_id in enumerate(self._ids)}
-        return True
-
     def search_vector(self, vector: Sequence[float] | np.ndarray, k: int = 4,
                       filter: Iterable[str] | np.ndarray | None = None) -> list[tuple[str, float]]:
         """Top-k (id, cosine similarity); `filter` is an id collection or a boolean row mask."""

@@ -18,13 +18,19 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-
+from synthtrials.tools.eligibility import InterventionKey
 from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, get_embeddings
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.eligibility import InterventionKey
 from synthtrials.tools.splits import SPLITS, Split, check_split, is_stricter
 from synthtrials.tools.store import (
-    ProgressFn, SearchHit, SearchMode, SplitUpgrade, TrialFilter, UpsertReport, stats_from, trial_index_fields,
+    ProgressFn,
+    SearchHit,
+    SearchMode,
+    SplitUpgrade,
+    TrialFilter,
+    UpsertReport,
+    stats_from,
+    trial_index_fields,
 )
 from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
 

@@ -22,10 +22,16 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, create_model
-
 from synthtrials.tools.fields import field_set
 from synthtrials.tools.trial import (
-    Design, Eligibility, Intervention, InterventionType, Outcome, Phase, Trial, trim_text,
+    Design,
+    Eligibility,
+    Intervention,
+    InterventionType,
+    Outcome,
+    Phase,
+    Trial,
+    trim_text,
 )
 
 #: draft keys per field, in the order the writer writes them

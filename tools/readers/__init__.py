@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from synthtrials.tools.errors import InputError
@@ -20,7 +20,7 @@ from synthtrials.tools.readers.top_csv import read_top_csv_bytes
 from synthtrials.tools.readers.trials_jsonl import read_trials_jsonl_bytes
 from synthtrials.tools.trial import Trial
 
-__all__ = ["iter_sources", "read_trials", "read_labels_csv", "apply_labels", "SUFFIXES"]
+__all__ = ["iter_sources", "read_sources", "read_trials", "read_labels_csv", "apply_labels", "SUFFIXES"]
 
 SUFFIXES = (".csv", ".xml", ".json", ".jsonl")
 
@@ -91,18 +91,41 @@ def iter_sources(paths: Iterable[str | Path], labels: dict[str, int] | None = No
             yield item
 
 
+def read_sources(paths: Iterable[str | Path], labels_csv: str | Path | None = None, *, skip_bad: bool = False,
+                 on_record: Callable[[int], None] | None = None) -> tuple[list[tuple[str, Trial]], list[InputError]]:
+    """Every (source, trial) of the sources in order, with the labels CSV joined, and the problems.
+
+    Strict by default: the first bad record or unreadable source raises `InputError`. With
+    `skip_bad`, bad records and unreadable sources are returned as problems instead.
+    """
+    labels = read_labels_csv(labels_csv) if labels_csv else None
+    read: list[tuple[str, Trial]] = []
+    problems: list[InputError] = []
+    for source in paths:
+        try:
+            for item in iter_sources([source], labels, str(labels_csv or "")):
+                if isinstance(item, InputError):
+                    if not skip_bad:
+                        raise item
+                    problems.append(item)
+                    continue
+                read.append((str(source), item))
+                if on_record:
+                    on_record(len(read))
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            if exc not in problems:
+                problems.append(exc)
+    return read, problems
+
+
 def read_trials(paths: Iterable[str | Path], labels_csv: str | Path | None = None) -> list[Trial]:
     """Read every trial from the sources, strictly: the first bad record raises `InputError`.
 
     A trial seen twice keeps its first occurrence (see `dedupe_trials`).
     """
-    labels = read_labels_csv(labels_csv) if labels_csv else None
-    trials: list[Trial] = []
-    for item in iter_sources(paths, labels, str(labels_csv or "")):
-        if isinstance(item, InputError):
-            raise item
-        trials.append(item)
-    return dedupe_trials(trials)[0]
+    return dedupe_trials(trial for _, trial in read_sources(paths, labels_csv)[0])[0]
 
 
 def dedupe_trials(trials: Iterable[Trial]) -> tuple[list[Trial], list[tuple[Trial, Trial]]]:

@@ -11,8 +11,21 @@ from typing import Any
 
 from synthtrials.tools.errors import InputError, describe
 from synthtrials.tools.normalize import parse_phase
-from synthtrials.tools.readers.text import clean, clean_block, parse_criteria, parse_date
-from synthtrials.tools.trial import Arm, Design, Intervention, InterventionType, Outcome, Phase, Trial
+from synthtrials.tools.readers.text import (
+    clean,
+    clean_block,
+    parse_criteria,
+    parse_date,
+)
+from synthtrials.tools.trial import (
+    Arm,
+    Design,
+    Intervention,
+    InterventionType,
+    Outcome,
+    Phase,
+    Trial,
+)
 
 _PHASES = {
     "EARLY_PHASE1": Phase.EARLY_PHASE_1,

