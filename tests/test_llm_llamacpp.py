@@ -15,7 +15,8 @@ from synthtrials.tools.llm import (
     resolve_gguf,
 )
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.trial import TrialDraft, render_for_classifier
+from synthtrials.tools.trial import render_for_classifier
+from synthtrials.tools.writer_format import TrialDraft
 
 
 @pytest.fixture(scope="module")

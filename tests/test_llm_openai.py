@@ -15,7 +15,7 @@ from synthtrials.tools.llm import (
     LLMError,
     StructuredOutputError,
 )
-from synthtrials.tools.trial import TrialDraft
+from synthtrials.tools.writer_format import TrialDraft
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"
 

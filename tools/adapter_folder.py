@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from synthtrials.tools.datasets import sha256_of
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.writer_format import DraftSpec
 
@@ -40,14 +41,6 @@ class AdapterInfo(BaseModel):
     complete: bool
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_adapter(folder: str | Path) -> AdapterInfo:
     """adapter.json of an adapter folder, or a one-line error."""
     file = Path(folder) / ADAPTER_FILE
@@ -65,5 +58,5 @@ def adapter_sha256(folder: str | Path) -> str:
     digest = hashlib.sha256((folder / ADAPTER_FILE).read_bytes())
     for file in sorted((folder / PEFT_DIR).glob("*")) + ([folder / GGUF_FILE] if (folder / GGUF_FILE).exists() else []):
         if file.is_file():
-            digest.update(file_sha256(file).encode())
+            digest.update(sha256_of(file).encode())
     return digest.hexdigest()
