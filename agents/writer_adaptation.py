@@ -202,6 +202,9 @@ def load_base(base: str):
     folder, kwargs, _ = resolve_base(base)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"{base}: not a chat model (its tokenizer has no chat template); "
+                              "the writer is prompted as a chat")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{base}: not a causal language model transformers can load "

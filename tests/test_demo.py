@@ -23,12 +23,17 @@ def test_demo_runs_every_stage(tmp_path):
                          "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,
                          "--transformer-train", "60")
     assert result.returncode == 0, result.stderr
-    for stage in ("1/5 ingest", "2/5 generate", "3/5 LLM judge", "4/5 evaluate", "5/5 report"):
-        assert stage in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    for stage in ("1/6 ingest", "2/6 adapt", "3/6 generate", "4/6 LLM judge", "5/6 evaluate", "6/6 report"):
+        assert stage in said
+    assert "grounded on the train split only" in said
+    grounding = json.loads((out / "run" / "grounding.json").read_text())
+    assert grounding["splits"] == ["train"]
     run = out / "run"
     assert len((run / "trials.jsonl").read_text().splitlines()) == 6
     tfidf = json.loads((run / "eval_tfidf" / "metrics.json").read_text())
     assert set(tfidf["training_sets"]) == {"real", "synthetic", "hybrid"}
+    assert tfidf["leakage"]["checked"] == 6 and tfidf["leakage"]["run_grounding"]  # the guard ran and passed
     minilm = json.loads((run / "eval_minilm" / "metrics.json").read_text())
     assert set(minilm["training_sets"]) == {"no_fine_tuning", "real", "synthetic", "hybrid"}
     assert json.loads((run / "judge" / "judge_summary.json").read_text())["synthetic"]["n"] == 6

@@ -134,13 +134,14 @@ def _skewed_train(path, successes=120, failures=8):
 def test_collapse_to_one_class_is_flagged(tmp_path):
     train = _skewed_train(tmp_path / "skewed.csv")
     options = dict(real_train=str(train), real_test=str(TOP / "phase_I_test.csv"), seeds=[1])
-    collapsed = run_evaluation(EvalOptions(**options, out=tmp_path / "a"))["training_sets"]["real"]
-    assert collapsed["collapsed"] is True and collapsed["threshold"]["per_seed"] == [0.5]
-    assert collapsed["recall"]["mean"] == 1.0  # everything called positive
+    collapsed = run_evaluation(EvalOptions(**options, out=tmp_path / "a")).training_sets["real"]
+    assert collapsed.collapsed is True and collapsed.threshold.per_seed == [0.5]
+    assert collapsed.recall.mean == 1.0  # everything called positive
     chosen = run_evaluation(EvalOptions(**options, real_valid=str(TOP / "phase_I_valid.csv"), out=tmp_path / "b"))
-    real = chosen["training_sets"]["real"]
-    assert real["collapsed"] is False and real["threshold"]["per_seed"][0] > 0.5
-    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["training_sets"]["real"] == real
+    real = chosen.training_sets["real"]
+    assert real.collapsed is False and real.threshold.per_seed[0] > 0.5
+    saved = json.loads((tmp_path / "b" / "metrics.json").read_text())["training_sets"]["real"]
+    assert saved == real.model_dump(mode="json")
 
 
 def test_transformer_evaluation_has_no_fine_tuning_baseline(tmp_path):

@@ -67,7 +67,7 @@ def test_clean_synthetic_passes_and_metrics_record_the_field_set(tmp_path):
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["field_set"] == ["interventions", "conditions", "phase", "eligibility"]
     assert saved["leakage"]["checked"] == 40 and saved["leakage"]["unknown_grounding"] == 0
-    assert set(result["training_sets"]) == {"real", "synthetic", "hybrid"}
+    assert set(result.training_sets) == {"real", "synthetic", "hybrid"}
 
 
 def test_without_provenance_only_when_asked(tmp_path):
@@ -78,7 +78,7 @@ def test_without_provenance_only_when_asked(tmp_path):
     with pytest.raises(ConfigError, match="no provenance"):
         run_evaluation(options(tmp_path, path))
     result = run_evaluation(options(tmp_path, path, provenance_check=False))
-    assert result["leakage"]["provenance_check"] is False and result["leakage"]["without_provenance"] == 30
+    assert result.leakage.provenance_check is False and result.leakage.without_provenance == 30
 
 
 def test_unknown_grounding_is_accepted_with_a_warning(tmp_path):
@@ -86,7 +86,7 @@ def test_unknown_grounding_is_accepted_with_a_warning(tmp_path):
     for row in rows:
         row["provenance"] = {"grounding": "unknown", "imported_from": "seed-paper"}
     result = run_evaluation(options(tmp_path, write_jsonl(tmp_path / "trials.jsonl", rows)))
-    assert result["leakage"]["unknown_grounding"] == 30 and "unknown grounding" in result["leakage"]["warnings"][0]
+    assert result.leakage.unknown_grounding == 30 and "unknown grounding" in result.leakage.warnings[0]
 
 
 def test_paper_split_drops_synthetic_grounded_on_each_seeds_held_out_trials(tmp_path):
@@ -101,9 +101,9 @@ def test_paper_split_drops_synthetic_grounded_on_each_seeds_held_out_trials(tmp_
     path = write_jsonl(tmp_path / "trials.jsonl", rows)
     result = run_evaluation(EvalOptions(real_pool=[str(TOP / "phase_I_train.csv")], split_mode="paper",
                                         synthetic=str(path), seeds=[1, 2], out=tmp_path / "paper", n_boot=50))
-    dropped = result["synthetic_dropped_per_seed"]
+    dropped = result.synthetic_dropped_per_seed
     assert set(dropped) == {"1", "2"} and all(10 < n < 60 for n in dropped.values())  # about 1 - 0.6^3 of them
-    assert "use --split-mode files" in result["synthetic_dropped_warning"]
+    assert "use --split-mode files" in result.synthetic_dropped_warning
     legacy = EvalOptions.model_validate({"real_pool": [str(TOP / "phase_I_train.csv")], "split": "paper",
                                          "out": str(tmp_path / "x")})
     assert legacy.split_mode == "paper"  # the old spelling is an alias

@@ -16,7 +16,14 @@ from synthtrials.tools.llm import (
 )
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.trial import render_for_classifier
-from synthtrials.tools.writer_format import TrialDraft
+from synthtrials.tools.llm_backends import grammar_schema
+from synthtrials.tools.writer_format import DraftSpec
+
+
+@pytest.fixture(scope="module")
+def top_spec() -> DraftSpec:
+    """What the writer writes when grounded on TOP phase I train."""
+    return DraftSpec.from_trials(read_trials([TOP / "phase_I_train.csv"]))
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +32,18 @@ def cached_client(tmp_path_factory):
     return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7, repair_retries=2))
 
 
-def test_structured_trial_from_the_embedded_model(cached_client):
+def test_structured_trial_from_the_embedded_model(cached_client, top_spec):
     examples = [render_for_classifier(t)[:800] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
-    _, result = write_draft(cached_client, "metformin", 1, examples, ["Well-tolerated oral drug"], [], sample_index=0)
+    _, result = write_draft(cached_client, top_spec, "metformin", 1, examples, ["Well-tolerated oral drug"], [],
+                            sample_index=0)
     draft = result.value
-    assert isinstance(draft, TrialDraft)
+    assert isinstance(draft, top_spec.model())
     assert draft.interventions[0].name == "metformin"  # pinned by the schema's grammar
-    assert 1 <= len(draft.conditions) <= 4 and 1 <= len(draft.inclusion_criteria) <= 8
-    trial = draft.to_trial("SYN-abc123", label=1, provenance={})
-    assert trial.source == "synthetic" and trial.label == 1
+    bounds = top_spec.bounds
+    assert 1 <= len(draft.conditions) <= bounds.conditions and len(draft.inclusion_criteria) <= bounds.criteria
+    trial = top_spec.to_trial(draft, "SYN-abc123", label=1, provenance={})
+    assert trial.source == "synthetic" and trial.label == 1 and trial.interventions[0].name == "metformin"
+    assert trial.brief_title is None  # TOP has no titles: the writer writes none
     usage = cached_client.usage
     assert usage.prompt_tokens > 100 and usage.completion_tokens > 20
 
@@ -54,12 +64,12 @@ def test_cache_makes_reruns_free_and_samples_distinct(cached_client):
     assert len(prompts) == 4  # 4 samples, 4 entries (seed = config.seed + sample index)
 
 
-def test_writer_schema_pins_the_intervention():
-    schema = writer_json_schema("aspirin", "json_object_schema")
-    options = schema["properties"]["interventions"]["anyOf"]
+def test_writer_schema_pins_the_intervention(top_spec):
+    schema = writer_json_schema(top_spec, "aspirin")
+    assert schema["properties"]["interventions"]["prefixItems"][0]["properties"]["name"] == {"const": "aspirin"}
+    grammar = grammar_schema(schema)  # llama.cpp's dialect: the pinned first item, then the rest
+    options = grammar["properties"]["interventions"]["anyOf"]
     assert all(o["items"][0]["properties"]["name"] == {"const": "aspirin"} for o in options)
-    openai_schema = writer_json_schema("aspirin", "json_schema")
-    assert openai_schema["properties"]["interventions"]["prefixItems"][0]["properties"]["name"]["const"] == "aspirin"
 
 
 def test_prompt_over_the_context_window_is_refused():

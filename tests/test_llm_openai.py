@@ -6,7 +6,7 @@ import time
 import pytest
 from fake_openai import FakeOpenAIServer, Fault
 from langchain_core.messages import HumanMessage
-from support import LlamaServer, free_port
+from support import TOP, LlamaServer, free_port
 from synthtrials.agents.writer import write_draft
 from synthtrials.tools.llm import (
     LLMClient,
@@ -15,7 +15,8 @@ from synthtrials.tools.llm import (
     LLMError,
     StructuredOutputError,
 )
-from synthtrials.tools.writer_format import TrialDraft
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.writer_format import DraftSpec, TrialDraft
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"
 
@@ -36,8 +37,9 @@ def test_chat_openai_structured_trial_through_a_real_server(llama_server, monkey
     config = openai_config(llama_server.base_url, structured="json_object_schema", max_tokens=600,
                            cache_path=str(tmp_path / "cache.sqlite"))
     client = LLMClient(config)
-    _, result = write_draft(client, "ibuprofen", 0, [], [], [])
-    assert isinstance(result.value, TrialDraft)
+    spec = DraftSpec.from_trials(read_trials([TOP / "phase_I_train.csv"]))
+    _, result = write_draft(client, spec, "ibuprofen", 0, [], [], [])
+    assert isinstance(result.value, spec.model())
     assert result.value.interventions[0].name == "ibuprofen"
     assert client.usage.prompt_tokens > 50 and client.usage.completion_tokens > 10
     answer = client.text([HumanMessage(content="Say hello.")])
