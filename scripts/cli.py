@@ -186,7 +186,13 @@ def store_stats(store: StoreOpt, as_json: Annotated[bool, typer.Option("--json")
     calibrations = backend.calibrations()
     backend.close()
     for calibration in calibrations:
-        _print_calibration(calibration)
+        if calibration["key"].startswith("reasons:"):  # the reasoner's measured mode (graphs/resolve.py)
+            _, critic_key, model = calibration["key"].split(":", 2)
+            mode = "llm" if calibration["validity"] >= calibration["threshold"] else "evidence"
+            console.print(f"reasoner on {model} (calibration {critic_key}): {calibration['validity']:.0%} of its "
+                          f"reasons valid (needs {calibration['threshold']:.0%}): `--reasoner auto` uses {mode}")
+        else:
+            _print_calibration(calibration)
     if not calibrations:
         console.print("no critic calibration yet (`synthtrials store calibrate`, or the first `generate`/`check` does it)")
 

@@ -5,6 +5,7 @@ import json
 
 from support import FIXTURES, TOP, XML_FILE, head_csv, run_cli
 from synthtrials.tools.readers import read_trials
+from synthtrials.tools.store import open_store
 
 
 def verdicts(path):
@@ -50,7 +51,13 @@ def test_store_calibrate_and_stats_show_the_calibration(phase1_store_path):
     calibrated = run_cli("store", "calibrate", "--store", str(phase1_store_path))
     assert calibrated.returncode == 0, calibrated.stderr
     assert "typicality_criterion" in calibrated.stdout and "of real trials" in calibrated.stdout
+    store = open_store(phase1_store_path, create=False)
+    store.save_calibration("reasons:0000:a-model-no-test-uses.gguf", {"validity": 0.2, "threshold": 0.5})
+    store.close()
     stats = run_cli("store", "stats", "--store", str(phase1_store_path))
+    assert stats.returncode == 0, stats.stderr
     assert "calibration" in stats.stdout and "by split" in stats.stdout
+    said = " ".join(stats.stdout.split())
+    assert "a-model-no-test-uses.gguf" in said and "`--reasoner auto` uses evidence" in said
     empty = run_cli("store", "calibrate", "--store", str(phase1_store_path), "--ground-on", "valid")
     assert empty.returncode == 2 and "no real trials" in empty.stderr

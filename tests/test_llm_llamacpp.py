@@ -14,9 +14,9 @@ from synthtrials.tools.llm import (
     extract_json,
     resolve_gguf,
 )
+from synthtrials.tools.llm_backends import grammar_schema
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.trial import render_for_classifier
-from synthtrials.tools.llm_backends import grammar_schema
 from synthtrials.tools.writer_format import DraftSpec
 
 
