@@ -47,6 +47,15 @@ def test_top_grounded_drafts_need_no_title_or_summary_but_full_records_do():
     assert checks == {"write a descriptive title", "write a brief summary of the trial's purpose and design"}
 
 
+def test_criteria_that_repeat_themselves_fail_the_content_check():
+    looping = ["Able to enroll in a study which has the following conditions:", "Multiple Myeloma within 6 months."]
+    mirrored = draft(eligibility=Eligibility(inclusion=looping, exclusion=list(looping)))  # seen from the writer
+    assert "the criteria repeat themselves" in check_plausibility(mirrored, TOP_FIELDS)[0].message
+    stuck = draft(eligibility=Eligibility(inclusion=["Age >= 18"] * 5, exclusion=["Pregnancy"]))
+    assert [p.check for p in check_plausibility(stuck, TOP_FIELDS)] == ["content"]
+    assert check_plausibility(draft(), TOP_FIELDS) == []  # distinct terse criteria are fine
+
+
 @pytest.mark.parametrize("text, check", [
     ("The study was terminated early due to slow accrual.", "leakage"),
     ("Contact Dr. Smith at john.smith@hospital.org or 555-123-4567", "privacy"),

@@ -26,6 +26,9 @@ def top_spec(phase1_train):
 def test_grounded_on_top_the_writer_writes_top_fields(top_spec):
     assert top_spec.fields == TOP_FIELDS
     assert top_spec.keys() == ("phase", "conditions", "interventions", "inclusion_criteria", "exclusion_criteria")
+    # the critic accepts no trial without criteria: at least one inclusion criterion; 13.5% of the
+    # grounding trials list no exclusion criterion, so that list may be empty
+    assert (top_spec.bounds.min_inclusion, top_spec.bounds.min_exclusion) == (1, 0)
 
 
 def test_grounded_on_full_records_the_writer_writes_the_full_record():

@@ -220,11 +220,29 @@ def check_plausibility(trial: Trial, fields: Collection[str], min_title_words: i
         elig = trial.eligibility
         if not elig or not (elig.inclusion or elig.exclusion or elig.raw):
             problems.append(Problem("content", "give inclusion and exclusion criteria"))
+        elif repeated_criteria(elig.inclusion, elig.exclusion):
+            problems.append(Problem("content", "the criteria repeat themselves: write each criterion once, and "
+                                               "exclusion criteria that differ from the inclusion criteria"))
     if "summary" in fields and _words(trial.brief_summary or "") < 8:
         problems.append(Problem("content", "write a brief summary of the trial's purpose and design"))
     if any(_MARKUP.search(t) for t in _text_fields(trial)):
         problems.append(Problem("content", "remove markup and placeholders"))
     return problems
+
+
+def repeated_criteria(inclusion: list[str], exclusion: list[str]) -> bool:
+    """More than half of the exclusion criteria restate inclusion criteria, or fewer than 70% of
+    4+ criteria are distinct (a looping writer). 6 of 1,458 real TOP phase I train + phase II
+    valid trials trip it (0.4%)."""
+    def norm(text: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+    inc = [n for n in map(norm, inclusion) if n]
+    exc = [n for n in map(norm, exclusion) if n]
+    if inc and exc and sum(c in set(inc) for c in exc) / len(exc) > 0.5:
+        return True
+    every = inc + exc
+    return len(every) >= 4 and len(set(every)) < 0.7 * len(every)
 
 
 # --- copying ---------------------------------------------------------------------------------

@@ -104,10 +104,13 @@ class DraftSpec(BaseModel):
         present = set(field_set(trials))
         fields = tuple(f for f in WRITABLE if f in ALWAYS or f in present)
         bounds, covered = _covering_bounds(_trial_sizes(trials), coverage)
-        if "eligibility" in fields:  # lists that are often empty in the grounding data may be empty
-            empty_inclusion = np.mean([not (t.eligibility and t.eligibility.inclusion) for t in trials])
+        if "eligibility" in fields:
+            # The critic accepts no trial without criteria (`check_content`), so a draft has at least
+            # one inclusion criterion, even where some grounding trials list none (9.6% of TOP phase I
+            # train: an adapter trained on them learnt to write empty lists); the exclusion list,
+            # often empty in the grounding data, may be empty.
             empty_exclusion = np.mean([not (t.eligibility and t.eligibility.exclusion) for t in trials])
-            bounds.min_inclusion = 0 if empty_inclusion > 1 - coverage else 1
+            bounds.min_inclusion = 1
             bounds.min_exclusion = 0 if empty_exclusion > 1 - coverage else 1
         return cls(fields=fields, bounds=bounds, coverage=round(covered, 4))
 
