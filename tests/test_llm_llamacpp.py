@@ -115,3 +115,14 @@ def test_llm_try_cli_prints_a_synthetic_trial():
     assert trial["interventions"][0]["name"] == "aspirin"
     bad = run_cli("llm", "try", "--intervention", "aspirin", "--label", "3")
     assert bad.returncode == 2 and "--label must be 0 or 1" in bad.stderr
+
+
+def test_a_repair_that_would_overflow_the_context_drops_the_invalid_answer():
+    client = LLMClient(LLMConfig(n_ctx=512, max_tokens=128))
+    prompt = [HumanMessage(content="word " * 250)]
+    history = client._repair_history(prompt, "x " * 400, "not JSON")
+    assert len(history) == 2 and "not JSON" in history[-1].content  # the answer itself would not fit
+    assert client.message_tokens(history) + 128 <= 512
+    short = client._repair_history(prompt, "{}", "not JSON")
+    assert len(short) == 3 and short[1].content == "{}"  # it fits: the model sees what it wrote
+    assert client._repair_history([HumanMessage(content="word " * 395)], "{}", "bad") is None  # only a fresh try

@@ -175,6 +175,19 @@ class LLMClient:
             params["temperature"] = temperature
         return params
 
+    def _repair_history(self, messages: list[BaseMessage], raw: str, problem: str) -> list[BaseMessage] | None:
+        """The prompt of a repair: the invalid answer and what was wrong with it; where that does not
+        fit a local model's context window, what was wrong only; None where not even that fits."""
+        ask = "Answer again with one JSON object only, matching the requested fields."
+        candidates = [[*messages, AIMessage(content=raw[:4000]),
+                       HumanMessage(content=f"That answer was not valid: {problem}. {ask}")],
+                      [*messages, HumanMessage(content=f"A previous answer was not valid: {problem[:300]}. {ask}")]]
+        for history in candidates:
+            fits = self.message_tokens(history) + self.config.max_tokens <= self.config.n_ctx
+            if self.config.backend == "openai" or fits:
+                return history
+        return None
+
     def structured(self, messages: list[BaseMessage], schema: type[T], *, sample_index: int = 0,
                    temperature: float | None = None, json_schema: dict[str, Any] | None = None) -> StructuredResult:
         """A validated `schema` object; raises `StructuredOutputError` after the repair retries.
@@ -211,9 +224,9 @@ class LLMClient:
                     break
                 with self._extra_lock:
                     self._extra.repairs += 1
-                history = [*messages, AIMessage(content=raw[:4000]), HumanMessage(content=(
-                    f"That answer was not valid: {problem}. Answer again with one JSON object only, "
-                    f"matching the requested fields."))]
+                history = self._repair_history(messages, raw, problem)
+                if history is None:
+                    break
         with self._extra_lock:
             self._extra.failures += 1
         raise StructuredOutputError(f"{self.model_name}: no valid {schema.__name__} after "
