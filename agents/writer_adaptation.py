@@ -19,7 +19,6 @@ with a usable adapter.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -43,9 +42,9 @@ from synthtrials.tools.adapter_folder import (
     GGUF_FILE,
     PEFT_DIR,
     AdapterInfo,
+    base_weights_sha256,
 )
 from synthtrials.tools.atomic import write_text_atomic
-from synthtrials.tools.datasets import sha256_of
 from synthtrials.tools.domain import trial_drugs
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.evidence import drug_evidence, evidence_reasons
@@ -181,14 +180,8 @@ def resolve_base(base: str) -> tuple[str, dict[str, Any], Path | None]:
 def base_sha256(base: str) -> tuple[str, str]:
     """(the base's path, a hash of its weights)."""
     folder, _, gguf = resolve_base(base)
-    if gguf is not None:
-        return str(gguf), sha256_of(gguf)
-    path = Path(folder)
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("config.json")):
-        digest.update(file.name.encode())
-        digest.update(sha256_of(file).encode())
-    return folder, digest.hexdigest()
+    path = gguf if gguf is not None else Path(folder)
+    return str(path), base_weights_sha256(path)
 
 
 def load_base(base: str):

@@ -41,6 +41,17 @@ class AdapterInfo(BaseModel):
     complete: bool
 
 
+def base_weights_sha256(path: Path) -> str:
+    """The hash an adapter records of its base: a GGUF file's, or a model folder's weights and config."""
+    if path.is_file():
+        return sha256_of(path)
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + sorted(path.glob("config.json")):
+        digest.update(file.name.encode())
+        digest.update(sha256_of(file).encode())
+    return digest.hexdigest()
+
+
 def read_adapter(folder: str | Path) -> AdapterInfo:
     """adapter.json of an adapter folder, or a one-line error."""
     file = Path(folder) / ADAPTER_FILE

@@ -80,12 +80,12 @@ def checked_adapter(config: LLMConfig, base_path: str | None) -> tuple[str | Non
     from synthtrials.tools.adapter_folder import (
         GGUF_FILE,
         adapter_sha256,
+        base_weights_sha256,
         read_adapter,
     )
-    from synthtrials.tools.datasets import sha256_of
 
     info = read_adapter(config.adapter)
-    if base_path is not None and info.base_sha256 != sha256_of(Path(base_path)):
+    if base_path is not None and info.base_sha256 != base_weights_sha256(Path(base_path)):
         raise LLMConfigError(f"{config.adapter}: adapted from {Path(info.base_path).name} "
                              f"(sha256 {info.base_sha256[:12]}), not from {Path(base_path).name}: give the same base")
     gguf = Path(config.adapter) / GGUF_FILE

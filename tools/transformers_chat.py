@@ -58,7 +58,8 @@ class TransformersChatModel(BaseChatModel):
             model = AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval()
         except (OSError, ValueError, ImportError) as exc:
             raise LLMConfigError(f"{target}: transformers cannot load it ({' '.join(str(exc).split())[:160]})") from None
-        _, adapter_hash = checked_adapter(config, str(Path(folder) / kwargs["gguf_file"]) if "gguf_file" in kwargs else None)
+        base = Path(folder) / kwargs["gguf_file"] if "gguf_file" in kwargs else Path(folder)
+        _, adapter_hash = checked_adapter(config, str(base) if base.exists() else None)  # a hub id: not checkable
         if config.adapter:
             from peft import PeftModel
             from synthtrials.tools.adapter_folder import PEFT_DIR
