@@ -100,7 +100,8 @@ def main() -> None:
                      json.dumps(s["rejections_by_reason"])])
         examples[name] = random.Random(0).sample(accepted, min(2, len(accepted)))
     print_table(f"Writers on the phase I store ({args.draws} draws each, seed {args.seed}, k=2, plan over drugs with "
-                f">= 1 success and 1 failure in phase_I_train; critic calibration {store.calibrations()[-1]['key']})",
+                f">= 1 success and 1 failure in phase_I_train; critic calibration "
+                f"{[c['key'] for c in store.calibrations() if 'thresholds' in c][-1]})",
                 ["writer", "draws", "outputs that parse", "critic acceptance", "accepted / min", "s / draw",
                  "s per draw: retrieve / reason / write / critique", "discriminator AUC (real halves: "
                  f"{real_halves_auc(real, fields=fields):.3f})", "max 8-gram copy rate vs adapter's trials",

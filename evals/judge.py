@@ -52,7 +52,12 @@ def judge_trial(llm: LLMClient, trial: Trial, sample_index: int = 0) -> dict[str
 
 #: the judge's meta-evaluation on benchmarks/bench_critic.py (real phase II trials vs spoiled copies):
 #: the AUC of its mean rubric score, per model; 0.5 is chance
-MEASURED_JUDGES: dict[str, str] = {}
+MEASURED_JUDGES: dict[str, str] = {
+    "SmolLM2-135M-Instruct.Q4_1.gguf": (
+        "no better than chance: on benchmarks/bench_critic.py (150 real TOP phase II trials vs spoiled copies of 7 "
+        "kinds and base-model drafts, 8 scored per kind) it gave every trial the same scores, AUC 0.50 for every "
+        "kind; read its scores as a smoke test of the pipeline, not as quality"),
+}
 
 
 def judge_trust(model: str) -> str:

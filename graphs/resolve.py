@@ -22,9 +22,10 @@ from synthtrials.tools.store import (
 )
 from synthtrials.tools.writer_format import DraftSpec
 
-#: models whose LLM-critic judgement was measured no better than chance (benchmarks/bench_critic.py):
-#: their judgement is recorded, never enforced, unless the user asks
-ADVISORY_CRITIC_MODELS = ("SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf")
+#: models whose LLM-critic judgement was measured no better than chance (benchmarks/bench_critic.py:
+#: SmolLM2 called every real and every spoiled trial consistent, AUC 0.50 on each kind): their
+#: judgement is recorded, never enforced, unless the user asks (`--llm-critic enforce`)
+ADVISORY_CRITIC_MODELS = ("SmolLM2-135M-Instruct.Q4_1.gguf",)
 
 
 def default_llm_critic(llm: LLMConfig) -> str:
