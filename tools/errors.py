@@ -11,7 +11,7 @@ class InputError(Exception):
 
     def __init__(self, source: str, problem: str, where: str | None = None) -> None:
         self.source = str(source)
-        self.where = where
+        self.where = " ".join(str(where).split()) if where is not None else None  # one line, whatever the input held
         self.problem = " ".join(str(problem).split())
         super().__init__(self.line)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pickle
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -248,6 +249,7 @@ class LocalTrialStore:
             self.path.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            self._write_lock = threading.RLock()
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.executescript(_SCHEMA)
@@ -263,13 +265,15 @@ class LocalTrialStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        # one connection serves every thread (parallel draws embed sections through it): one writer at a time
+        with self._write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- metadata and in-memory index --------------------------------------------------------
     def _meta(self, key: str) -> str | None:
