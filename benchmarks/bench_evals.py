@@ -57,7 +57,7 @@ def minilm_grid(synthetic: Path, out: Path, max_length: int, epochs: int, seeds:
         real_train=str(TOP / "phase_I_train.csv"), real_valid=str(TOP / "phase_I_valid.csv"),
         real_test=str(TOP / "phase_I_test.csv"), synthetic=str(synthetic), classifier="transformer",
         max_length=max_length, epochs=epochs, batch_size=8, learning_rate=5e-5, seeds=seeds, out=out, n_boot=300),
-        progress=lambda m: print(f"  length {max_length}: {m}", file=sys.stderr, flush=True))
+        progress=lambda m: print(f"  length {max_length}: {m}", file=sys.stderr, flush=True)).model_dump(mode="json")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"result": result, "minutes": (time.perf_counter() - start) / 60, "peak_rss_mib": peak_rss_mib(),
             "cpu_minutes": (usage.ru_utime + usage.ru_stime) / 60, "load": (load, os.getloadavg()[0])}
@@ -103,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_train.csv"),
-                                            real_test=str(TOP / "phase_I_test.csv"), out=Path(tmp) / "tfidf"))
+                                            real_test=str(TOP / "phase_I_test.csv"), out=Path(tmp) / "tfidf")).model_dump(mode="json")
         seconds = time.perf_counter() - start
         real = result["training_sets"]["real"]
         print_table(f"TF-IDF + LR, TOP phase I (train 1,044, test 627), seeds 40-42: {seconds:.1f} s (target < 60 s)",

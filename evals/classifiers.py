@@ -149,7 +149,7 @@ class EncoderFeatureCache:
     through the encoder, `reused` the texts served from the cache.
     """
 
-    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, frozen_layers: int | None = None,
+    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 128, frozen_layers: int | None = None,
                  batch_size: int = 32) -> None:
         import transformers
         from transformers import AutoModel, AutoTokenizer
@@ -244,7 +244,7 @@ class TransformerClassifier(ThresholdedClassifier):
     max length and N; a private one where none is given).
     """
 
-    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, epochs: int = 3,
+    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 128, epochs: int = 3,
                  learning_rate: float = 5e-5, batch_size: int = 8, patience: int = 1, seed: int = 0,
                  progress: StageProgressFn | None = None, frozen_layers: int | None = None,
                  features: EncoderFeatureCache | None = None) -> None:
@@ -366,7 +366,7 @@ class FrozenEncoderClassifier(ThresholdedClassifier):
     a private one where none is given).
     """
 
-    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, seed: int = 0,
+    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 128, seed: int = 0,
                  features: EncoderFeatureCache | None = None) -> None:
         self.model = model
         self.max_length = max_length

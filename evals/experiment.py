@@ -52,7 +52,8 @@ class EvalOptions(BaseModel):
     synthetic: str | None = None
     classifier: Literal["tfidf", "transformer"] = "tfidf"
     model: str | None = None
-    max_length: int = 256
+    max_length: int = Field(128, description="transformer: tokens per trial; 128 is the shortest whose ROC-AUC stays "
+                            "within 0.01 of 256 on TOP phase I (benchmarks/RESULTS.md, bench_evals.py)")
     frozen_layers: int | None = Field(5, description="transformer: freeze the embeddings and the lower N layers "
                                       "(their outputs computed once per text); None fine-tunes every layer")
     epochs: int = 3
