@@ -27,6 +27,7 @@ from synthtrials.tools.domain import DomainKnowledge
 from synthtrials.tools.evidence import (
     DrugEvidence,
     drug_evidence,
+    evidence_anchors,
     evidence_facts,
     evidence_reasons,
     reason_problem,
@@ -46,17 +47,20 @@ def reasons_schema(n: int) -> dict:
     return schema
 
 
-def reason_problems(reasons: list[str], evidence_sentences: list[str], knowledge: DomainKnowledge,
-                    embed: Callable[[list[str]], np.ndarray], threshold: float) -> list[str | None]:
-    """Per reason, why it is unusable (None: usable): it must be a sentence close to the real
-    criteria or to the evidence sentences (the critic's calibrated criterion typicality)."""
+def reason_problems(reasons: list[str], evidence: DrugEvidence, knowledge: DomainKnowledge,
+                    embed: Callable[[list[str]], np.ndarray], threshold: float, n_reasons: int = 5) -> list[str | None]:
+    """Per reason, why it is unusable (None: usable): a sentence of plain words, stating no outcome,
+    naming the drug or a condition or criterion of its grounding trials, and close to the real
+    criteria or to the evidence's templated reasons (the critic's calibrated criterion typicality)."""
     if not reasons:
         return []
+    evidence_sentences = evidence_reasons(evidence, n_reasons)
+    anchors = evidence_anchors(evidence)
     vectors = embed(reasons)
     similarity = knowledge.index["criterion"].similarities(vectors).max(axis=1)
     if evidence_sentences:
         similarity = np.maximum(similarity, (vectors @ embed(evidence_sentences).T).max(axis=1))
-    return [reason_problem(r, float(s), threshold) for r, s in zip(reasons, similarity)]
+    return [reason_problem(r, float(s), threshold, anchors) for r, s in zip(reasons, similarity)]
 
 
 def measure_reason_validity(llm: LLMClient, store: TrialStore, config: GenerationConfig, knowledge: DomainKnowledge,
@@ -75,8 +79,8 @@ def measure_reason_validity(llm: LLMClient, store: TrialStore, config: Generatio
             reasons = llm_reasons(llm, evidence, examples, config.n_reasons, config.reasoner_temperature)[0]
         except StructuredOutputError:
             reasons = []
-        verdicts = reason_problems(reasons, evidence_reasons(evidence, config.n_reasons), knowledge,
-                                   store.embeddings.embed_array, threshold)
+        verdicts = reason_problems(reasons, evidence, knowledge, store.embeddings.embed_array, threshold,
+                                   config.n_reasons)
         asked += config.n_reasons
         valid += sum(v is None for v in verdicts)
     return valid / max(1, asked)
@@ -120,8 +124,8 @@ def make_reason_node(resources: Resources):
                     problems = [str(exc)]
                 tokens += used
                 asked += len(answer_reasons)
-                verdicts = reason_problems(answer_reasons, templated, resources.knowledge(cfg.ground_on or []),
-                                           resources.embeddings.embed_array, threshold)
+                verdicts = reason_problems(answer_reasons, evidence, resources.knowledge(cfg.ground_on or []),
+                                           resources.embeddings.embed_array, threshold, cfg.n_reasons)
                 reasons += [r for r, p in zip(answer_reasons, verdicts) if p is None and r not in reasons]
                 problems = [p for p in verdicts if p] or problems
                 if len(reasons) >= cfg.n_reasons or attempt == 1:

@@ -48,12 +48,48 @@ def test_evidence_reasons_are_valid_sentences_for_every_eligible_phase_one_drug(
     for drug in drugs:
         of_drug = [t for t in trials if drug in {normalize_intervention(i.name) for i in t.interventions}]
         for label in (0, 1):
-            reasons = evidence_reasons(drug_evidence(of_drug, drug, label), 5)
+            evidence = drug_evidence(of_drug, drug, label)
+            reasons = evidence_reasons(evidence, 5)
             assert len(reasons) >= 2, drug
-            assert reason_problems(reasons, [], knowledge, store.embeddings.embed_array, threshold) == [None] * len(reasons)
+            assert reason_problems(reasons, evidence, knowledge, store.embeddings.embed_array, threshold) == [None] * len(reasons)
             assert not any(OUTCOME_PATTERN.search(r) for r in reasons)  # design considerations, never outcomes
             checked += 1
     assert checked == 2 * len(drugs) and len(drugs) >= 10
+    store.close()
+
+
+#: reasons the embedded SmolLM2 wrote in benchmarks/bench_reasoner.py that the first validator passed
+#: (picked at random; benchmarks/RESULTS.md, "The reasoning agent")
+SMOLLM2_JUNK = [
+    ("fondaparinux", "The new trial was successful. The results are in."),
+    ("alemtuzumab", "no data available for this trial."),
+    ("bortezomib", "4.8, 2023: bortzemiabond trial stopped due to failure of drug in phase 1 and 2 trials."),
+    ("pemetrexed", "The current trial consists of two phases. The first phase includes three phases and the second "
+                   "phase includes four phases."),
+    ("fondaparinux", "2019-20, 36.4% of the total population is infected with a COVID-19 vaccine."),
+    ("fondaparinux", "2019-04-28T17:36:55ZMX_AJB_Fondaparinux_2019-04-28T17:36:55ZMX_AJB_Fondaparinus_2019-04-28T17"),
+    ("sorafenib tosylate", "3.4, 2019: Lutetia (Lutetia), a new biolabe that uses DNA to create cells; this is the "
+                           "first of its kind in history and it's also one of the most innovative ever."),
+]
+
+
+def test_junk_that_reads_like_sentences_is_rejected_and_a_real_consideration_kept(phase1_store_path):
+    from synthtrials.tools.calibration import load_or_calibrate
+
+    store = open_store(phase1_store_path, create=False)
+    knowledge = Resources(store=store, llm=None).knowledge(["train"])  # type: ignore[arg-type]
+    threshold = load_or_calibrate(store, ["train"], knowledge).thresholds["typicality_criterion"]
+
+    def problems(drug, reason):
+        evidence = drug_evidence(store.filter(grounding_filter(["train"]).narrowed(intervention=drug)), drug, 1)
+        assert sum(evidence.trials.values()) > 0, drug
+        return reason_problems([reason], evidence, knowledge, store.embeddings.embed_array, threshold)[0]
+
+    verdicts = {reason: problems(drug, reason) for drug, reason in SMOLLM2_JUNK}
+    assert all(verdicts.values()), [r for r, p in verdicts.items() if p is None]
+    assert "states an outcome" in verdicts[SMOLLM2_JUNK[0][1]] and "states an outcome" in verdicts[SMOLLM2_JUNK[2][1]]
+    assert "is not a sentence" in verdicts[SMOLLM2_JUNK[5][1]]
+    assert problems("lenalidomide", "Enroll adults with relapsed multiple myeloma after two prior lines of therapy.") is None
     store.close()
 
 

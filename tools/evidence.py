@@ -144,13 +144,46 @@ OUTCOME_PATTERN = re.compile(r"\b(?:terminat|withdrawn|slow accrual|low accrual|
                              r"stopped early|futility)", re.IGNORECASE)
 
 
-def reason_problem(reason: str, similarity: float, threshold: float) -> str | None:
+#: outcome claims an LLM makes about a trial ("was successful", "stopped due to ..."), beyond OUTCOME_PATTERN
+_OUTCOME_CLAIM = re.compile(r"\b(?:was|were|is|are) (?:successful|a success|a failure|unsuccessful)\b|"
+                            r"\b(?:stopped|ended|halted) (?:due|because|for|after)\b|\bresults are\b", re.IGNORECASE)
+#: a plain token: a word (hyphens, apostrophes) or a short number, surrounded by punctuation at most
+_PLAIN_TOKEN = re.compile(r"^\W*(?:[A-Za-z][A-Za-z'\-]*|[<>=≤≥]?\d{1,4}(?:[.,\-]\d{1,4})?%?)\W*$")
+#: words that name no factor of a particular drug's trials
+_GENERIC = frozenset({
+    "trial", "trials", "study", "studies", "patient", "patients", "participant", "participants", "phase",
+    "phases", "design", "designs", "drug", "drugs", "treatment", "treatments", "therapy", "therapies", "data",
+    "result", "results", "outcome", "outcomes", "registry", "entry", "entries", "first", "second", "third",
+    "current", "include", "includes", "including", "available", "years", "year", "time", "times",
+    "must", "with", "have", "that", "this", "these", "those", "which", "other", "from", "will", "been", "their",
+    "more", "most", "less", "than", "such", "also", "only", "each", "into", "both", "same", "like", "clinical",
+    "three", "four", "five", "prior", "history", "known", "subjects", "subject", "criteria", "criterion",
+})
+
+
+def evidence_anchors(evidence: DrugEvidence) -> frozenset[str]:
+    """The words a reason may name to be about these trials: the drug's, its conditions' and its
+    distinctive criteria's (lower case, 4+ letters, generic words left out)."""
+    texts = [evidence.drug, *(c for cs in evidence.conditions.values() for c in cs),
+             *(c for cs in evidence.criteria.values() for c in cs)]
+    return frozenset(w.lower() for t in texts for w in _WORD.findall(t) if len(w) >= 4) - _GENERIC
+
+
+def reason_problem(reason: str, similarity: float, threshold: float,
+                   anchors: frozenset[str] | None = None) -> str | None:
     """Why a reason is not usable (None: usable). `similarity`: to the closest real criterion or
-    evidence sentence; `threshold`: the calibrated criterion typicality."""
-    if len(_WORD.findall(reason)) < 4:
+    evidence sentence; `threshold`: the calibrated criterion typicality; `anchors`: where given,
+    the reason must name one of these words (`evidence_anchors`: the drug, a condition, a criterion)."""
+    tokens = reason.split()
+    if len(_WORD.findall(reason)) < 4 or sum(bool(_PLAIN_TOKEN.match(t)) for t in tokens) < 0.7 * len(tokens):
         return f"'{reason[:60]}' is not a sentence"
-    if OUTCOME_PATTERN.search(reason):
+    words = [w.lower() for w in _WORD.findall(reason)]
+    if len(words) >= 8 and len(set(words)) < 0.5 * len(words):
+        return f"'{reason[:60]}' repeats itself"
+    if OUTCOME_PATTERN.search(reason) or _OUTCOME_CLAIM.search(reason):
         return f"'{reason[:60]}' states an outcome; phrase it as a design consideration"
+    if anchors is not None and not set(words) & anchors:
+        return f"'{reason[:60]}' names neither the drug nor a condition or criterion of its trials"
     if similarity < threshold:
         return f"'{reason[:60]}' names no design, population, drug or context factor of these trials"
     return None
