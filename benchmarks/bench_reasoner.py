@@ -7,6 +7,7 @@ writer's acceptance by the critic, accepted trials per minute, and the real-vs-s
 discriminator AUC of the accepted trials (like-for-like rendering).
 
     python benchmarks/bench_reasoner.py --adapter benchmarks/out/adapter_phase1 [--draws 60]
+    python benchmarks/bench_reasoner.py --revalidate   # after a validator change: the LLM arm's kept reasons again
 """
 
 from __future__ import annotations
@@ -42,13 +43,48 @@ def reason_validity(out: Path) -> tuple[int, int, int]:
     return asked, valid, fallbacks
 
 
+def revalidate(out: Path, store_path: str) -> None:
+    """Run the LLM reasons the validator of `out`'s run passed through today's validator (after a
+    validator change, without re-generating): how many it still passes, why the others fail."""
+    from collections import Counter
+
+    from synthtrials.agents.reasoner import reason_problems
+    from synthtrials.graphs.resources import Resources
+    from synthtrials.tools.calibration import load_or_calibrate
+    from synthtrials.tools.evidence import drug_evidence
+
+    store = open_store(store_path, create=False)
+    knowledge = Resources(store=store, llm=None).knowledge(["train"])  # type: ignore[arg-type]
+    threshold = load_or_calibrate(store, ["train"], knowledge).thresholds["typicality_criterion"]
+    passed, why, kept = 0, Counter(), []
+    for trace in list_trials(out):
+        for step in trial_trace(out, trace.plan_index).steps:
+            if step.node == "reason" and step.wrote.get("source") == "llm":
+                evidence = drug_evidence(store.filter(grounding_filter(["train"]).narrowed(intervention=trace.intervention)),
+                                         trace.intervention, trace.label)
+                verdicts = reason_problems(step.wrote["reasons"], evidence, knowledge, store.embeddings.embed_array,
+                                           threshold)
+                passed += len(verdicts)
+                kept += [(trace.intervention, r) for r, v in zip(step.wrote["reasons"], verdicts) if v is None]
+                why.update(v.split("' ", 1)[1] for v in verdicts if v)
+    print_table(f"Reasons the run's validator passed ({out.name}), through today's validator: {len(kept)} of {passed} kept",
+                ["verdict", "reasons"], [[k, n] for k, n in why.most_common()] + [["kept", len(kept)]])
+    for drug, reason in kept:
+        print(f"- {drug}: {reason[:200]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", default=str(OUT / "phase1_store"))
     parser.add_argument("--adapter", default=str(OUT / "adapter_phase1"))
     parser.add_argument("--draws", type=int, default=60)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--revalidate", action="store_true",
+                        help="no generation: pass the LLM arm's kept reasons through today's validator")
     args = parser.parse_args()
+    if args.revalidate:
+        revalidate(OUT / "bench_reasoner_llm", args.store)
+        return
     store = open_store(args.store, create=False)
     real = store.filter(grounding_filter(["train"]))
     fields = field_set(real)
