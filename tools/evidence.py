@@ -175,9 +175,9 @@ def reason_problem(reason: str, similarity: float, threshold: float,
     evidence sentence; `threshold`: the calibrated criterion typicality; `anchors`: where given,
     the reason must name one of these words (`evidence_anchors`: the drug, a condition, a criterion)."""
     tokens = reason.split()
-    if len(_WORD.findall(reason)) < 4 or sum(bool(_PLAIN_TOKEN.match(t)) for t in tokens) < 0.7 * len(tokens):
-        return f"'{reason[:60]}' is not a sentence"
     words = [w.lower() for w in _WORD.findall(reason)]
+    if len(words) < 4 or sum(bool(_PLAIN_TOKEN.match(t)) for t in tokens) < 0.7 * len(tokens):
+        return f"'{reason[:60]}' is not a sentence"
     if len(words) >= 8 and len(set(words)) < 0.5 * len(words):
         return f"'{reason[:60]}' repeats itself"
     if OUTCOME_PATTERN.search(reason) or _OUTCOME_CLAIM.search(reason):
