@@ -48,13 +48,15 @@ def reasons_schema(n: int) -> dict:
 
 
 def reason_problems(reasons: list[str], evidence: DrugEvidence, knowledge: DomainKnowledge,
-                    embed: Callable[[list[str]], np.ndarray], threshold: float, n_reasons: int = 5) -> list[str | None]:
+                    embed: Callable[[list[str]], np.ndarray], threshold: float, n_reasons: int = 5,
+                    references: list[str] | None = None) -> list[str | None]:
     """Per reason, why it is unusable (None: usable): a sentence of plain words, stating no outcome,
     naming the drug or a condition or criterion of its grounding trials, and close to the real
-    criteria or to the evidence's templated reasons (the critic's calibrated criterion typicality)."""
+    criteria or to the evidence's templated reasons (the critic's calibrated criterion typicality).
+    `references`: those templated reasons where the caller already has them."""
     if not reasons:
         return []
-    evidence_sentences = evidence_reasons(evidence, n_reasons)
+    evidence_sentences = evidence_reasons(evidence, n_reasons) if references is None else references
     anchors = evidence_anchors(evidence)
     vectors = embed(reasons)
     similarity = knowledge.index["criterion"].similarities(vectors).max(axis=1)
@@ -125,7 +127,8 @@ def make_reason_node(resources: Resources):
                 tokens += used
                 asked += len(answer_reasons)
                 verdicts = reason_problems(answer_reasons, evidence, resources.knowledge(cfg.ground_on or []),
-                                           resources.embeddings.embed_array, threshold, cfg.n_reasons)
+                                           resources.embeddings.embed_array, threshold, cfg.n_reasons,
+                                           references=templated)
                 reasons += [r for r, p in zip(answer_reasons, verdicts) if p is None and r not in reasons]
                 problems = [p for p in verdicts if p] or problems
                 if len(reasons) >= cfg.n_reasons or attempt == 1:

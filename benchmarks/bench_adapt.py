@@ -10,6 +10,7 @@ Training speed comes from the adapter's own record (adapter.json). Two accepted 
 writer, picked at random, are printed.
 
     python benchmarks/bench_adapt.py --adapter benchmarks/out/adapter_phase1 [--draws 30] [--skip-base]
+    python benchmarks/bench_adapt.py --run benchmarks/out/run_central   # the same figures for a finished run
 """
 
 from __future__ import annotations
@@ -49,12 +50,12 @@ def run(store: str, out: Path, draws: int, adapter: Path | None, seed: int) -> d
     return {"summary": summary, "accepted": accepted}
 
 
-def copy_rate(trial: Trial, sources: list[Trial], fields, n: int = 8) -> float:
-    """The largest share of the trial's n-grams found in one source trial."""
+def copy_rate(trial: Trial, sources: list[set], fields, n: int = 8) -> float:
+    """The largest share of the trial's n-grams found in one source trial (`sources`: their n-gram sets)."""
     mine = ngrams(render_for_classifier(trial, fields), n)
     if not mine:
         return 0.0
-    return max(len(mine & ngrams(render_for_classifier(s, fields), n)) / len(mine) for s in sources)
+    return max(len(mine & grams) / len(mine) for grams in sources)
 
 
 def closest_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,7 +69,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-base", action="store_true")
+    parser.add_argument("--run", help="measure this run folder's accepted trials (its own adapter) instead of drawing")
     args = parser.parse_args()
+    if args.run:
+        config = json.loads((Path(args.run) / "config.json").read_text())
+        args.store, args.adapter = config["store"], config["generation"]["writer_adapter"]
     adapter = Path(args.adapter)
     info = read_adapter(adapter)
     store = open_store(args.store, create=False)
@@ -80,16 +85,21 @@ def main() -> None:
     halves = np.random.default_rng(0).permutation(len(real))
     first, second = real_v[halves[: len(real) // 2]], real_v[halves[len(real) // 2:]]
     real_to_real = float(np.median(closest_distance(first, second)))
-    writers = {"adapted": adapter} if args.skip_base else {"base": None, "adapted": adapter}
+    writers = {"adapted": adapter} if args.skip_base or args.run else {"base": None, "adapted": adapter}
     rows, examples = [], {}
     for name, folder in writers.items():
-        result = run(args.store, OUT / f"bench_adapt_{name}", args.draws, folder, args.seed)
-        s, accepted = result["summary"], result["accepted"]
+        if args.run:
+            s, accepted = json.loads((Path(args.run) / "summary.json").read_text()), load_synthetic_or_empty(Path(args.run))
+            s["wall_seconds"] = s["seconds"]
+        else:
+            result = run(args.store, OUT / f"bench_adapt_{name}", args.draws, folder, args.seed)
+            s, accepted = result["summary"], result["accepted"]
         nodes = s["seconds_per_draw_by_node"]
         if accepted:
             syn_v = embed([render_for_embedding(t) for t in accepted])
             dcr = float(np.median(closest_distance(syn_v, real_v)))
-            copies = [copy_rate(t, list(trained.values()), fields) for t in accepted]
+            trained_grams = [ngrams(render_for_classifier(t, fields), 8) for t in trained.values()]
+            copies = [copy_rate(t, trained_grams, fields) for t in accepted]
             auc = discriminator_auc(real, accepted, fields=fields) if len(accepted) >= 5 else float("nan")
         else:
             dcr, copies, auc = float("nan"), [float("nan")], float("nan")
@@ -99,8 +109,9 @@ def main() -> None:
                      f"{auc:.3f}", f"{np.max(copies):.2f}", f"{dcr:.3f} (real-real {real_to_real:.3f})",
                      json.dumps(s["rejections_by_reason"])])
         examples[name] = random.Random(0).sample(accepted, min(2, len(accepted)))
-    print_table(f"Writers on the phase I store ({args.draws} draws each, seed {args.seed}, k=2, plan over drugs with "
-                f">= 1 success and 1 failure in phase_I_train; critic calibration "
+    what = (f"run {args.run} ({s['draws']} draws, {s['accepted']} accepted)" if args.run else
+            f"{args.draws} draws each, seed {args.seed}, k=2, plan over drugs with >= 1 success and 1 failure in phase_I_train")
+    print_table(f"Writers on the phase I store ({what}; critic calibration "
                 f"{[c['key'] for c in store.calibrations() if 'thresholds' in c][-1]})",
                 ["writer", "draws", "outputs that parse", "critic acceptance", "accepted / min", "s / draw",
                  "s per draw: retrieve / reason / write / critique", "discriminator AUC (real halves: "

@@ -106,7 +106,7 @@ def main() -> None:
     test_drugs = {first_drug(t) for t in evaluation.test}
     covered = test_drugs & {first_drug(t) for t in evaluation.synthetic}
     table = "\n".join([
-        f"`python benchmarks/bench_hybrid.py --synthetic {args.synthetic}` ({time.perf_counter() - start:.0f} s): "
+        f"`python benchmarks/bench_hybrid.py {' '.join(sys.argv[1:])}` ({time.perf_counter() - start:.0f} s): "
         f"{len(evaluation.synthetic)} synthetic trials ({sum(t.label == 1 for t in evaluation.synthetic)} labelled "
         f"success), leakage guard passed ({leakage.checked if leakage else 0} checked against phase_I_test and "
         f"phase_I_valid), field set {', '.join(evaluation.fields)}; test phase_I_test (627 trials of "

@@ -39,21 +39,23 @@ MIN_REASON_VALIDITY = 0.5
 def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[], LLMClient] | None,
                     say: SayFn | None = None) -> str:
     """`auto`: the model writes the reasons when most of its reasons are valid (measured once per
-    store calibration and model, saved with the store), else they are templated from the evidence."""
+    store calibration, model and validator version, saved with the store), else they are templated
+    from the evidence."""
     if config.reasoner != "auto":
         return config.reasoner
     if llm is None:
         return "evidence"
     from synthtrials.agents.reasoner import measure_reason_validity
     from synthtrials.tools.calibration import build_knowledge
+    from synthtrials.tools.evidence import REASON_VALIDATOR_VERSION
 
     key = f"reasons:{config.thresholds.calibration}:{config.llm.model_label()}"
     saved = store.load_calibration(key)
-    if saved is None:
+    if saved is None or saved.get("validator") != REASON_VALIDATOR_VERSION:  # measured by older rules: again
         if say:
             say(f"measuring the validity of {config.llm.model_label()}'s reasons on a few draws (once per store and model)")
         validity = measure_reason_validity(llm(), store, config, build_knowledge(store, config.ground_on or []))
-        saved = {"validity": round(validity, 3), "threshold": MIN_REASON_VALIDITY}
+        saved = {"validity": round(validity, 3), "threshold": MIN_REASON_VALIDITY, "validator": REASON_VALIDATOR_VERSION}
         store.save_calibration(key, saved)
     return "llm" if saved["validity"] >= MIN_REASON_VALIDITY else "evidence"
 

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from synthtrials.tools.run_folder import (
     RunGrounding,
     RunRecord,
     read_run_record,
+    read_summary,
     write_run_config,
     write_run_grounding,
     write_run_record,
@@ -251,8 +253,26 @@ def write_hf_dataset(folder: Path, trials: list[Trial]) -> None:
     tmp.rename(folder)
 
 
+@dataclass(frozen=True)
+class EarlierSessions:
+    """What the earlier sessions of a resumed run spent (from its summary.json): the run's summary
+    counts time and tokens over all of them, so that a resume does not inflate accepted/min."""
+
+    seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    sessions: int = 0
+
+    @classmethod
+    def of(cls, run_dir: Path) -> EarlierSessions:
+        summary = read_summary(run_dir)
+        if summary is None:
+            return cls()
+        return cls(seconds=summary.seconds, usage=Usage.from_dict(summary.tokens), sessions=summary.sessions)
+
+
 def summarize(results: dict[int, GenerationState], accepted: list[Trial], options: RunOptions,
-              clients: list[LLMClient], seconds: float, errors: int, final: bool) -> GenerationSummary:
+              clients: list[LLMClient], seconds: float, errors: int, final: bool,
+              earlier: EarlierSessions | None = None) -> GenerationSummary:
     finished = list(results.values())
     rejected = [s for s in finished if s.verdict == "reject"]
     by_reason: Counter = Counter()
@@ -271,9 +291,12 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
             if step.node == "write":
                 writes += 1
                 valid += int("error" not in step.wrote)
+    earlier = earlier or EarlierSessions()
     usage = Usage()
+    usage.add(earlier.usage)
     for client in clients:
         usage.add(client.usage)
+    seconds += earlier.seconds
     accepted_ids = {t.nct_id for t in accepted}
     llm = options.generation.llm
     return GenerationSummary(
@@ -289,12 +312,12 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
         backend=llm.backend, model=llm.model_label(), writer_model=clients[-1].config.model_label()
         + (" + adapter" if clients[-1].config.adapter else ""),
         surplus_accepted=sum(1 for s in finished if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids),
-        complete=final and len(accepted) == options.n)
+        complete=final and len(accepted) == options.n, sessions=earlier.sessions + 1)
 
 
 def write_outputs(options: RunOptions, generation: GenerationConfig, plan: SamplingPlan,
                   results: dict[int, GenerationState], clients: list[LLMClient], seconds: float, errors: int,
-                  final: bool) -> GenerationSummary:
+                  final: bool, earlier: EarlierSessions | None = None) -> GenerationSummary:
     out = options.out
     accepted = select_accepted(results, options.n)
     write_jsonl_atomic(out / TRIALS_FILE, (t.model_dump(mode="json") for t in accepted))
@@ -307,7 +330,7 @@ def write_outputs(options: RunOptions, generation: GenerationConfig, plan: Sampl
     write_jsonl_atomic(out / REJECTED_FILE, rejected_rows)
     write_json_atomic(out / PLAN_FILE, {**plan.model_dump(mode="json"),
                                         "targets": [plan.target(i).model_dump() for i in range(max(results, default=-1) + 1)]})
-    summary = summarize(results, accepted, options, clients, seconds, errors, final)
+    summary = summarize(results, accepted, options, clients, seconds, errors, final, earlier)
     if final:
         write_parquet(out / PARQUET_FILE, accepted)
         if options.hf_dataset:
@@ -396,6 +419,7 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
                 resources.synthetic.add(state.draft.nct_id,
                                         resources.embeddings.embed_array([render_for_embedding(state.draft)])[0])
 
+    earlier = EarlierSessions.of(options.out)  # read before this session writes its first summary
     start = time.perf_counter()
     progress = RunProgress(target=options.n)
     errors = consecutive_errors = 0
@@ -451,9 +475,10 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
             report()
             if len(results) % 5 == 0:
                 write_outputs(options, generation, plan, results, clients, time.perf_counter() - start, errors,
-                              final=False)
+                              final=False, earlier=earlier)
     seconds = time.perf_counter() - start
-    summary = write_outputs(options, generation, plan, results, clients, seconds, errors, final=failure is None)
+    summary = write_outputs(options, generation, plan, results, clients, seconds, errors, final=failure is None,
+                            earlier=earlier)
     checkpointer.conn.close()
     if failure is not None:
         raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")

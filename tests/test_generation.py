@@ -77,10 +77,17 @@ def test_finished_run_is_not_redone(phase1_store_path, tmp_path):
         target = plan["targets"][row["provenance"]["plan_index"]]
         assert row["label"] == target["label"] and row["interventions"][0]["name"] == target["intervention"]
         assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v2"
+    first = json.loads((out / "summary.json").read_text())
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:  # another port: still the same run
         again = run_cli(*_generate_args(phase1_store_path, out, server, n=3))
         assert again.returncode == 0 and len(server.requests) == 0
     assert _accepted(out)[0] == ids
+    # the summary counts time and tokens over both sessions: a resume never inflates accepted/min
+    summary = json.loads((out / "summary.json").read_text())
+    assert first["sessions"] == 1 and summary["sessions"] == 2
+    assert summary["seconds"] >= first["seconds"] > 0 and summary["accepted_per_minute"] <= first["accepted_per_minute"]
+    assert summary["tokens"]["calls"] == first["tokens"]["calls"] > 0
+    assert summary["tokens"]["total_tokens"] == first["tokens"]["total_tokens"]
     import pyarrow.parquet as pq
 
     assert pq.read_table(out / "trials.parquet").num_rows == 3

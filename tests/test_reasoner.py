@@ -9,11 +9,17 @@ from fake_openai import FakeOpenAIServer
 from support import TOP
 from synthtrials.agents.reasoner import make_reason_node, reason_problems
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.resolve import settle_reasoner
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, Target
 from synthtrials.tools.checks import CriticThresholds
 from synthtrials.tools.eligibility import eligible_trials
-from synthtrials.tools.evidence import OUTCOME_PATTERN, drug_evidence, evidence_reasons
+from synthtrials.tools.evidence import (
+    OUTCOME_PATTERN,
+    REASON_VALIDATOR_VERSION,
+    drug_evidence,
+    evidence_reasons,
+)
 from synthtrials.tools.llm import LLMClient, LLMConfig
 from synthtrials.tools.normalize import normalize_intervention
 from synthtrials.tools.readers import read_trials
@@ -117,4 +123,31 @@ def test_junk_reasons_are_rejected_asked_again_then_dropped(phase1_store_path):
     assert len(requests) == 2 and "not usable" in requests[1] and "'1.2.3' is not a sentence" in requests[1]
     assert update["reasons"] == ["Enroll adults with relapsed multiple myeloma after two prior lines of therapy."]
     assert update["reasons_source"] == "llm" and update["log"][0].wrote["valid"] == 1
+    store.close()
+
+
+def test_auto_reasoner_measures_once_per_validator_version(phase1_store_path):
+    """`--reasoner auto` measures the model's reason validity on a few draws, saves it with the store,
+    reuses it, and measures again where the saved figure came from older validator rules."""
+    requests = []
+
+    def responder(payload):
+        requests.append(payload["messages"][-1]["content"])
+        return json.dumps({"reasons": ["...", "1.2.3", "4.0.5", "6.8.9", "7.2.11"]})
+
+    store = open_store(phase1_store_path, create=False)
+    with FakeOpenAIServer(responder=responder) as server:
+        llm = LLMClient(LLMConfig(backend="openai", model="auto-reasoner-test", base_url=server.base_url, max_retries=0))
+        config = GenerationConfig(reasoner="auto", n_reasons=5, ground_on=["train"], llm_critic="off",
+                                  llm=llm.config).model_copy(update={"thresholds": CriticThresholds(
+                                      calibration="test-calibration", calibrated={"typicality_criterion": 0.37})})
+        key = f"reasons:test-calibration:{llm.config.model_label()}"
+        assert settle_reasoner(config, store, lambda: llm) == "evidence"
+        measured = len(requests)
+        saved = store.load_calibration(key)
+        assert measured >= 2 and saved["validity"] == 0.0 and saved["validator"] == REASON_VALIDATOR_VERSION
+        assert settle_reasoner(config, store, lambda: llm) == "evidence" and len(requests) == measured  # reused
+        store.save_calibration(key, {"validity": 0.9, "threshold": 0.5})  # saved under the first validator's rules
+        assert settle_reasoner(config, store, lambda: llm) == "evidence" and len(requests) == 2 * measured
+        assert store.load_calibration(key)["validator"] == REASON_VALIDATOR_VERSION
     store.close()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from synthtrials.tools.domain import trial_sections
 from synthtrials.tools.trial import Trial
 
@@ -149,15 +150,14 @@ _OUTCOME_CLAIM = re.compile(r"\b(?:was|were|is|are) (?:successful|a success|a fa
                             r"\b(?:stopped|ended|halted) (?:due|because|for|after)\b|\bresults are\b", re.IGNORECASE)
 #: a plain token: a word (hyphens, apostrophes) or a short number, surrounded by punctuation at most
 _PLAIN_TOKEN = re.compile(r"^\W*(?:[A-Za-z][A-Za-z'\-]*|[<>=≤≥]?\d{1,4}(?:[.,\-]\d{1,4})?%?)\W*$")
-#: words that name no factor of a particular drug's trials
-_GENERIC = frozenset({
+#: words that name no factor of a particular drug's trials: English stop words (scikit-learn's list)
+#: and the words every trial registry entry uses
+_GENERIC = ENGLISH_STOP_WORDS | frozenset({
     "trial", "trials", "study", "studies", "patient", "patients", "participant", "participants", "phase",
     "phases", "design", "designs", "drug", "drugs", "treatment", "treatments", "therapy", "therapies", "data",
-    "result", "results", "outcome", "outcomes", "registry", "entry", "entries", "first", "second", "third",
-    "current", "include", "includes", "including", "available", "years", "year", "time", "times",
-    "must", "with", "have", "that", "this", "these", "those", "which", "other", "from", "will", "been", "their",
-    "more", "most", "less", "than", "such", "also", "only", "each", "into", "both", "same", "like", "clinical",
-    "three", "four", "five", "prior", "history", "known", "subjects", "subject", "criteria", "criterion",
+    "result", "results", "outcome", "outcomes", "registry", "entry", "entries", "second", "current", "include",
+    "includes", "including", "available", "years", "year", "time", "times", "like", "clinical", "prior",
+    "history", "known", "subjects", "subject", "criteria", "criterion",
 })
 
 
@@ -167,6 +167,10 @@ def evidence_anchors(evidence: DrugEvidence) -> frozenset[str]:
     texts = [evidence.drug, *(c for cs in evidence.conditions.values() for c in cs),
              *(c for cs in evidence.criteria.values() for c in cs)]
     return frozenset(w.lower() for t in texts for w in _WORD.findall(t) if len(w) >= 4) - _GENERIC
+
+
+#: the version of `reason_problem`'s rules: a reason validity saved under another one is measured again
+REASON_VALIDATOR_VERSION = 2
 
 
 def reason_problem(reason: str, similarity: float, threshold: float,

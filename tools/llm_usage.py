@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from synthtrials.tools.llm_config import LLMConfig
 
 
+#: the counts a `Usage` adds up
+USAGE_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "failures", "repairs")
+
+
 @dataclass
 class Usage:
     calls: int = 0
@@ -31,15 +35,19 @@ class Usage:
         return (self.prompt_tokens * config.price_prompt_per_m + self.completion_tokens * config.price_completion_per_m) / 1e6
 
     def as_dict(self, config: LLMConfig | None = None) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("calls", "cached_calls", "prompt_tokens", "completion_tokens",
-                                              "seconds", "failures", "repairs")}
+        out = {k: getattr(self, k) for k in USAGE_FIELDS}
         out["total_tokens"] = self.total_tokens
         if config is not None:
             out["cost_usd"] = round(self.cost(config), 6)
         return out
 
+    @classmethod
+    def from_dict(cls, counts: dict[str, Any]) -> Usage:
+        """A `Usage` from `as_dict`'s output (missing counts are zero)."""
+        return cls(**{name: type(getattr(cls, name))(counts.get(name) or 0) for name in USAGE_FIELDS})
+
     def add(self, other: Usage) -> None:
-        for name in ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "failures", "repairs"):
+        for name in USAGE_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

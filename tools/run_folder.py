@@ -98,7 +98,8 @@ class GenerationSummary(BaseModel):
     tokens: dict[str, Any]
     tokens_per_accepted: float
     accepted_per_minute: float
-    seconds: float
+    seconds: float = Field(description="time spent generating, summed over every session of the run (resumes)")
+    sessions: int = Field(1, description="how many times the run was started or resumed")
     seconds_per_draw_by_node: dict[str, float] = Field(default_factory=dict)
     backend: str
     model: str
