@@ -51,6 +51,10 @@ def test_criteria_that_repeat_themselves_fail_the_content_check():
     looping = ["Able to enroll in a study which has the following conditions:", "Multiple Myeloma within 6 months."]
     mirrored = draft(eligibility=Eligibility(inclusion=looping, exclusion=list(looping)))  # seen from the writer
     assert "the criteria repeat themselves" in check_plausibility(mirrored, TOP_FIELDS)[0].message
+    restated = draft(eligibility=Eligibility(  # accepted in the central run before the near-restatement rule
+        inclusion=["Stage IV Carcinoma.", "Current chemotherapy regimen or therapy for this stage I disease is available."],
+        exclusion=["Current chemotherapy regimens or therapy for this stage I disease is available.", "Pregnancy"]))
+    assert "the criteria repeat themselves" in check_plausibility(restated, TOP_FIELDS)[0].message
     stuck = draft(eligibility=Eligibility(inclusion=["Age >= 18"] * 5, exclusion=["Pregnancy"]))
     assert [p.check for p in check_plausibility(stuck, TOP_FIELDS)] == ["content"]
     assert check_plausibility(draft(), TOP_FIELDS) == []  # distinct terse criteria are fine

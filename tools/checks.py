@@ -231,15 +231,20 @@ def check_plausibility(trial: Trial, fields: Collection[str], min_title_words: i
 
 
 def repeated_criteria(inclusion: list[str], exclusion: list[str]) -> bool:
-    """More than half of the exclusion criteria restate inclusion criteria, or fewer than 70% of
-    4+ criteria are distinct (a looping writer). 6 of 1,458 real TOP phase I train + phase II
-    valid trials trip it (0.4%)."""
+    """At least half of the exclusion criteria restate an inclusion criterion (the same words, up to
+    a fifth of them: "regimen" / "regimens"), or fewer than 70% of 4+ criteria are distinct (a
+    looping writer). On phase_I_train, 4 of 1,044 real trials trip it (0.4%, as many as with exact
+    restatements only); of the 300 trials the adapted writer got accepted before the near-restatement
+    rule, 11 (3.7%)."""
     def norm(text: str) -> str:
         return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
     inc = [n for n in map(norm, inclusion) if n]
     exc = [n for n in map(norm, exclusion) if n]
-    if inc and exc and sum(c in set(inc) for c in exc) / len(exc) > 0.5:
+    inc_words = [frozenset(n.split()) for n in inc]
+    restated = sum(any(len(words & other) >= 0.8 * len(words | other) for other in inc_words)
+                   for words in (frozenset(n.split()) for n in exc))
+    if inc and exc and restated >= 0.5 * len(exc):
         return True
     every = inc + exc
     return len(every) >= 4 and len(set(every)) < 0.7 * len(every)
