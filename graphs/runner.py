@@ -296,7 +296,7 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
     usage.add(earlier.usage)
     for client in clients:
         usage.add(client.usage)
-    seconds += earlier.seconds
+    seconds = round(seconds + earlier.seconds, 3)  # rounded once, as written: resumed sums never shrink
     accepted_ids = {t.nct_id for t in accepted}
     llm = options.generation.llm
     return GenerationSummary(
@@ -307,7 +307,7 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
         revisions_by_reason=dict(revised_by.most_common()), writer_calls=writes,
         writer_valid_share=round(valid / max(1, writes), 4), errors=errors, tokens=usage.as_dict(llm),
         tokens_per_accepted=round(usage.total_tokens / max(1, len(accepted)), 1),
-        accepted_per_minute=round(len(accepted) / max(seconds / 60, 1e-9), 3), seconds=round(seconds, 1),
+        accepted_per_minute=round(len(accepted) / max(seconds / 60, 1e-9), 3), seconds=seconds,
         seconds_per_draw_by_node={n: round(v / max(1, len(finished)), 2) for n, v in node_seconds.items()},
         backend=llm.backend, model=llm.model_label(), writer_model=clients[-1].config.model_label()
         + (" + adapter" if clients[-1].config.adapter else ""),
