@@ -85,6 +85,7 @@ def main() -> None:
     halves = np.random.default_rng(0).permutation(len(real))
     first, second = real_v[halves[: len(real) // 2]], real_v[halves[len(real) // 2:]]
     real_to_real = float(np.median(closest_distance(first, second)))
+    trained_grams = [ngrams(render_for_classifier(t, fields), 8) for t in trained.values()]  # once, for every writer
     writers = {"adapted": adapter} if args.skip_base or args.run else {"base": None, "adapted": adapter}
     rows, examples = [], {}
     for name, folder in writers.items():
@@ -98,7 +99,6 @@ def main() -> None:
         if accepted:
             syn_v = embed([render_for_embedding(t) for t in accepted])
             dcr = float(np.median(closest_distance(syn_v, real_v)))
-            trained_grams = [ngrams(render_for_classifier(t, fields), 8) for t in trained.values()]
             copies = [copy_rate(t, trained_grams, fields) for t in accepted]
             auc = discriminator_auc(real, accepted, fields=fields) if len(accepted) >= 5 else float("nan")
         else:

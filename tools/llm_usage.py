@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -11,10 +11,6 @@ from langchain_core.outputs import LLMResult
 
 if TYPE_CHECKING:
     from synthtrials.tools.llm_config import LLMConfig
-
-
-#: the counts a `Usage` adds up
-USAGE_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "seconds", "failures", "repairs")
 
 
 @dataclass
@@ -44,11 +40,15 @@ class Usage:
     @classmethod
     def from_dict(cls, counts: dict[str, Any]) -> Usage:
         """A `Usage` from `as_dict`'s output (missing counts are zero)."""
-        return cls(**{name: type(getattr(cls, name))(counts.get(name) or 0) for name in USAGE_FIELDS})
+        return cls(**{f.name: type(f.default)(counts.get(f.name) or 0) for f in fields(cls)})
 
     def add(self, other: Usage) -> None:
         for name in USAGE_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+#: the counts a `Usage` adds up (its fields)
+USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 class UsageCallback(BaseCallbackHandler):
