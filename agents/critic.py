@@ -42,6 +42,7 @@ from synthtrials.tools.trial import (
 )
 
 LLMCriticMode = Literal["off", "advisory", "enforce"]
+CHECK_BATCH = 32  # trials whose renderings and new sections `check_trials` embeds in one call
 
 
 class CriticJudgement(BaseModel):
@@ -54,6 +55,7 @@ class CritiqueResult:
     problems: list[Problem]
     scores: dict[str, float | None]
     neighbours: list[str] = field(default_factory=list)  # real trials the trial was compared with
+    vector: np.ndarray | None = None  # the embedding of the trial's rendering (neighbour search)
 
     @property
     def failed_checks(self) -> list[str]:
@@ -63,20 +65,24 @@ class CritiqueResult:
 def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
                    fields: Collection[str], grounding: TrialFilter, target: str | None = None,
                    examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
-                   exclude: str | None = None) -> CritiqueResult:
+                   exclude: str | None = None, vector: np.ndarray | None = None) -> CritiqueResult:
     """Every deterministic and calibrated check of `trial` as a candidate synthetic trial.
 
     `target`: the drug it must test (None: not checked); `examples`: real trials it was written
-    from (copy checks); `exclude`: a real trial's own id, so that it is scored leave-one-out.
+    from (copy checks); `exclude`: a real trial's own id, so that it is scored leave-one-out;
+    `vector`: the embedding of its rendering (`render_for_embedding`) where the caller has it
+    (`check_trials` embeds many trials' renderings and sections at once). Without it, the
+    rendering and every section no grounding trial has are embedded in one call.
     """
     th = thresholds
+    if vector is None:
+        vector = knowledge.embed_with_sections([trial], [render_for_embedding(trial)])[0]
     problems = check_intervention(trial, target) if target else []
     problems += check_plausibility(trial, fields, th.min_title_words)
     problems += check_leakage(trial)
     problems += check_privacy(trial)
     domain = knowledge.scores(trial, exclude=exclude)
     problems += check_domain(domain, th.calibrated)
-    vector = np.asarray(store.embeddings.embed_array([render_for_embedding(trial)])[0])
     nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
     neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)
     copy_problems, overlap = check_copying(trial, list(examples) + [h.trial for h in neighbours], th.ngram,
@@ -95,7 +101,7 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     scores: dict[str, float | None] = {name: None if s.score is None else round(s.score, 4) for name, s in domain.items()}
     scores |= {"ngram_overlap": round(overlap, 4), "real_similarity": round(real_similarity, 4),
                "synthetic_similarity": round(synthetic_similarity, 4)}
-    return CritiqueResult(problems, scores, [h.trial.nct_id for h in neighbours])
+    return CritiqueResult(problems, scores, [h.trial.nct_id for h in neighbours], vector)
 
 
 def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Trial) -> list[str]:
@@ -191,34 +197,45 @@ class CheckVerdict(BaseModel):
     llm_problems: list[str] = Field(default_factory=list)
 
 
+def _check_one(candidate: Trial, number: int, vector: np.ndarray, *, store: TrialStore, knowledge: DomainKnowledge,
+               thresholds: CriticThresholds, fields: Collection[str], grounding: TrialFilter, held: set[str],
+               llm: LLMClient | None, llm_mode: LLMCriticMode) -> CheckVerdict:
+    target = candidate.interventions[0].name if candidate.interventions else None
+    result = critique_trial(candidate, store=store, knowledge=knowledge, thresholds=thresholds, fields=fields,
+                            grounding=grounding, target=target,
+                            exclude=candidate.nct_id if candidate.nct_id in held else None, vector=vector)
+    if not candidate.interventions:
+        result.problems.append(Problem("intervention", "the trial lists no intervention"))
+    llm_problems: list[str] = []
+    if llm is not None and llm_mode != "off" and target:
+        llm_problems = llm_judgement(llm, candidate, target, int(candidate.label or 0), sample_index=number,
+                                     temperature=0.0)[0]
+        if llm_mode == "enforce":
+            result.problems += [Problem("domain", p) for p in llm_problems]
+    return CheckVerdict(id=candidate.nct_id, verdict="reject" if result.problems else "accept",
+                        failed_checks=result.failed_checks, problems=[p.message for p in result.problems],
+                        scores=result.scores, llm_problems=llm_problems)
+
+
 def check_trials(trials: Sequence[Trial], *, store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
                  thresholds: CriticThresholds, fields: Collection[str], llm: LLMClient | None = None,
                  llm_mode: LLMCriticMode = "off", progress: ProgressFn | None = None) -> list[CheckVerdict]:
     """Critique any trials as candidate synthetic trials (status and why-stopped dropped first, as no
     draft has them). A trial the store holds is scored leave-one-out. The LLM critic joins when
-    `llm_mode` is not off (enforce: its problems count)."""
+    `llm_mode` is not off (enforce: its problems count). The trials' renderings and new sections
+    are embedded `CHECK_BATCH` trials at a time, in one call to the encoder each."""
     from synthtrials.tools.store import grounding_filter
 
     grounding = grounding_filter(splits)
     held = set(store.filter_ids(grounding))
     verdicts = []
-    for number, trial in enumerate(trials, 1):
-        candidate = trial.model_copy(update={"overall_status": None, "why_stopped": None})
-        target = candidate.interventions[0].name if candidate.interventions else None
-        result = critique_trial(candidate, store=store, knowledge=knowledge, thresholds=thresholds, fields=fields,
-                                grounding=grounding, target=target,
-                                exclude=candidate.nct_id if candidate.nct_id in held else None)
-        if not candidate.interventions:
-            result.problems.append(Problem("intervention", "the trial lists no intervention"))
-        llm_problems: list[str] = []
-        if llm is not None and llm_mode != "off" and target:
-            llm_problems = llm_judgement(llm, candidate, target, int(candidate.label or 0), sample_index=number,
-                                         temperature=0.0)[0]
-            if llm_mode == "enforce":
-                result.problems += [Problem("domain", p) for p in llm_problems]
-        verdicts.append(CheckVerdict(id=trial.nct_id, verdict="reject" if result.problems else "accept",
-                                     failed_checks=result.failed_checks, problems=[p.message for p in result.problems],
-                                     scores=result.scores, llm_problems=llm_problems))
-        if progress:
-            progress(number, len(trials))
+    for start in range(0, len(trials), CHECK_BATCH):
+        batch = [t.model_copy(update={"overall_status": None, "why_stopped": None})
+                 for t in trials[start:start + CHECK_BATCH]]
+        vectors = knowledge.embed_with_sections(batch, [render_for_embedding(t) for t in batch])
+        for number, (candidate, vector) in enumerate(zip(batch, vectors), start + 1):
+            verdicts.append(_check_one(candidate, number, vector, store=store, knowledge=knowledge, thresholds=thresholds,
+                                       fields=fields, grounding=grounding, held=held, llm=llm, llm_mode=llm_mode))
+            if progress:
+                progress(number, len(trials))
     return verdicts

@@ -15,6 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
+from synthtrials.tools.llm_config import traits
 from synthtrials.tools.store import TrialFilter
 from synthtrials.tools.trial import render_for_classifier
 
@@ -24,7 +25,7 @@ PROMPT_OVERHEAD_TOKENS = 700  # system prompt, instructions, reasons and feedbac
 def example_budget_chars(config: GenerationConfig, n_examples: int) -> int:
     """Characters per example so that the writer prompt fits the model's context."""
     llm = config.llm
-    if llm.backend == "openai" or n_examples == 0:
+    if not traits(llm.backend).knows_window or n_examples == 0:
         return config.example_chars
     tokens = max(200, llm.n_ctx - llm.max_tokens - PROMPT_OVERHEAD_TOKENS)
     return max(200, min(config.example_chars, tokens * 3 // n_examples))  # ~3 characters a token, conservatively

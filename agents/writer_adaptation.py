@@ -15,19 +15,31 @@ base is a GGUF model (`adapter.gguf`, `tools.lora_gguf`), and `adapter.json` (`A
 model and hash, store, splits, the NCT ids trained on — the leakage guard reads them —, options,
 loss curve, time). Training is resumable (`checkpoint/`), and `minutes` stops at a step boundary
 with a usable adapter.
+
+Speed (benchmarks/bench_adapt_speed.py): batches are drawn by a seeded length-grouped sampler
+(`length_grouped_batches`, like transformers' `group_by_length`); on a CPU each sequence of a batch
+is its own padding-free forward and backward pass (gradients accumulated, the batch's loss the same
+mean over its answer tokens), so no padding is computed and memory is a quarter of a padded batch;
+matrix products run in bfloat16 (autocast, fp32 master weights and optimizer) where the hardware
+has bf16 units (AMX / AVX512-BF16 CPUs, CUDA), else in fp32 (`precision`), each adapted
+projection's base and LoRA outputs summed in fp32 (`lora_model`); no LoRA dropout (`LORA_DROPOUT`);
+the examples' token counts are cached and their few query embeddings run on one thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
@@ -62,7 +74,13 @@ from synthtrials.tools.writer_format import DraftSpec
 
 CHECKPOINT_DIR = "checkpoint"
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_DROPOUT = 0.0  # was 0.05: its masks took 14% of a step, and in one epoch (the default) no example is
+# seen twice, so there is nothing for dropout to keep the adapter from memorising by repetition
+MEGABATCH = 50  # batches per length-sorted megabatch (transformers' group_by_length uses 50)
+SAMPLER = "length_grouped"  # recorded in checkpoints; one without it was planned by `sorted_batches`
 Progress = Callable[[int, int, float, float], None]  # step, steps, loss, tokens per second
+Precision = Literal["auto", "bf16", "fp32"]
+Encoded = tuple[list[int], list[int]]  # token ids, labels (-100 where not scored)
 
 
 class AdaptOptions(BaseModel):
@@ -84,10 +102,14 @@ class AdaptOptions(BaseModel):
     prompt_tokens: int = PROMPT_TOKENS
     answer_tokens: int = ANSWER_TOKENS
     save_every: int = Field(25, ge=1, description="steps between checkpoints")
+    precision: Precision = Field("auto", description="matrix products in bf16 (autocast) or fp32; auto: bf16 "
+                                 "where the hardware has bf16 units (AMX / AVX512-BF16 CPUs, CUDA)")
+    threads: int | None = Field(None, ge=1, description="torch threads for training (None: torch's default, the "
+                                "cores); on cores shared with other jobs one thread can be several times faster")
 
     def fingerprint(self) -> dict[str, Any]:
-        """What must match for a checkpoint to be resumed."""
-        return self.model_dump(mode="json", exclude={"out", "minutes", "save_every"})
+        """What must match for a checkpoint to be resumed (how fast it is computed need not)."""
+        return self.model_dump(mode="json", exclude={"out", "minutes", "save_every", "precision", "threads"})
 
 
 class TrainingExample(BaseModel):
@@ -209,7 +231,7 @@ def load_base(base: str):
 
 # --- training ------------------------------------------------------------------------------------------
 
-def encode(example: TrainingExample, tokenizer) -> tuple[list[int], list[int]]:
+def encode(example: TrainingExample, tokenizer) -> Encoded:
     """Token ids of prompt + answer, and labels that score the answer (and its end) only."""
     prompt = tokenizer.apply_chat_template(example.messages, add_generation_prompt=True, tokenize=True)
     if hasattr(prompt, "keys"):  # a BatchEncoding in recent transformers
@@ -220,12 +242,52 @@ def encode(example: TrainingExample, tokenizer) -> tuple[list[int], list[int]]:
     return list(prompt) + answer, [-100] * len(prompt) + answer
 
 
-def batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, epoch: int, seed: int) -> list[list[int]]:
-    """Example indices per batch: similar lengths together (little padding), in a seeded order."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+def answer_tokens(encoded: Encoded) -> int:
+    """The tokens the loss scores (every label but the first: a position predicts the next token)."""
+    return sum(1 for target in encoded[1][1:] if target != -100)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                           megabatch: int = MEGABATCH) -> list[list[int]]:
+    """One epoch's batches of example indices, every example exactly once, the same for the same
+    seed and epoch: a seeded permutation cut into megabatches of `megabatch` batches, each sorted by
+    length and cut into batches (similar lengths together: little padding), the batches shuffled.
+    transformers' `group_by_length` sampler, with a seeded batch order."""
+    rng = random.Random(f"{seed}:epoch:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    size = batch_size * megabatch
+    out: list[list[int]] = []
+    for start in range(0, len(order), size):
+        group = sorted(order[start:start + size], key=lambda i: (-lengths[i], i))
+        out += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The order of checkpoints written before `length_grouped_batches` (no sampler recorded): all
+    examples sorted by length, cut into batches, the batches shuffled; kept so that they resume in
+    the order they started."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     random.Random(f"{seed}:epoch:{epoch}").shuffle(groups)
     return groups
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, epochs: float, seed: int, steps: int,
+                 sampler: str = SAMPLER) -> list[list[int]]:
+    """Every step's batch, for all epochs: a function of the seed alone, so a resumed run continues
+    the same order."""
+    draw = length_grouped_batches if sampler == SAMPLER else sorted_batches
+    return [b for epoch in range(math.ceil(epochs)) for b in draw(lengths, batch_size, seed, epoch)][:steps]
+
+
+def padding_share(lengths: Sequence[int], planned: list[list[int]]) -> float:
+    """The share of padding tokens if every batch were padded to its longest sequence."""
+    real = sum(lengths[i] for batch in planned for i in batch)
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in planned)
+    return 1 - real / max(padded, 1)
 
 
 def _collate(encoded, indices, pad_id: int):
@@ -243,23 +305,111 @@ def _collate(encoded, indices, pad_id: int):
     return ids, labels, mask
 
 
-def answer_loss(model, ids, labels, mask):
+def answer_loss(model, ids, labels, mask, scored: int | None = None):
     """The causal LM loss on the answer tokens, with the output layer applied to those positions
-    only (about 40% of a budgeted example is prompt: its vocabulary-sized logits are never needed)."""
+    only (about 40% of a budgeted example is prompt: its vocabulary-sized logits are never needed):
+    their mean, or their sum divided by `scored` (a part of a batch of `scored` answer tokens).
+    `mask` None: no padding (the attention is plain causal)."""
     import torch.nn.functional as F
 
     base = model.get_base_model()
     hidden = base.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
     targets = labels[:, 1:]
     keep = targets != -100
-    return F.cross_entropy(base.lm_head(hidden[keep]).float(), targets[keep])
+    logits = base.lm_head(hidden[keep]).float()
+    if scored is None:
+        return F.cross_entropy(logits, targets[keep])
+    return F.cross_entropy(logits, targets[keep], reduction="sum") / scored
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16); without them
+    bf16 is emulated, slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
+
+
+def resolve_precision(precision: Precision, device: str) -> Literal["bf16", "fp32"]:
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def _to_fp32(module, inputs, output):
+    return output.float()
+
+
+def lora_model(model, options: AdaptOptions, device: str, precision: Literal["bf16", "fp32"],
+               dropout: float | None = None):
+    """The base with a LoRA on every projection (`TARGET_MODULES`), on `device`. In bf16, each
+    adapted projection's frozen part returns fp32: its output plus the LoRA's, summed in bf16 (8 bits
+    of mantissa), would round away the LoRA's small early changes (losses measured up to 0.06 above
+    fp32 within 4 steps); summed in fp32 they stay."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    model = get_peft_model(model, LoraConfig(r=options.rank, lora_alpha=options.alpha,
+                                             lora_dropout=LORA_DROPOUT if dropout is None else dropout,
+                                             target_modules=TARGET_MODULES, task_type="CAUSAL_LM")).to(device)
+    if precision == "bf16":
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                module.get_base_layer().register_forward_hook(_to_fp32)
+    return model
+
+
+def micro_batches(batch: list[int], device: str) -> list[list[int]]:
+    """How a batch is computed: on a CPU one padding-free sequence at a time (a batch's rows add no
+    speed there, its padding only cost), on an accelerator the batch at once."""
+    return [batch] if device != "cpu" else [[i] for i in batch]
+
+
+def train_step(model, encoded: list[Encoded], batch: list[int], pad_id: int, device: str,
+               precision: Literal["bf16", "fp32"], micro: bool = True) -> tuple[float, int, int]:
+    """Forward and backward passes of one batch (gradients accumulated; the optimizer is the
+    caller's): (its loss, the mean over its answer tokens; real tokens; tokens computed, padding
+    included)."""
+    import torch
+
+    scored = sum(answer_tokens(encoded[i]) for i in batch)
+    loss_sum, computed = 0.0, 0
+    for part in micro_batches(batch, device) if micro else [batch]:
+        ids, labels, mask = (t.to(device) for t in _collate(encoded, part, pad_id))
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = answer_loss(model, ids, labels, None if bool(mask.all()) else mask, scored)
+        loss.backward()
+        loss_sum += float(loss.detach())
+        computed += ids.numel()
+    return loss_sum, sum(len(encoded[i][0]) for i in batch), computed
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` for a while, then back. The examples' only torch work
+    is embedding short queries, which a thread pool on cores shared with other jobs slows tens of
+    times (its threads wait on descheduled ones): they run on one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def adapt(options: AdaptOptions, progress: Progress | None = None,
           say: SayFn | None = None) -> AdapterInfo:
     """Adapt the writer (see the module docstring); resumes a checkpoint of the same options."""
     import torch
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import set_peft_model_state_dict
 
     say = say or (lambda message: None)
     store = open_store(options.store, create=False)
@@ -278,24 +428,26 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     tokenizer, model = load_base(options.base)
     spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
 
+    @lru_cache(maxsize=None)
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    examples = training_examples(store, splits, spec, count, options)
+    with torch_threads(1):
+        examples = training_examples(store, splits, spec, count, options)
     if not examples:
         raise ConfigError(f"{options.store}: no grounding trial can be written in the writer's format")
     encoded = [encode(e, tokenizer) for e in examples]
     torch.manual_seed(options.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = get_peft_model(model, LoraConfig(r=options.rank, lora_alpha=options.alpha, lora_dropout=0.05,
-                                             target_modules=TARGET_MODULES, task_type="CAUSAL_LM")).to(device)
+    precision = resolve_precision(options.precision, device)
+    model = lora_model(model, options, device, precision)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.learning_rate)
     per_epoch = math.ceil(len(encoded) / options.batch_size)
     steps = max(1, round(per_epoch * options.epochs))
     import transformers
 
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
-    state = {"step": 0, "tokens": 0, "loss": [], "seconds": 0.0}
+    state = {"step": 0, "tokens": 0, "computed_tokens": 0, "loss": [], "seconds": 0.0, "sampler": SAMPLER}
     checkpoint = out / CHECKPOINT_DIR
     if checkpoint.exists():
         meta = json.loads((checkpoint / "state.json").read_text())
@@ -306,37 +458,39 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
         set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-        state = meta["state"]
+        if (checkpoint / "rng.pt").exists():  # the dropout masks continue as without the stop
+            torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))
+        state = {"sampler": "sorted", "computed_tokens": meta["state"]["tokens"], **meta["state"]}
         say(f"resuming at step {state['step']} of {steps}")
     model.train()
     start = time.perf_counter()
     seconds_before = state["seconds"]
     pad = tokenizer.pad_token_id
-    planned = [b for epoch in range(math.ceil(options.epochs)) for b in batches(encoded, options.batch_size, epoch,
-                                                                                   options.seed)][:steps]
+    planned = plan_batches([len(e[0]) for e in encoded], options.batch_size, options.epochs, options.seed, steps,
+                           state["sampler"])
     stopped = False
-    for step in range(state["step"], steps):
-        ids, labels, mask = (t.to(device) for t in _collate(encoded, planned[step], pad))
-        loss = answer_loss(model, ids, labels, mask)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        state["step"] = step + 1
-        state["tokens"] += int(mask.sum())
-        state["loss"].append(round(float(loss.detach()), 4))
-        state["seconds"] = seconds_before + time.perf_counter() - start
-        if progress:
-            progress(state["step"], steps, state["loss"][-1], state["tokens"] / max(state["seconds"], 1e-9))
-        out_of_time = options.minutes is not None and time.perf_counter() - start > options.minutes * 60
-        if state["step"] % options.save_every == 0 or out_of_time:
-            _save_checkpoint(model, optimizer, scheduler, checkpoint, options, state)
-        if out_of_time and state["step"] < steps:
-            stopped = True
-            say(f"time budget reached at step {state['step']} of {steps}: the adapter so far is saved; "
-                "re-run the same command to continue")
-            break
+    with torch_threads(options.threads or torch.get_num_threads()):
+        for step in range(state["step"], steps):
+            loss, tokens, computed = train_step(model, encoded, planned[step], pad, device, precision)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["step"] = step + 1
+            state["tokens"] += tokens
+            state["computed_tokens"] += computed
+            state["loss"].append(round(loss, 4))
+            state["seconds"] = seconds_before + time.perf_counter() - start
+            if progress:
+                progress(state["step"], steps, state["loss"][-1], state["tokens"] / max(state["seconds"], 1e-9))
+            out_of_time = options.minutes is not None and time.perf_counter() - start > options.minutes * 60
+            if state["step"] % options.save_every == 0 or out_of_time:
+                _save_checkpoint(model, optimizer, scheduler, checkpoint, options, state)
+            if out_of_time and state["step"] < steps:
+                stopped = True
+                say(f"time budget reached at step {state['step']} of {steps}: the adapter so far is saved; "
+                    "re-run the same command to continue")
+                break
     complete = not stopped
     trained_on = sorted({examples[i].nct_id for batch in planned[:state["step"]] for i in batch})
     info = _write_adapter(model, options, out, spec, splits, base_path, base_hash, trained_on, state, steps, complete)
@@ -359,6 +513,7 @@ def _save_checkpoint(model, optimizer, scheduler, folder: Path, options: AdaptOp
               str(tmp / "adapter_model.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(torch.get_rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({"options": options.fingerprint(), "state": state}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)

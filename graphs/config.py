@@ -13,6 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
 from synthtrials.tools.checks import CriticThresholds
 from synthtrials.tools.llm import LLMConfig
+from synthtrials.tools.llm_config import traits
 from synthtrials.tools.splits import Split
 from synthtrials.tools.store import TrialFilter, grounding_filter
 from synthtrials.tools.writer_format import DraftSpec
@@ -48,6 +49,10 @@ class GenerationConfig(BaseModel):
     constrain_vocabulary: Literal["auto", "on", "off"] = Field(
         "auto", description="restrict the writer's conditions and phase to those of the intervention's real trials, "
                             "and enrollment to 1-999, in the output schema (auto: on for llama.cpp's grammar)")
+    writer_grammar: Literal["auto", "always", "on_failure"] = Field(
+        "auto", description="the writer's JSON-schema grammar: always, or only when a freely decoded answer does not "
+                            "parse or fit the schema (on_failure); auto: on_failure for an adapted writer, whose free "
+                            "answers were measured valid (benchmarks/bench_writer_speed.py), always otherwise")
     thresholds: CriticThresholds = Field(default_factory=CriticThresholds)
     seed: int = 0
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -65,14 +70,20 @@ class GenerationConfig(BaseModel):
             raise ValueError("ground_on is not settled: resolve the configuration against the store first")
         return grounding_filter(self.ground_on)
 
+    def writer_grammar_mode(self) -> Literal["always", "on_failure"]:
+        if self.writer_grammar == "auto":
+            return "on_failure" if self.writer_adapter else "always"
+        return self.writer_grammar
+
     def vocabulary_constrained(self) -> bool:
         if self.constrain_vocabulary == "auto":
-            return self.llm.backend == "llamacpp"
+            return traits(self.llm.backend).grammar
         return self.constrain_vocabulary == "on"
 
     #: LLM settings that change where and how calls travel, not what a run produces
     TRANSPORT_FIELDS: ClassVar[tuple[str, ...]] = ("cache_path", "base_url", "api_key_env", "timeout_s", "max_retries", "requests_per_second",
-                        "max_concurrency", "n_threads", "price_prompt_per_m", "price_completion_per_m")
+                        "max_concurrency", "n_threads", "price_prompt_per_m", "price_completion_per_m",
+                        "server_port", "server_log_dir")
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a run folder to be resumed: everything that shapes the trials."""

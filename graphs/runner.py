@@ -29,7 +29,8 @@ from synthtrials.tools.atomic import atomic_open, write_json_atomic, write_jsonl
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.llm import LLMClient, LLMError
 from synthtrials.tools.llm_backends import checked_adapter
-from synthtrials.tools.llm_config import resolve_gguf
+from synthtrials.tools.llama_server import running_servers, stop_servers
+from synthtrials.tools.llm_config import resolve_gguf, traits
 from synthtrials.tools.llm_usage import Usage
 from synthtrials.tools.progress import SayFn
 from synthtrials.tools.run_folder import (
@@ -312,6 +313,8 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
         backend=llm.backend, model=llm.model_label(), writer_model=clients[-1].config.model_label()
         + (" + adapter" if clients[-1].config.adapter else ""),
         surplus_accepted=sum(1 for s in finished if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids),
+        concurrency=effective_concurrency(options), free_decoded=usage.free_calls,
+        grammar_fallbacks=usage.grammar_fallbacks,
         complete=final and len(accepted) == options.n, sessions=earlier.sessions + 1)
 
 
@@ -345,19 +348,20 @@ def write_outputs(options: RunOptions, generation: GenerationConfig, plan: Sampl
 
 def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     """The writer's own client when it was adapted: the base model with the adapter, the answer
-    budget it was trained for; the reasoner and critic keep the base model."""
+    budget it was trained for, its grammar mode; the reasoner and critic keep the base model."""
     if not generation.writer_adapter:
         return None
     return LLMClient(generation.llm.model_copy(update={
         "adapter": generation.writer_adapter, "max_tokens": ANSWER_TOKENS + 64,
-        "n_ctx": max(1024, PROMPT_TOKENS + ANSWER_TOKENS + 128)}))
+        "n_ctx": max(1024, PROMPT_TOKENS + ANSWER_TOKENS + 128), "grammar": generation.writer_grammar_mode()}))
 
 
 def effective_concurrency(options: RunOptions) -> int:
-    """Parallel draws: only a network backend answers several calls at once."""
-    if options.generation.llm.backend != "openai":
+    """Parallel draws: a model in this process answers one call at a time; a server several."""
+    backend = traits(options.generation.llm.backend)
+    if backend.in_process:
         return 1
-    return options.concurrency or 4
+    return options.concurrency or backend.default_concurrency
 
 
 def check_run_options(options: RunOptions) -> None:
@@ -367,7 +371,7 @@ def check_run_options(options: RunOptions) -> None:
     generation = options.generation
     if generation.writer_adapter:
         llm = generation.llm
-        base = resolve_gguf(llm.model_path) if llm.backend == "llamacpp" else None
+        base = resolve_gguf(llm.model_path) if traits(llm.backend).local_gguf else None
         checked_adapter(llm.model_copy(update={"adapter": generation.writer_adapter}), base)
     store = open_store(options.store, create=False)
     try:
@@ -385,8 +389,21 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     backend fails every call (the run folder stays resumable).
     """
     check_run_options(options)
+    servers_before = running_servers()
+    try:
+        return _settle_and_run(options, on_progress, llm, say)
+    finally:
+        stop_servers(keep=servers_before)  # the servers this run started end with it
+
+
+def _settle_and_run(options: RunOptions, on_progress: Callable[[RunProgress], None] | None,
+                    llm: LLMClient | None, say: SayFn | None) -> GenerationSummary:
     store = open_store(options.store, create=False)
-    generation = settled_generation(options, store, llm=lambda: llm or LLMClient(options.generation.llm), say=say)
+    concurrency = effective_concurrency(options)
+    # a server's parallel slots follow the draws (settlement's calls then reuse the run's server)
+    transport = options.generation.llm.model_copy(
+        update={"max_concurrency": max(options.generation.llm.max_concurrency, concurrency)})
+    generation = settled_generation(options, store, llm=lambda: llm or LLMClient(transport), say=say)
     min_trials = options.plan_min_trials or generation.k
     drugs = eligible(store, k=min_trials, rule=options.eligibility_rule,  # type: ignore[arg-type]
                      flt=generation.grounding())
@@ -397,6 +414,14 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     plan = SamplingPlan.create(run_id, generation.seed, drugs, options.plan_mode, options.interventions)
     generation = generation.model_copy(deep=True)
     generation.llm.cache_path = str(options.out / LLM_CACHE_FILE)
+    generation.llm.max_concurrency = transport.max_concurrency
+    generation.llm.server_log_dir = str(options.out)
+    return _run(options, generation, store, plan, run_id, concurrency, llm, on_progress)
+
+
+def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: SamplingPlan, run_id: str,
+         concurrency: int, llm: LLMClient | None, on_progress: Callable[[RunProgress], None] | None
+         ) -> GenerationSummary:
     adapter = read_adapter(generation.writer_adapter) if generation.writer_adapter else None
     write_run_grounding(options.out, RunGrounding(
         store=str(options.store), splits=list(generation.ground_on or []),
@@ -407,7 +432,6 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     clients = [llm] + ([resources.writer_llm] if resources.writer_llm else [])
     checkpointer = open_checkpointer(options.out)
     graph = build_graph(resources, checkpointer)
-    concurrency = effective_concurrency(options)
     max_draws = options.n * options.max_draws_factor
 
     results: dict[int, GenerationState] = {}

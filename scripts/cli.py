@@ -343,9 +343,9 @@ def fetch(
 # Every option defaults to None: the pydantic config models (LLMConfig, GenerationConfig, RunOptions,
 # EvalOptions...) hold every default, in one place; the CLI passes only what the user gave.
 MODEL_PANEL = "Model"
-BackendOpt = Annotated[Optional[str], typer.Option(help="llamacpp (offline default), openai (any OpenAI-compatible server) or transformers.", rich_help_panel=MODEL_PANEL)]
+BackendOpt = Annotated[Optional[str], typer.Option(help="llamacpp (offline default, in process), llamacpp-server (llama.cpp's server started on 127.0.0.1: parallel draws, fastest on a laptop), openai (any OpenAI-compatible server) or transformers.", rich_help_panel=MODEL_PANEL)]
 ModelOpt = Annotated[Optional[str], typer.Option(help="openai: model name (gpt-4o-mini, a vLLM/Ollama model); transformers: folder.", rich_help_panel=MODEL_PANEL)]
-ModelPathOpt = Annotated[Optional[str], typer.Option(help="llamacpp: GGUF path, or a bundled name (smollm2, gemma3-270m).", rich_help_panel=MODEL_PANEL)]
+ModelPathOpt = Annotated[Optional[str], typer.Option(help="llamacpp, llamacpp-server: GGUF path, or a bundled name (smollm2, gemma3-270m).", rich_help_panel=MODEL_PANEL)]
 BaseUrlOpt = Annotated[Optional[str], typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1 (vLLM, Ollama, llama.cpp).", rich_help_panel=MODEL_PANEL)]
 ApiKeyEnvOpt = Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (default OPENAI_API_KEY; never stored).", rich_help_panel=MODEL_PANEL)]
 StructuredOpt = Annotated[Optional[str], typer.Option(help="auto (default), json_schema, json_object_schema (llama.cpp server), json_mode, tool_calling, prompt.", rich_help_panel=MODEL_PANEL)]
@@ -422,6 +422,8 @@ def generate(
     api_key_env: ApiKeyEnvOpt = None,
     structured: StructuredOpt = None,
     adapter: Annotated[Optional[Path], typer.Option(help="Writer adapted by `synthtrials adapt` (its folder); the reasoner and critic keep the base model.", rich_help_panel=MODEL_PANEL)] = None,
+    weights: Annotated[Optional[str], typer.Option(help="llamacpp-server with --adapter: the adapter merged into the base weights as Q4_0 (default, fastest), Q8_0 or F16 (cached beside the adapter), or `adapter` to apply the LoRA at run time.", rich_help_panel=MODEL_PANEL)] = None,
+    writer_grammar: Annotated[Optional[str], typer.Option(help="The writer's JSON-schema grammar: always, on_failure (decode freely, parse, ask again under the grammar when the answer does not fit), or auto (default: on_failure for an adapted writer).", rich_help_panel=MODEL_PANEL)] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
     max_retries: Annotated[Optional[int], typer.Option(help="Retries per call: 429/5xx/timeouts, with backoff (default 4).", rich_help_panel=MODEL_PANEL)] = None,
@@ -440,7 +442,7 @@ def generate(
     revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 2).", rich_help_panel="Agents")] = None,
     llm_critic: Annotated[Optional[str], typer.Option(help="LLM critic: off, advisory or enforce (default: advisory for the embedded models, else enforce).", rich_help_panel="Agents")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Run seed (default 0).", rich_help_panel="Run")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default 4 for network backends, 1 in process).", rich_help_panel="Run")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default: 8 for llamacpp-server, whose slots decode together; 4 for openai; 1 in process).", rich_help_panel="Run")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop starting new draws after this long (resume later).", rich_help_panel="Run")] = None,
     force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.", rich_help_panel="Run")] = False,
     hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.", rich_help_panel="Run")] = False,
@@ -457,11 +459,11 @@ def generate(
         read_adapter(adapter)
     llm = llm_config(backend, model, model_path, base_url, api_key_env, structured, seed=seed, max_tokens=max_tokens,
                      max_retries=max_retries, timeout_s=timeout, price_prompt_per_m=price_prompt,
-                     price_completion_per_m=price_completion)
+                     price_completion_per_m=price_completion, weights=weights)
     try:
         generation = GenerationConfig(llm=llm, **given(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
-            reasoner=reasoner, writer_temperature=temperature,
+            reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar,
             ground_on=[check_split(s) for s in ground_on] if ground_on else None,
             writer_adapter=str(adapter) if adapter else None,
             writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))
@@ -817,7 +819,9 @@ def demo(
         options = DemoOptions(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(f"demo options: {describe(exc)}") from None
-    config = llm_config(backend, model, model_path, base_url, api_key_env, None)
+    # no model option given: the demo's own default (llama.cpp's server with the embedded model)
+    config = llm_config(backend, model, model_path, base_url, api_key_env, None) \
+        if any(v is not None for v in (backend, model, model_path, base_url, api_key_env)) else None
     with progress_bar() as progress:
         task = progress.add_task("demo", total=None)
 

@@ -21,7 +21,9 @@ from synthtrials.tools.adapter_folder import adapter_sha256
 from synthtrials.tools.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError, InputError
 from synthtrials.tools.ingest import ingest
+from synthtrials.tools.llama_server import stop_servers
 from synthtrials.tools.llm import LLMConfig
+from synthtrials.tools.llm_config import traits
 from synthtrials.tools.progress import ProgressFn, SayFn, StageProgressFn
 from synthtrials.tools.run_folder import trials_file
 from synthtrials.tools.store import eligible, grounding_filter, open_store
@@ -49,7 +51,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         raise ConfigError(f"{data}: missing {', '.join(missing)} (the TOP benchmark CSVs; see `synthtrials data download top`)")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"out": str(out)}
-    llm = llm or LLMConfig()
+    llm = llm or LLMConfig(backend="llamacpp-server")  # llama.cpp's server: parallel draws
 
     def stage(label: str) -> ProgressFn | None:
         return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
@@ -67,7 +69,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         f"{calibration.real_rejection:.1%} of real train trials")
 
     adapter = None
-    if llm.backend in ("llamacpp", "transformers"):
+    if traits(llm.backend).adapts:
         say(f"2/6 adapt the embedded writer to {options.adapt_trials} train trials (LoRA, at most "
             f"{options.adapt_minutes:g} min; cached: a re-run skips it)")
         adapter = out / "adapter"
@@ -107,6 +109,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         results["judge"] = run_judge(synthetic[:options.judge_trials], real,
                                      generation.llm.model_copy(update={"max_tokens": 300}),
                                      run_dir / "judge", n_real=5)
+        stop_servers()  # the judge's model server is not needed past this stage
     else:
         say("    no accepted synthetic trial to judge")
 

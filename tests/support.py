@@ -29,12 +29,36 @@ def head_csv(source: Path, target: Path, rows: int) -> Path:
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `synthtrials` console entry point in a subprocess."""
+    """Run the real `synthtrials` console entry point in a subprocess (a new interpreter: torch and
+    MiniLM load again, several seconds on 2 cores). For what only a process shows: its exit status
+    as the shell sees it, a kill. Everything else: `cli`."""
     return subprocess.run(
         [sys.executable, "-m", "synthtrials.scripts.cli", *args],
         capture_output=True, text=True, cwd=cwd, timeout=timeout,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The same command line as `run_cli` (the same argument expansion, Typer app, one-line errors and
+    exit codes), run in this process: what was loaded (torch, MiniLM, the stores' indexes) stays
+    loaded. An exception that escapes the command is written to stderr as a traceback, as the
+    interpreter would, so `"Traceback" not in stderr` still means what it says."""
+    import traceback
+
+    from synthtrials.scripts.cli import app
+    from synthtrials.scripts.cli_args import expand_multi_value
+    from typer.testing import CliRunner
+
+    args = [str(a) for a in args]
+    result = CliRunner().invoke(app, expand_multi_value(args), prog_name="synthtrials",
+                                env={"COLUMNS": "200", **(env or {})})
+    stderr = result.stderr
+    code = result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(result.exception))
+        code = 1
+    return subprocess.CompletedProcess(["synthtrials", *args], code, result.stdout, stderr)
 
 
 def free_port() -> int:
@@ -87,3 +111,29 @@ class LlamaServer:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+#: drugs the tests name (the reasoner's junk reasons, the checks' lenalidomide trial, the example scripts' sorafenib)
+NAMED_DRUGS = frozenset({"alemtuzumab", "bortezomib", "fondaparinux", "lenalidomide", "pemetrexed", "sorafenib",
+                         "sorafenib tosylate"})
+
+
+def drug_complete_subset(source: Path, target: Path, k: int = 3, also: frozenset[str] = NAMED_DRUGS) -> Path:
+    """The rows of `source` (a TOP CSV) that list a drug a plan can draw from it (k successful and k failed
+    trials, first listed) or a drug in `also`: real rows, each such drug with every trial it has, so its
+    counts, its eligibility and its evidence are those of the whole file."""
+    import csv
+
+    from synthtrials.tools.eligibility import eligible_trials
+    from synthtrials.tools.normalize import normalize_intervention
+    from synthtrials.tools.readers import read_trials
+
+    trials = read_trials([source])
+    drugs = {e.intervention for e in eligible_trials(trials, k)} | set(also)
+    keep = {t.nct_id for t in trials if drugs & {normalize_intervention(i.name) for i in t.interventions}}
+    with source.open(newline="") as handle, target.open("w", newline="") as out:
+        reader = csv.DictReader(handle)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(row for row in reader if row["nctid"] in keep)
+    return target

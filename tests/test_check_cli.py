@@ -3,7 +3,7 @@ by the same function as the critic node; one verdict line per input trial."""
 
 import json
 
-from support import FIXTURES, TOP, XML_FILE, head_csv, run_cli
+from support import FIXTURES, TOP, XML_FILE, cli, head_csv
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.store import open_store
 
@@ -22,9 +22,9 @@ def test_check_every_reader_format(phase1_store_path, tmp_path):
     run.mkdir()
     (run / "run.json").write_text("{}")
     (run / "trials.jsonl").write_text(jsonl.read_text())
-    api_json = next(FIXTURES.glob("*.json"))
+    api_json = FIXTURES / "ctgov_v2_study.json"
     inputs = [csv_file, XML_FILE, api_json, jsonl, run]
-    result = run_cli("check", *map(str, inputs), "--store", str(phase1_store_path), "--out", str(tmp_path / "v.jsonl"))
+    result = cli("check", *map(str, inputs), "--store", str(phase1_store_path), "--out", str(tmp_path / "v.jsonl"))
     assert result.returncode == 0, result.stderr
     rows = verdicts(tmp_path / "v.jsonl")
     expected = [t.nct_id for t in read_trials([csv_file, XML_FILE, api_json])] + [bare.nct_id]
@@ -39,25 +39,25 @@ def test_check_every_reader_format(phase1_store_path, tmp_path):
 
 
 def test_check_bad_input_is_one_line(phase1_store_path, tmp_path):
-    missing = run_cli("check", str(tmp_path / "nope.csv"), "--store", str(phase1_store_path),
+    missing = cli("check", str(tmp_path / "nope.csv"), "--store", str(phase1_store_path),
                       "--out", str(tmp_path / "v.jsonl"))
     assert missing.returncode == 2 and "nope.csv" in missing.stderr and "Traceback" not in missing.stderr
-    no_store = run_cli("check", str(XML_FILE), "--store", str(tmp_path / "none"), "--out", str(tmp_path / "v.jsonl"))
+    no_store = cli("check", str(XML_FILE), "--store", str(tmp_path / "none"), "--out", str(tmp_path / "v.jsonl"))
     assert no_store.returncode == 2 and "no trial store here" in no_store.stderr
     assert not (tmp_path / "v.jsonl").exists()
 
 
 def test_store_calibrate_and_stats_show_the_calibration(phase1_store_path):
-    calibrated = run_cli("store", "calibrate", "--store", str(phase1_store_path))
+    calibrated = cli("store", "calibrate", "--store", str(phase1_store_path))
     assert calibrated.returncode == 0, calibrated.stderr
     assert "typicality_criterion" in calibrated.stdout and "of real trials" in calibrated.stdout
     store = open_store(phase1_store_path, create=False)
     store.save_calibration("reasons:0000:a-model-no-test-uses.gguf", {"validity": 0.2, "threshold": 0.5})
     store.close()
-    stats = run_cli("store", "stats", "--store", str(phase1_store_path))
+    stats = cli("store", "stats", "--store", str(phase1_store_path))
     assert stats.returncode == 0, stats.stderr
     assert "calibration" in stats.stdout and "by split" in stats.stdout
     said = " ".join(stats.stdout.split())
     assert "a-model-no-test-uses.gguf" in said and "`--reasoner auto` uses evidence" in said
-    empty = run_cli("store", "calibrate", "--store", str(phase1_store_path), "--ground-on", "valid")
+    empty = cli("store", "calibrate", "--store", str(phase1_store_path), "--ground-on", "valid")
     assert empty.returncode == 2 and "no real trials" in empty.stderr

@@ -2,12 +2,7 @@
 calibrated domain checks on a real store's knowledge."""
 
 import pytest
-from synthtrials.tools.calibration import (
-    build_knowledge,
-    calibrate,
-    calibration_key,
-    choose_thresholds,
-)
+from synthtrials.tools.calibration import calibration_key, choose_thresholds
 from synthtrials.tools.checks import (
     check_copying,
     check_domain,
@@ -18,7 +13,7 @@ from synthtrials.tools.checks import (
     scrub_trial,
 )
 from synthtrials.tools.domain import SectionScore
-from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
+from synthtrials.tools.store import TrialFilter, grounding_filter
 from synthtrials.tools.trial import Eligibility, Intervention, Phase, Trial
 
 TOP_FIELDS = ("phase", "conditions", "interventions", "eligibility")
@@ -109,20 +104,23 @@ def test_thresholds_are_a_shared_quantile_under_the_joint_rejection_bound():
 
 
 @pytest.fixture(scope="module")
-def knowledge(phase1_store_path):
-    store = open_store(phase1_store_path, create=False)
-    yield store, build_knowledge(store, ["train"])
-    store.close()
+def knowledge(phase1_knowledge):
+    store, known, _ = phase1_knowledge
+    return store, known
 
 
 @pytest.fixture(scope="module")
-def calibration(knowledge):
+def calibration(phase1_knowledge):
+    """`calibrate` on the train split's knowledge (run once per session, saved with the store)."""
+    store, _, saved = phase1_knowledge
+    assert saved.key == calibration_key(store, ["train"]) and saved.splits == ["train"]
+    return saved
+
+
+def test_calibration_rejects_at_most_5_percent_of_real_grounding_trials(knowledge, calibration):
     store, known = knowledge
-    return calibrate(known, calibration_key(store, ["train"]), ["train"])
-
-
-def test_calibration_rejects_at_most_5_percent_of_real_grounding_trials(calibration):
-    assert calibration.real_rejection <= 0.05 and calibration.trials == 1044
+    assert calibration.real_rejection <= 0.05
+    assert calibration.trials == len(known.trials) == len(store.filter_ids(grounding_filter(["train"]))) == 365
     assert set(calibration.thresholds) >= {"typicality_criterion", "typicality_criterion_mean", "typicality_condition",
                                            "condition_fit", "eligibility_fit", "intervention_fit", "criteria_count"}
     assert all(rate <= calibration.real_rejection for rate in calibration.rejection_rates.values())

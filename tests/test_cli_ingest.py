@@ -3,7 +3,7 @@
 import json
 import zipfile
 
-from support import TOP, XML_FILE, run_cli
+from support import TOP, XML_FILE, cli
 
 
 def _no_traceback(result):
@@ -13,15 +13,15 @@ def _no_traceback(result):
 
 def test_ingest_stats_eligible(tmp_path):
     store = tmp_path / "store"
-    result = run_cli("ingest", str(TOP / "phase_I_valid.csv"), str(XML_FILE), "--store", str(store))
+    result = cli("ingest", str(TOP / "phase_I_valid.csv"), str(XML_FILE), "--store", str(store))
     assert result.returncode == 0, result.stderr
     assert "stored 118 trials" in result.stdout
-    stats = run_cli("store", "stats", "--store", str(store), "--json")
+    stats = cli("store", "stats", "--store", str(store), "--json")
     data = json.loads(stats.stdout)
     assert data["trials"] == 118 and data["label"]["unlabelled"] == 1
-    table = run_cli("store", "stats", "--store", str(store))
+    table = cli("store", "stats", "--store", str(store))
     assert "by phase" in table.stdout and "phase 1" in table.stdout
-    eligible = run_cli("store", "eligible", "--k", "1", "--json", "--store", str(store))
+    eligible = cli("store", "eligible", "--k", "1", "--json", "--store", str(store))
     rows = json.loads(eligible.stdout)
     assert rows and all(r["successes"] >= 1 and r["failures"] >= 1 for r in rows)
 
@@ -49,11 +49,11 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path):
     ]
     store = tmp_path / "store"
     for path, message in cases:
-        result = run_cli("ingest", str(TOP / "phase_I_valid.csv"), str(path), "--store", str(store))
+        result = cli("ingest", str(TOP / "phase_I_valid.csv"), str(path), "--store", str(store))
         assert result.returncode == 2, (path, result.stderr)
         assert message in result.stderr.replace("\n", ""), result.stderr
         _no_traceback(result)
-        stats = run_cli("store", "stats", "--json", "--store", str(store))
+        stats = cli("store", "stats", "--json", "--store", str(store))
         assert json.loads(stats.stdout)["trials"] == 0  # nothing half-written
 
 
@@ -68,7 +68,7 @@ def test_skip_bad_stores_good_records_and_writes_rejects(tmp_path):
                         "NCT00000002,completed,,1,phase 7,['a'],[],['x'],[],c\n")
     store = tmp_path / "store"
     rejected = tmp_path / "rejected.jsonl"
-    result = run_cli("ingest", str(archive), str(csv_file), "--store", str(store), "--skip-bad", "--rejected", str(rejected))
+    result = cli("ingest", str(archive), str(csv_file), "--store", str(store), "--skip-bad", "--rejected", str(rejected))
     assert result.returncode == 0, result.stderr
     assert "stored 2 trials" in result.stdout and "rejected 2 records" in result.stdout
     rows = [json.loads(l) for l in rejected.read_text().splitlines()]
@@ -77,7 +77,7 @@ def test_skip_bad_stores_good_records_and_writes_rejects(tmp_path):
 
 
 def test_store_commands_on_missing_store(tmp_path):
-    result = run_cli("store", "stats", "--store", str(tmp_path / "nothing"))
+    result = cli("store", "stats", "--store", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "no trial store here" in result.stderr
     _no_traceback(result)
     assert not (tmp_path / "nothing").exists()

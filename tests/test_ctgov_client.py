@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from support import FIXTURES, run_cli
+from support import FIXTURES, cli
 from synthtrials.tools.ctgov_client import CtGovClient, retry_after_seconds
 from synthtrials.tools.errors import ConfigError
 
@@ -111,13 +111,13 @@ def test_retry_after_parsing():
 
 def test_fetch_cli_then_ingest(server, tmp_path):
     out = tmp_path / "studies.json"
-    result = run_cli("fetch", "--query", "metformin", "--max", "4", "--nct", "NCT00000009", "--out", str(out),
+    result = cli("fetch", "--query", "metformin", "--max", "4", "--nct", "NCT00000009", "--out", str(out),
                      "--base-url", server, "--min-interval", "0")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(out.read_text())["studies"]) == 5
     store = tmp_path / "store"
-    ingest = run_cli("ingest", str(out), "--store", str(store))
+    ingest = cli("ingest", str(out), "--store", str(store))
     assert ingest.returncode == 0 and "stored 5 trials" in ingest.stdout
-    missing = run_cli("fetch", "--nct", "NCT00000404", "--out", str(tmp_path / "x.json"), "--base-url", server,
+    missing = cli("fetch", "--nct", "NCT00000404", "--out", str(tmp_path / "x.json"), "--base-url", server,
                       "--min-interval", "0")
     assert missing.returncode == 2 and "not found" in missing.stderr and not (tmp_path / "x.json").exists()

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from support import TOP, run_cli
+from support import TOP, cli
 from synthtrials.evals.classifiers import (
     EncoderFeatureCache,
     FrozenEncoderClassifier,
@@ -54,6 +54,7 @@ def test_tfidf_grid_with_bootstrap(tmp_path, synthetic_file):
     assert result.model_dump(mode="json", exclude_none=True) == saved  # what is returned is what is written
 
 
+@pytest.mark.slow
 def test_paper_split_and_sweeps(tmp_path, synthetic_file):
     result = run_evaluation(EvalOptions(real_pool=[str(TOP / "phase_I_train.csv"), str(TOP / "phase_I_test.csv")],
                                         split="paper", synthetic=str(synthetic_file), seeds=[1, 2], out=tmp_path,
@@ -70,6 +71,7 @@ def test_paper_split_and_sweeps(tmp_path, synthetic_file):
     assert fidelity["real_model_on_synthetic"]["roc_auc"]["mean"] > 0.55
 
 
+@pytest.mark.slow
 def test_transformer_fine_tunes_with_early_stopping(tmp_path):
     train = read_trials([TOP / "phase_I_valid.csv"])[:64]
     valid = read_trials([TOP / "phase_I_valid.csv"])[64:]
@@ -82,6 +84,7 @@ def test_transformer_fine_tunes_with_early_stopping(tmp_path):
     assert frozen.predict_proba(valid).shape == (len(valid), 2) and frozen.threshold_ == 0.5
 
 
+@pytest.mark.slow
 def test_frozen_lower_layers_are_computed_once_per_text():
     trials = read_trials([TOP / "phase_I_valid.csv"])
     train, valid = trials[:64], trials[64:]
@@ -144,6 +147,7 @@ def test_collapse_to_one_class_is_flagged(tmp_path):
     assert saved == real.model_dump(mode="json")
 
 
+@pytest.mark.slow
 def test_transformer_evaluation_has_no_fine_tuning_baseline(tmp_path):
     small = tmp_path / "small.csv"
     lines = (TOP / "phase_I_valid.csv").read_text().splitlines(keepends=True)
@@ -176,14 +180,14 @@ def test_bad_evaluation_inputs(tmp_path, synthetic_file):
     kept = [l for l in synthetic_file.read_text().splitlines() if json.loads(l)["label"] == 1][:5]
     kept += [l for l in synthetic_file.read_text().splitlines() if json.loads(l)["label"] == 0][:1]
     rare.write_text("\n".join(kept) + "\n")
-    result = run_cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
+    result = cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
                      str(TOP / "phase_I_test.csv"), "--synthetic", str(rare), "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "at least 2 trials of each label" in result.stderr
-    missing_model = run_cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
+    missing_model = cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
                             str(TOP / "phase_I_test.csv"), "--classifier", "transformer", "--model",
                             str(tmp_path / "no-such-model"), "--out", str(tmp_path / "y"))
     assert missing_model.returncode == 2 and "not found" in missing_model.stderr
-    unlabelled = run_cli("evaluate", "--real-train", str(TOP.parent / "ctgov-xml" / "NCT00000378.xml"),
+    unlabelled = cli("evaluate", "--real-train", str(TOP.parent / "ctgov-xml" / "NCT00000378.xml"),
                          "--real-test", str(TOP / "phase_I_test.csv"), "--out", str(tmp_path / "z"))
     assert unlabelled.returncode == 2 and "have no 0/1 label" in unlabelled.stderr
     for r in (result, missing_model, unlabelled):
@@ -200,6 +204,7 @@ def test_paired_bootstrap_detects_a_clear_gain():
     assert result["roc_auc"]["ci_low"] > 0
 
 
+@pytest.mark.slow
 def test_fidelity_of_a_copy_and_of_different_text(synthetic_file):
     from synthtrials.evals.data import load_synthetic
 
@@ -220,6 +225,7 @@ def test_fidelity_of_a_copy_and_of_different_text(synthetic_file):
     assert knn_precision_recall(v, v, k=1) == {"precision": 1.0, "recall": 1.0}
 
 
+@pytest.mark.slow
 def test_judge_with_the_embedded_model_resumes(tmp_path, synthetic_file):
     from synthtrials.evals.data import load_synthetic
 
@@ -237,6 +243,7 @@ def test_judge_with_the_embedded_model_resumes(tmp_path, synthetic_file):
     assert (tmp_path / "judge.jsonl").read_text() == before  # resumed: nothing judged twice
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(tmp_path, synthetic_file):
     run = tmp_path / "run"
     run.mkdir()
@@ -249,7 +256,7 @@ def test_report_is_self_contained(tmp_path, synthetic_file):
         tokens_per_accepted=900.0, accepted_per_minute=2.0, seconds=1200.0, backend="llamacpp", model="smollm2"))
     run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_valid.csv"), real_test=str(TOP / "toy_valid.csv"),
                                synthetic=str(run), out=run / "eval", seeds=[1, 2], n_boot=50, sweeps=["ratio"]))
-    result = run_cli("report", str(run), "--real", str(TOP / "phase_I_valid.csv"))
+    result = cli("report", str(run), "--real", str(TOP / "phase_I_valid.csv"))
     assert result.returncode == 0, result.stderr
     page = (run / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<table>" in page and "http" not in page.split("<body>")[1]

@@ -4,7 +4,7 @@ a classifier; the paper split drops such trials per seed; the field set is like 
 import json
 
 import pytest
-from support import TOP, run_cli
+from support import TOP, cli, head_csv
 from synthtrials.evals.experiment import EvalOptions, run_evaluation
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
@@ -26,9 +26,12 @@ def write_jsonl(path, rows):
 
 
 def options(tmp_path, synthetic, **extra):
-    return EvalOptions(real_train=str(TOP / "phase_I_train.csv"), real_test=str(TOP / "phase_I_test.csv"),
-                       real_valid=str(TOP / "phase_I_valid.csv"), synthetic=str(synthetic), out=tmp_path / "eval",
-                       seeds=[40], n_boot=50, **extra)
+    """One seed of TF-IDF on the first 300 phase_I_train and 200 phase_I_test trials (real rows: the guard
+    reads provenance, not how many trials train the classifier), phase_I_valid as the validation set."""
+    train = head_csv(TOP / "phase_I_train.csv", tmp_path / "phase_I_train_300.csv", 300)
+    test = head_csv(TOP / "phase_I_test.csv", tmp_path / "phase_I_test_200.csv", 200)
+    return EvalOptions(real_train=str(train), real_test=str(test), real_valid=str(TOP / "phase_I_valid.csv"),
+                       synthetic=str(synthetic), out=tmp_path / "eval", seeds=[40], n_boot=50, **extra)
 
 
 def test_synthetic_grounded_on_a_test_trial_is_refused(tmp_path):
@@ -41,9 +44,9 @@ def test_synthetic_grounded_on_a_test_trial_is_refused(tmp_path):
     line = str(error.value)
     assert "1 synthetic trials were grounded on trials of the test set" in line and test_id in line
     assert "--ground-on train" in line and "\n" not in line
-    cli = run_cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
+    refused = cli("evaluate", "--real-train", str(TOP / "phase_I_train.csv"), "--real-test",
                   str(TOP / "phase_I_test.csv"), "--synthetic", str(path), "--out", str(tmp_path / "cli"))
-    assert cli.returncode == 2 and test_id in cli.stderr and "Traceback" not in cli.stderr
+    assert refused.returncode == 2 and test_id in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "cli" / "metrics.json").exists()
 
 

@@ -1,5 +1,6 @@
 """The embedded llama.cpp backend on the bundled SmolLM2 model: real generation, real cache."""
 
+import re
 import sqlite3
 
 import pytest
@@ -20,6 +21,11 @@ from synthtrials.tools.trial import render_for_classifier
 from synthtrials.tools.writer_format import DraftSpec
 
 
+#: names of antibiotics and antibiotic classes, for answers to "Name one antibiotic."
+ANTIBIOTIC = re.compile(r"cillin|cephalospor|ce(f|ph)[a-z]+|mycin|micin|cycline|floxacin|penem|sulfa|trimethoprim|"
+                        r"vancomycin|linezolid|metronidazole|nitrofurantoin|rifamp", re.IGNORECASE)
+
+
 @pytest.fixture(scope="module")
 def top_spec() -> DraftSpec:
     """What the writer writes when grounded on TOP phase I train."""
@@ -32,6 +38,7 @@ def cached_client(tmp_path_factory):
     return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7, repair_retries=2))
 
 
+@pytest.mark.slow
 def test_structured_trial_from_the_embedded_model(cached_client, top_spec):
     examples = [render_for_classifier(t)[:800] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
     _, result = write_draft(cached_client, top_spec, "metformin", 1, examples, ["Well-tolerated oral drug"], [],
@@ -48,6 +55,7 @@ def test_structured_trial_from_the_embedded_model(cached_client, top_spec):
     assert usage.prompt_tokens > 100 and usage.completion_tokens > 20
 
 
+@pytest.mark.slow
 def test_cache_makes_reruns_free_and_samples_distinct(cached_client):
     messages = [HumanMessage(content="Name one antibiotic. Answer in one word.")]
     first = cached_client.text(messages, sample_index=0)
@@ -72,8 +80,14 @@ def test_writer_schema_pins_the_intervention(top_spec):
     assert all(o["items"][0]["properties"]["name"] == {"const": "aspirin"} for o in options)
 
 
-def test_prompt_over_the_context_window_is_refused():
-    client = LLMClient(LLMConfig(n_ctx=512, max_tokens=128))
+@pytest.fixture(scope="module")
+def small_window() -> LLMClient:
+    """SmolLM2 in llama.cpp with a 512-token window and 128 answer tokens."""
+    return LLMClient(LLMConfig(n_ctx=512, max_tokens=128))
+
+
+def test_prompt_over_the_context_window_is_refused(small_window):
+    client = small_window
     with pytest.raises(LLMError, match="exceeds the 512-token context window"):
         client.text([HumanMessage(content="word " * 2000)])
 
@@ -95,30 +109,31 @@ def test_extract_json_tolerates_fences_and_chatter():
         extract_json("no json here")
 
 
-def test_transformers_backend_on_the_bundled_gguf():
+def test_transformers_backend_on_the_bundled_gguf(smollm2_chat):
     """The transformers backend loads the same GGUF (dequantised) and answers through LangChain."""
-    client = LLMClient(LLMConfig(backend="transformers", model_path="smollm2", max_tokens=12, temperature=0))
+    client = smollm2_chat  # LLMConfig(backend="transformers", model_path="smollm2", max_tokens=12, temperature=0)
     answer = client.text([HumanMessage(content="Name one antibiotic.")])
-    assert isinstance(answer, str) and answer.strip()
+    assert ANTIBIOTIC.search(answer), answer  # greedy: the model's own answer names one (cephalosporins)
     assert client.usage.prompt_tokens > 5 and 0 < client.usage.completion_tokens <= 12
 
 
+@pytest.mark.slow
 def test_llm_try_cli_prints_a_synthetic_trial():
     import json
 
-    from support import run_cli
+    from support import cli
 
-    result = run_cli("llm", "try", "--intervention", "aspirin", "--label", "0", "--max-tokens", "700")
+    result = cli("llm", "try", "--intervention", "aspirin", "--label", "0", "--max-tokens", "700")
     assert result.returncode == 0, result.stderr
     trial = json.loads(result.stdout)
     assert trial["source"] == "synthetic" and trial["nct_id"].startswith("SYN-") and trial["label"] == 0
     assert trial["interventions"][0]["name"] == "aspirin"
-    bad = run_cli("llm", "try", "--intervention", "aspirin", "--label", "3")
+    bad = cli("llm", "try", "--intervention", "aspirin", "--label", "3")
     assert bad.returncode == 2 and "--label must be 0 or 1" in bad.stderr
 
 
-def test_a_repair_that_would_overflow_the_context_drops_the_invalid_answer():
-    client = LLMClient(LLMConfig(n_ctx=512, max_tokens=128))
+def test_a_repair_that_would_overflow_the_context_drops_the_invalid_answer(small_window):
+    client = small_window
     prompt = [HumanMessage(content="word " * 250)]
     history = client._repair_history(prompt, "x " * 400, "not JSON")
     assert len(history) == 2 and "not JSON" in history[-1].content  # the answer itself would not fit

@@ -32,6 +32,7 @@ def openai_config(base_url: str, **kw) -> LLMConfig:
     return LLMConfig(backend="openai", model="smollm2", base_url=base_url, api_key_env="SYNTH_TEST_KEY", **kw)
 
 
+@pytest.mark.slow
 def test_chat_openai_structured_trial_through_a_real_server(llama_server, monkeypatch, tmp_path):
     monkeypatch.setenv("SYNTH_TEST_KEY", SECRET)
     config = openai_config(llama_server.base_url, structured="json_object_schema", max_tokens=600,
@@ -42,12 +43,20 @@ def test_chat_openai_structured_trial_through_a_real_server(llama_server, monkey
     assert isinstance(result.value, spec.model())
     assert result.value.interventions[0].name == "ibuprofen"
     assert client.usage.prompt_tokens > 50 and client.usage.completion_tokens > 10
-    answer = client.text([HumanMessage(content="Say hello.")])
-    assert isinstance(answer, str) and answer
+    before = client.usage
+    question = [HumanMessage(content="Name one antibiotic. Answer in one word.")]
+    answer = client.text(question, temperature=0)
+    answered = client.usage
+    assert answer.strip() and 0 < answered.completion_tokens - before.completion_tokens <= 600
+    # the same call again comes from the LLM cache through ChatOpenAI: the same answer, no new tokens
+    assert client.text(question, temperature=0) == answer
+    assert client.usage.completion_tokens == answered.completion_tokens
+    assert client.usage.cached_calls == answered.cached_calls + 1
     # the key is never written to disk: not in the cache
     assert SECRET.encode() not in (tmp_path / "cache.sqlite").read_bytes()
 
 
+@pytest.mark.slow
 def test_bad_api_key_is_a_fatal_one_line_error(llama_server, monkeypatch):
     monkeypatch.setenv("SYNTH_TEST_KEY", "sk-wrong")
     client = LLMClient(openai_config(llama_server.base_url, max_retries=0))

@@ -41,15 +41,11 @@ def test_evidence_comes_from_the_grounding_trials_only(phase1_store_path):
     store.close()
 
 
-def test_evidence_reasons_are_valid_sentences_for_every_eligible_phase_one_drug(phase1_store_path):
+def test_evidence_reasons_are_valid_sentences_for_every_eligible_phase_one_drug(phase1_knowledge):
     trials = read_trials([TOP / "phase_I_train.csv"])
     drugs = [e.intervention for e in eligible_trials(trials, 3)]
-    store = open_store(phase1_store_path, create=False)
-    resources = Resources(store=store, llm=None)  # type: ignore[arg-type]
-    knowledge = resources.knowledge(["train"])
-    from synthtrials.tools.calibration import load_or_calibrate
-
-    threshold = load_or_calibrate(store, ["train"], knowledge).thresholds["typicality_criterion"]
+    store, knowledge, calibration = phase1_knowledge  # the critic's knowledge of the train split, calibrated
+    threshold = calibration.thresholds["typicality_criterion"]
     checked = 0
     for drug in drugs:
         of_drug = [t for t in trials if drug in {normalize_intervention(i.name) for i in t.interventions}]
@@ -61,7 +57,6 @@ def test_evidence_reasons_are_valid_sentences_for_every_eligible_phase_one_drug(
             assert not any(OUTCOME_PATTERN.search(r) for r in reasons)  # design considerations, never outcomes
             checked += 1
     assert checked == 2 * len(drugs) and len(drugs) >= 10
-    store.close()
 
 
 #: reasons the embedded SmolLM2 wrote in benchmarks/bench_reasoner.py that the first validator passed
@@ -79,12 +74,9 @@ SMOLLM2_JUNK = [
 ]
 
 
-def test_junk_that_reads_like_sentences_is_rejected_and_a_real_consideration_kept(phase1_store_path):
-    from synthtrials.tools.calibration import load_or_calibrate
-
-    store = open_store(phase1_store_path, create=False)
-    knowledge = Resources(store=store, llm=None).knowledge(["train"])  # type: ignore[arg-type]
-    threshold = load_or_calibrate(store, ["train"], knowledge).thresholds["typicality_criterion"]
+def test_junk_that_reads_like_sentences_is_rejected_and_a_real_consideration_kept(phase1_knowledge):
+    store, knowledge, calibration = phase1_knowledge
+    threshold = calibration.thresholds["typicality_criterion"]
 
     def problems(drug, reason):
         evidence = drug_evidence(store.filter(grounding_filter(["train"]).narrowed(intervention=drug)), drug, 1)
@@ -96,7 +88,6 @@ def test_junk_that_reads_like_sentences_is_rejected_and_a_real_consideration_kep
     assert "states an outcome" in verdicts[SMOLLM2_JUNK[0][1]] and "states an outcome" in verdicts[SMOLLM2_JUNK[2][1]]
     assert "is not a sentence" in verdicts[SMOLLM2_JUNK[5][1]]
     assert problems("lenalidomide", "Enroll adults with relapsed multiple myeloma after two prior lines of therapy.") is None
-    store.close()
 
 
 def test_junk_reasons_are_rejected_asked_again_then_dropped(phase1_store_path):

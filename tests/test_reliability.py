@@ -5,15 +5,17 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from contextlib import closing
 
 from fake_openai import FakeOpenAIServer, Fault, scripted_trial_answer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import FIXTURES, XML_FILE, run_cli
+from support import FIXTURES, XML_FILE, cli
 from synthtrials.tools.errors import InputError
 from synthtrials.tools.readers import iter_sources
 from synthtrials.tools.trial import Trial
@@ -27,24 +29,49 @@ def generate_args(store, out, server, n, *extra):
             "--timeout", "2", *extra]
 
 
+def checkpoint_rows(out) -> int:
+    """Checkpoints written so far by a running generation (0 before its database has the table)."""
+    path = out / "checkpoints.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(path, timeout=5)) as db:  # a reader: never blocks the run's writes (WAL)
+            return db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+    except sqlite3.Error:  # the table is not there yet, or a write holds the lock: ask again
+        return 0
+
+
 def test_sigkill_at_random_points_then_resume(phase1_store_path, tmp_path):
+    """`synthtrials generate` in its own process, SIGKILLed five times at random points of the run (after
+    a random number of new checkpoints, plus a random fraction of a step), each time resumed by the
+    next process; a last run completes it."""
     out = tmp_path / "run"
     rng = random.Random(11)
+    kills = []
     with FakeOpenAIServer(responder=scripted_trial_answer, delay_s=0.1) as server:
         args = [sys.executable, "-m", "synthtrials.scripts.cli", *generate_args(phase1_store_path, out, server, 10)]
         for _ in range(5):
+            before = checkpoint_rows(out)
+            target = before + rng.randint(1, 8)  # a 10-trial run writes 60 or more
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     env={**os.environ, "COLUMNS": "200"})
-            time.sleep(rng.uniform(3.0, 8.0))
-            if proc.poll() is None:
+            deadline = time.monotonic() + 300
+            while proc.poll() is None and checkpoint_rows(out) < target and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside the next step
+            killed = proc.poll() is None
+            if killed:
                 proc.send_signal(signal.SIGKILL)
             proc.wait()
+            kills.append((killed, checkpoint_rows(out) - before))
             for name in ("summary.json", "plan.json", "run.json"):  # whatever exists is whole
                 if (out / name).exists():
                     json.loads((out / name).read_text())
             if (out / "trials.jsonl").exists():
                 [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
-        final = run_cli(*generate_args(phase1_store_path, out, server, 10))
+        # every process was killed mid-run, each after it had written checkpoints of its own
+        assert all(killed and new > 0 for killed, new in kills), kills
+        final = cli(*generate_args(phase1_store_path, out, server, 10))
         assert final.returncode == 0, final.stderr
     ids = [json.loads(line)["nct_id"] for line in (out / "trials.jsonl").read_text().splitlines()]
     assert len(ids) == 10 and len(set(ids)) == 10
@@ -72,7 +99,7 @@ def test_sigkill_inside_an_atomic_write_keeps_the_old_file_and_resume_clears_the
     """A process killed while writing leaves the previous file whole; the next run clears the temp file."""
     out = tmp_path / "run"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
-        assert run_cli(*generate_args(phase1_store_path, out, server, 2)).returncode == 0
+        assert cli(*generate_args(phase1_store_path, out, server, 2)).returncode == 0
         before = (out / "trials.jsonl").read_text()
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out / "trials.jsonl")], stdout=subprocess.PIPE,
                                 text=True)
@@ -80,7 +107,7 @@ def test_sigkill_inside_an_atomic_write_keeps_the_old_file_and_resume_clears_the
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert (out / "trials.jsonl").read_text() == before and list(out.glob(".trials.jsonl.*.tmp"))
-        assert run_cli(*generate_args(phase1_store_path, out, server, 2)).returncode == 0
+        assert cli(*generate_args(phase1_store_path, out, server, 2)).returncode == 0
     assert (out / "trials.jsonl").read_text() == before and not list(out.glob(".*.tmp"))
 
 
@@ -99,7 +126,7 @@ def test_fault_injecting_server_run_completes(phase1_store_path, tmp_path):
         for fault in faults:
             server.faults.append(fault)
             server.faults.append(Fault(content=None))  # a clean answer between faults
-        result = run_cli(*generate_args(phase1_store_path, out, server, 6, "--concurrency", "1"))
+        result = cli(*generate_args(phase1_store_path, out, server, 6, "--concurrency", "1"))
         assert result.returncode == 0, result.stderr
         assert not server.faults  # every fault was served
     summary = json.loads((out / "summary.json").read_text())
@@ -115,11 +142,11 @@ def test_fault_injecting_server_run_completes(phase1_store_path, tmp_path):
 def test_api_key_is_written_nowhere(phase1_store_path, tmp_path):
     out = tmp_path / "run"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
-        result = run_cli(*generate_args(phase1_store_path, out, server, 2), env={"OPENAI_API_KEY": SECRET})
+        result = cli(*generate_args(phase1_store_path, out, server, 2), env={"OPENAI_API_KEY": SECRET})
         assert result.returncode == 0, result.stderr
         assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {SECRET}"
                    for h in server.headers_seen)  # it was used
-        judged = run_cli("judge", str(out), "--backend", "openai", "--model", "scripted", "--base-url",
+        judged = cli("judge", str(out), "--backend", "openai", "--model", "scripted", "--base-url",
                          server.base_url, "--n-real", "1", env={"OPENAI_API_KEY": SECRET})
     assert judged.returncode == 0, judged.stderr
     assert SECRET not in result.stdout + result.stderr + judged.stdout + judged.stderr

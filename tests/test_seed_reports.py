@@ -5,7 +5,7 @@ import shutil
 import zipfile
 
 import pytest
-from support import FIXTURES, run_cli
+from support import FIXTURES, cli
 from synthtrials.tools.errors import InputError
 from synthtrials.tools.readers.seed_reports import (
     COMMENTS,
@@ -198,7 +198,7 @@ def test_load_report_json_refuses_unsafe_repairs(data, problem):
 
 def test_cli_imports_end_to_end(tmp_path):
     out = tmp_path / "seed" / "trials.jsonl"
-    result = run_cli("import-synthetic", str(REPORTS), "--labels", str(LABELS), "--out", str(out))
+    result = cli("import-synthetic", str(REPORTS), "--labels", str(LABELS), "--out", str(out))
     assert result.returncode == 0, result.stderr
     trials = [Trial.model_validate_json(line) for line in out.read_text().splitlines()]
     assert len(trials) == 7 and {t.label for t in trials} == {0, 1} and all(t.source == "synthetic" for t in trials)
@@ -214,7 +214,7 @@ def test_cli_label_count_mismatch_is_one_line_and_writes_nothing(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text(LABELS.read_text() + "1\n")
     out = tmp_path / "trials.jsonl"
-    result = run_cli("import-synthetic", str(REPORTS), "--labels", str(labels), "--out", str(out))
+    result = cli("import-synthetic", str(REPORTS), "--labels", str(labels), "--out", str(out))
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {labels}: 10 labels for 9 reports"]

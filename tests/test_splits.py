@@ -6,7 +6,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from support import TOP, TOP_FILES, run_cli
+from support import TOP, TOP_FILES, cli, head_csv
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.splits import split_from_source_name, strictest
@@ -73,14 +73,16 @@ def test_order_of_ingestion_never_downgrades(tmp_path):
 
 def test_ingest_split_option_and_upgrade_report(tmp_path):
     store = tmp_path / "store"
-    first = run_cli("ingest", str(TOP / "phase_I_valid.csv"), "--store", str(store), "--split", "pool")
+    # 20 real phase_I_valid rows: as pool trials their sections are embedded for the critic, all 117 take a minute
+    valid = head_csv(TOP / "phase_I_valid.csv", tmp_path / "phase_I_valid.csv", 20)
+    first = cli("ingest", str(valid), "--store", str(store), "--split", "pool")
     assert first.returncode == 0, first.stderr
-    assert "splits: pool 117" in first.stdout
-    again = run_cli("ingest", str(TOP / "phase_I_valid.csv"), "--store", str(store))
-    assert "117 trials took a stricter split" in again.stdout and "pool -> valid" in again.stdout
-    bad = run_cli("ingest", str(TOP / "phase_I_valid.csv"), "--store", str(store), "--split", "dev")
+    assert "splits: pool 20" in first.stdout
+    again = cli("ingest", str(valid), "--store", str(store))
+    assert "20 trials took a stricter split" in again.stdout and "pool -> valid" in again.stdout
+    bad = cli("ingest", str(valid), "--store", str(store), "--split", "dev")
     assert bad.returncode == 2 and "unknown split 'dev'" in bad.stderr
-    stats = run_cli("store", "stats", "--store", str(store))
+    stats = cli("store", "stats", "--store", str(store))
     assert "by split" in stats.stdout and "valid" in stats.stdout
 
 

@@ -81,9 +81,13 @@ def test_failed_upsert_leaves_store_unchanged(tmp_path):
     trials = read_trials([TOP / "phase_I_valid.csv"])
     store.upsert(trials[:10])
     before = store.stats()
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="store holds 384-d vectors, got 7-d"):
         store.upsert(trials[10:20], vectors=np.zeros((10, 7), dtype=np.float32))  # wrong dimension
     assert store.stats() == before and store.count() == 10
+    with pytest.raises(ValueError, match="one vector per trial"):
+        store.upsert(trials[10:20], vectors=np.zeros((9, 384), dtype=np.float32))
+    assert store.stats() == before and store.count() == 10
+    assert [t.nct_id for t in store.filter()] == [t.nct_id for t in trials[:10]]  # nothing half-written
 
 
 def test_missing_store_is_a_clear_error(tmp_path):

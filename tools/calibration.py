@@ -88,9 +88,11 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
 
 
 def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None) -> DomainKnowledge:
-    """The domain knowledge of the store's grounding trials (their sections embedded once, cached)."""
+    """The domain knowledge of the store's grounding trials: their sections embedded once and cached
+    with the store; a draft's new sections embedded by the store's encoder (never cached there)."""
     trials = store.filter(grounding_filter(splits))
-    return DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress))
+    return DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
+                           encode=lambda texts: store.embeddings.embed_array(texts))
 
 
 def load_or_calibrate(store: TrialStore, splits: list[str], knowledge: DomainKnowledge | None = None,

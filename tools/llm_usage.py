@@ -22,6 +22,8 @@ class Usage:
     seconds: float = 0.0
     failures: int = 0
     repairs: int = 0
+    free_calls: int = 0  #: structured calls first decoded without the grammar (`LLMConfig.grammar`)
+    grammar_fallbacks: int = 0  #: of those, answers that did not fit and were asked again under the grammar
 
     @property
     def total_tokens(self) -> int:

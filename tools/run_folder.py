@@ -105,6 +105,11 @@ class GenerationSummary(BaseModel):
     model: str
     writer_model: str | None = None
     surplus_accepted: int = 0
+    concurrency: int = Field(1, description="parallel draws of the last session")
+    free_decoded: int = Field(0, description="structured answers first decoded without the grammar (an adapted "
+                                             "writer's: `writer_grammar`)")
+    grammar_fallbacks: int = Field(0, description="of those, answers that did not parse or fit the schema and were "
+                                                  "asked again under the grammar")
     complete: bool = False
     stopped_by_time_budget: bool = False
 
