@@ -84,6 +84,22 @@ def _without_length_bounds(schema: Any) -> Any:
     return {k: _without_length_bounds(v) for k, v in schema.items() if k not in ("maxLength", "maxItems")}
 
 
+def truncated_answer(exc: Exception) -> AIMessage | None:
+    """The text of an answer that hit its token limit, where the OpenAI client raised instead of
+    returning it (its parse path raises `LengthFinishReasonError` for a constrained answer): such an
+    answer is judged by validation and repaired like any invalid one, as in process."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - langchain-openai depends on it
+        return None
+    if not isinstance(exc, openai.LengthFinishReasonError):
+        return None
+    completion = getattr(exc, "completion", None)
+    choices = getattr(completion, "choices", None) or []
+    content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
+    return AIMessage(content=content or "")
+
+
 @dataclass
 class StructuredResult:
     value: BaseModel
@@ -162,6 +178,9 @@ class LLMClient:
                             return runnable.invoke(messages, config=config)
                     return runnable.invoke(messages, config=config)
                 except Exception as exc:
+                    cut = truncated_answer(exc)
+                    if cut is not None:  # the answer ran out of tokens: the caller's validation judges it
+                        return cut
                     if not malformed_answer(exc) or attempt >= self.config.max_retries:
                         raise
                     attempt += 1

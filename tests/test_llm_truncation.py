@@ -1,0 +1,25 @@
+"""An answer that hit its token limit is judged by validation, whichever client returned it: the
+OpenAI client's parse path raises `LengthFinishReasonError` for a constrained answer (seen with
+llama-server), where llama.cpp in process returns the cut text."""
+
+import openai
+from openai.types.chat import ChatCompletion
+from synthtrials.tools.llm import truncated_answer
+
+
+def _cut(content: str | None) -> openai.LengthFinishReasonError:
+    completion = ChatCompletion.model_validate({
+        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": content}}],
+        "usage": {"completion_tokens": 448, "prompt_tokens": 247, "total_tokens": 695}})
+    return openai.LengthFinishReasonError(completion=completion)
+
+
+def test_a_truncated_answer_is_returned_as_its_text():
+    assert truncated_answer(_cut('{"brief_title": "A phase 1 stu')).content == '{"brief_title": "A phase 1 stu'
+    assert truncated_answer(_cut(None)).content == ""
+
+
+def test_other_errors_are_not_answers():
+    assert truncated_answer(ValueError("no")) is None
+    assert truncated_answer(openai.APIConnectionError(request=None)) is None  # type: ignore[arg-type]
