@@ -51,7 +51,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         raise ConfigError(f"{data}: missing {', '.join(missing)} (the TOP benchmark CSVs; see `synthtrials data download top`)")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"out": str(out)}
-    llm = llm or LLMConfig(backend="llamacpp-server")  # llama.cpp's server: parallel draws
+    llm = llm or LLMConfig()  # in process until llama-server's whole run is measured faster (benchmarks/RESULTS.md)
 
     def stage(label: str) -> ProgressFn | None:
         return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
