@@ -139,7 +139,7 @@ def main() -> None:
         data_file = Path(tmp) / "data.pkl"
         data_file.write_bytes(pickle.dumps({"encoded": encoded, "planned": plans["after"]}))
         results = {}
-        for arm in args.arms.split(","):
+        for arm in [a for a in args.arms.split(",") if a]:
             command = [sys.executable, __file__, "--arm", arm, "--data", str(data_file), "--steps", str(args.steps),
                        "--precision", args.precision] + (["--threads", str(args.threads)] if args.threads else [])
             done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
@@ -171,6 +171,9 @@ def main() -> None:
                  "padding (its epoch plan)", "real tokens/s", "real tokens per CPU-s", "peak RSS GiB",
                  "load average", "preparation min", "training min per epoch (extrapolated)",
                  "epoch min (extrapolated, with model loading)", "loss per step"], rows)
+    print(f"\nexamples: {len(encoded)} prepared in {prep['prep_seconds'] / 60:.1f} min"
+          + (f" (as before: {prep_before / 60:.1f} min)" if prep_before is not None else "")
+          + f"; model loading {prep['load_seconds']:.0f} s; load average {os.getloadavg()[0]:.1f}")
     by_arm = {row[0]: row for row in rows}
     for arm in ("after_dropout", "after"):
         if "before" in by_arm and arm in by_arm:

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -248,7 +249,6 @@ def fresh_copy(store_path: Path, target: Path) -> Path:
     """A copy of the store whose cache of section vectors holds the grounding sections only: the
     drafts' sections are new to it, as a new draft's are to the critic (an earlier run of this script
     may have cached them)."""
-    import shutil
     import sqlite3
 
     open_phase1_store(store_path).close()
@@ -293,6 +293,7 @@ def timing(store_path: Path, calibration: int) -> None:
             rows.append([f"calibration: train trials scored leave-one-out (first {len(trials)})", len(trials),
                          f"{seconds:.2f}", f"{seconds / len(trials):.4f}"])
         store.close()
+    shutil.rmtree(OUT / "critic_speed_store_timing", ignore_errors=True)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print_table(f"Critic speed ({len(cases)} drafts: real phase_I_valid/train trials and spoiled copies; store "
                 f"{store_path.name}, grounding train, {criteria} distinct real criteria; load average after: {load})",
