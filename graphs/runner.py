@@ -188,9 +188,11 @@ def started_threads(checkpointer: Any) -> list[int]:
 
 
 def thread_values(graph: Any, index: int, run_id: str, generation: GenerationConfig) -> tuple[GenerationState | None, bool]:
-    """The thread's latest state (or None) and whether it is finished."""
+    """The thread's latest state (or None) and whether it is finished. A thread whose only checkpoint is
+    LangGraph's input checkpoint (a process killed before its first step: the reducers' empty channels, no
+    target yet) has not started."""
     snapshot = graph.get_state(thread_config(index, run_id, generation))
-    if not snapshot.values:
+    if not snapshot.values or "target" not in snapshot.values:
         return None, False
     state = GenerationState.model_validate(snapshot.values)
     return state, state.verdict != "pending" and not snapshot.next

@@ -6,6 +6,7 @@ function the CLI and the tests call, and every stage resumes (re-run the demo to
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,20 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
     def stage(label: str) -> ProgressFn | None:
         return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
 
-    say("1/6 ingest TOP phase I (train, valid, test) into a store; embed the train split's sections for the critic")
+    seconds: dict[str, float] = {}
+    results["stage_seconds"] = seconds
+    clock = {"name": "", "start": time.perf_counter()}
+
+    def begin(name: str, message: str) -> None:
+        """Say that stage `name` starts; the previous stage's wall time goes to results["stage_seconds"]."""
+        now = time.perf_counter()
+        if clock["name"]:
+            seconds[str(clock["name"])] = round(now - float(clock["start"]), 1)
+        clock.update(name=name, start=now)
+        if name:
+            say(message)
+
+    begin("ingest", "1/6 ingest TOP phase I (train, valid, test) into a store; embed the train split's sections for the critic")
     store = open_store(out / "store")
     report = ingest(store, [data / name for name in TOP_FILES], on_embed=stage("embedding trials"),
                     on_sections=stage("embedding sections"))
@@ -70,7 +84,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
 
     adapter = None
     if traits(llm.backend).adapts:
-        say(f"2/6 adapt the embedded writer to {options.adapt_trials} train trials (LoRA, at most "
+        begin("adapt", f"2/6 adapt the embedded writer to {options.adapt_trials} train trials (LoRA, at most "
             f"{options.adapt_minutes:g} min; cached: a re-run skips it)")
         adapter = out / "adapter"
         info = adapt(AdaptOptions(store=str(out / "store"), out=adapter, ground_on=["train"], base=llm.model_path or "smollm2",
@@ -81,9 +95,9 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         say(f"    {info.steps} steps, {info.tokens} tokens, {info.tokens_per_second:.0f} tokens/s, "
             f"loss {info.loss[0]:.2f} -> {info.loss[-1]:.2f}")
     else:
-        say("2/6 adapt: skipped (the model is behind an API)")
+        begin("adapt", "2/6 adapt: skipped (the model is behind an API)")
 
-    say(f"3/6 generate up to {n} synthetic trials ({minutes:g} min budget, {llm.model_label()}"
+    begin("generate", f"3/6 generate up to {n} synthetic trials ({minutes:g} min budget, {llm.model_label()}"
         f"{' + adapter' if adapter else ''}), grounded on the train split only: no valid or test trial is read")
     generation = GenerationConfig(llm=llm, ground_on=["train"], k=2, writer_adapter=str(adapter) if adapter else None,
                                   writer_adapter_sha256=adapter_sha256(adapter) if adapter else None)
@@ -101,7 +115,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
     usable = len(synthetic) >= 4 and labels == {0, 1} and min(
         sum(t.label == label for t in synthetic) for label in (0, 1)) >= 2
 
-    say(f"4/6 LLM judge ({options.judge_trials} synthetic trials and 5 real ones as calibration)")
+    begin("judge", f"4/6 LLM judge ({options.judge_trials} synthetic trials and 5 real ones as calibration)")
     store = open_store(out / "store", create=False)
     real = [t for t in store.filter(grounding_filter(["train"])) if t.label is not None]
     store.close()
@@ -113,7 +127,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
     else:
         say("    no accepted synthetic trial to judge")
 
-    say("5/6 evaluate outcome prediction: TF-IDF (3 seeds) and MiniLM (1 seed); the leakage guard checks the "
+    begin("evaluate", "5/6 evaluate outcome prediction: TF-IDF (3 seeds) and MiniLM (1 seed); the leakage guard checks the "
         "synthetic trials against phase_I_test and phase_I_valid")
     common = dict(real_train=str(data / "phase_I_train.csv"), real_test=str(data / "phase_I_test.csv"),
                   real_valid=str(data / "phase_I_valid.csv"), synthetic=str(run_dir) if usable else None)
@@ -130,11 +144,14 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
                     out=run_dir / "eval_minilm"),
         step_progress=stage_progress)
 
-    say("6/6 report")
+    begin("report", "6/6 report")
     if synthetic:
         results["report"] = str(create_report(run_dir, max_real=800))
     else:
         say("    no synthetic trial: no report")
+    begin("", "")
+    say("    wall time by stage: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+        + f"; total {sum(seconds.values()) / 60:.1f} min")
     return results
 
 

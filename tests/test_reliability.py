@@ -80,6 +80,24 @@ def test_sigkill_at_random_points_then_resume(phase1_store_path, tmp_path):
     assert summary["complete"] and summary["accepted"] == 10
 
 
+def test_a_kill_right_after_a_threads_first_checkpoint_resumes(phase1_store_path, tmp_path):
+    """The window the SIGKILL test found: a process killed after LangGraph wrote a thread's input checkpoint
+    (step -1: the reducers' empty channels, no target yet) and before its first step. Made here on purpose:
+    a finished thread cut back to that checkpoint."""
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        assert cli(*generate_args(phase1_store_path, out, server, 1)).returncode == 0
+        with closing(sqlite3.connect(out / "checkpoints.sqlite")) as db, db:
+            rows = db.execute("SELECT checkpoint_id, metadata FROM checkpoints WHERE thread_id = 'trial-000000'").fetchall()
+            first = [cid for cid, meta in rows if json.loads(meta)["source"] == "input"]
+            assert len(first) == 1 and len(rows) > 1
+            db.execute("DELETE FROM checkpoints WHERE thread_id = 'trial-000000' AND checkpoint_id != ?", first)
+            db.execute("DELETE FROM writes WHERE thread_id = 'trial-000000'")
+        resumed = cli(*generate_args(phase1_store_path, out, server, 1))
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr[-2000:]
+    assert len((out / "trials.jsonl").read_text().splitlines()) == 1
+
+
 WRITER = """
 import sys, time
 from synthtrials.tools.atomic import write_jsonl_atomic
