@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--weights", default="Q4_0")
     parser.add_argument("--kill-at", type=int, default=30, help="accepted trials before the SIGKILL (0: no kill test)")
+    parser.add_argument("--threads", type=int, default=None, help="llama-server threads (default: all cores)")
     parser.add_argument("--skip-decoding", action="store_true")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--out", default=str(OUT / "writer_speed"))
@@ -128,7 +129,7 @@ def main() -> None:
     print(f"command: python benchmarks/bench_writer_speed.py {' '.join(sys.argv[1:])}", flush=True)
     adapter_hash = adapter_sha256(args.adapter)
     writer = LLMConfig(adapter=args.adapter, max_tokens=ANSWER_TOKENS + 64, n_ctx=PROMPT_TOKENS + ANSWER_TOKENS + 128,
-                       temperature=0.7)
+                       temperature=0.7, n_threads=args.threads)
 
     if not args.skip_decoding:
         spec, draws = writer_prompts(args.store, args.prompts)
@@ -180,7 +181,8 @@ def main() -> None:
         run_dir = out / "run"
         shutil.rmtree(run_dir, ignore_errors=True)
         generation = GenerationConfig(writer_adapter=args.adapter, writer_adapter_sha256=adapter_hash, k=2,
-                                      llm=LLMConfig(backend="llamacpp-server", weights=args.weights))
+                                      llm=LLMConfig(backend="llamacpp-server", weights=args.weights,
+                                                    n_threads=args.threads))
         options = RunOptions(store=args.store, out=run_dir, n=args.draws, generation=generation,
                              concurrency=args.concurrency, plan_min_trials=1)
         summary = fixed_draws(options)
@@ -205,7 +207,8 @@ def main() -> None:
         n = max(args.kill_at * 2, 10)
         command = [sys.executable, "-m", "synthtrials.scripts.cli", "generate", "--store", args.store, "--n", str(n),
                    "--out", str(run_dir), "--adapter", args.adapter, "--backend", "llamacpp-server", "--k", "2",
-                   "--plan-min-trials", "1", "--concurrency", str(args.concurrency), "--weights", args.weights]
+                   "--plan-min-trials", "1", "--concurrency", str(args.concurrency), "--weights", args.weights,
+                   *(["--threads", str(args.threads)] if args.threads else [])]
         before = server_pids()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         trials_file = run_dir / "trials.jsonl"

@@ -23,8 +23,9 @@ def load_labelled(path: str | Path, labels_csv: str | Path | None = None, what: 
     return trials
 
 
-def load_synthetic(path: str | Path) -> list[Trial]:
-    """Synthetic trials from a run folder (its trials.jsonl) or a JSONL of `Trial`s."""
+def load_synthetic(path: str | Path, *, both_labels: bool = True) -> list[Trial]:
+    """Synthetic trials from a run folder (its trials.jsonl) or a JSONL of `Trial`s; `both_labels`: a
+    training set, refused where every trial has the same label (a report describes any set)."""
     file = trials_file(path)
     if not file.is_file():
         raise InputError(str(file), f"no such file (a run folder holds {TRIALS_FILE})")
@@ -42,7 +43,7 @@ def load_synthetic(path: str | Path) -> list[Trial]:
     if not trials:
         raise InputError(str(file), "no trials")
     labels = {t.label for t in trials}
-    if len(labels) < 2:
+    if both_labels and len(labels) < 2:
         raise ConfigError(f"{file}: every synthetic trial has label {labels.pop()}; a training set needs both labels")
     return trials
 

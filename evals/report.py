@@ -596,7 +596,7 @@ def create_report(run_dir: Path, real: Path | None = None, max_real: int = 1500)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder")
-    synthetic = load_synthetic(run_dir)
+    synthetic = load_synthetic(run_dir, both_labels=False)  # a run can accept trials of one label only
     summary = read_summary(run_dir)
     sections = ([generation_section(summary)] if summary else []) + evaluation_sections(run_dir) \
         + fidelity_sections(run_dir, synthetic, real, max_real) + judge_sections(run_dir / JUDGE_DIR)

@@ -67,8 +67,8 @@ class RunOptions(BaseModel):
     plan_mode: PlanMode = "uniform"
     interventions: list[str] | None = None
     eligibility_rule: str = "first"
-    concurrency: int | None = Field(None, ge=1, description="parallel draws; None: 4 for network backends, 1 for "
-                                                          "in-process models (they run one call at a time)")
+    concurrency: int | None = Field(None, ge=1, description="parallel draws; None: the backend's default "
+                                                          "(16 llama-server slots, 4 for a hosted API, 1 in process)")
     plan_min_trials: int | None = Field(
         None, ge=1, description="successful and failed grounding trials a drug needs to be planned (None: k); "
                                 "below k, semantic neighbours fill the examples")

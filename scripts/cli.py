@@ -422,6 +422,7 @@ def generate(
     api_key_env: ApiKeyEnvOpt = None,
     structured: StructuredOpt = None,
     adapter: Annotated[Optional[Path], typer.Option(help="Writer adapted by `synthtrials adapt` (its folder); the reasoner and critic keep the base model.", rich_help_panel=MODEL_PANEL)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="llamacpp / llamacpp-server: llama.cpp's threads (default: all cores; fewer where other jobs load the cores).", rich_help_panel=MODEL_PANEL)] = None,
     weights: Annotated[Optional[str], typer.Option(help="llamacpp-server with --adapter: the adapter merged into the base weights as Q4_0 (default, fastest), Q8_0 or F16 (cached beside the adapter), or `adapter` to apply the LoRA at run time.", rich_help_panel=MODEL_PANEL)] = None,
     writer_grammar: Annotated[Optional[str], typer.Option(help="The writer's JSON-schema grammar: always, on_failure (decode freely, parse, ask again under the grammar when the answer does not fit), or auto (default: on_failure for an adapted writer).", rich_help_panel=MODEL_PANEL)] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
@@ -442,7 +443,7 @@ def generate(
     revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 2).", rich_help_panel="Agents")] = None,
     llm_critic: Annotated[Optional[str], typer.Option(help="LLM critic: off, advisory or enforce (default: advisory for the embedded models, else enforce).", rich_help_panel="Agents")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Run seed (default 0).", rich_help_panel="Run")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default: 8 for llamacpp-server, whose slots decode together; 4 for openai; 1 in process).", rich_help_panel="Run")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default: 16 for llamacpp-server, whose slots decode together; 4 for openai; 1 in process).", rich_help_panel="Run")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop starting new draws after this long (resume later).", rich_help_panel="Run")] = None,
     force: Annotated[bool, typer.Option(help="Start over in a run folder that holds another configuration.", rich_help_panel="Run")] = False,
     hf_dataset: Annotated[bool, typer.Option(help="Also write a Hugging Face datasets folder.", rich_help_panel="Run")] = False,
@@ -459,7 +460,7 @@ def generate(
         read_adapter(adapter)
     llm = llm_config(backend, model, model_path, base_url, api_key_env, structured, seed=seed, max_tokens=max_tokens,
                      max_retries=max_retries, timeout_s=timeout, price_prompt_per_m=price_prompt,
-                     price_completion_per_m=price_completion, weights=weights)
+                     price_completion_per_m=price_completion, weights=weights, n_threads=threads)
     try:
         generation = GenerationConfig(llm=llm, **given(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,

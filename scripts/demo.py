@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
@@ -40,6 +40,11 @@ class DemoOptions(BaseModel):
     adapt_trials: int = Field(60, ge=1, description="grounding trials the writer is adapted on")
     adapt_minutes: float = Field(4.0, gt=0, description="time budget for the adaptation (about 40k training tokens)")
     judge_trials: int = Field(10, ge=1, description="synthetic trials the LLM judge scores")
+    backend: Literal["llamacpp", "llamacpp-server"] = Field(
+        "llamacpp-server", description="the embedded model's backend when no model option is given: llama.cpp's "
+                                       "server (parallel draws, the adapter merged into Q4_0 weights) or in process")
+    concurrency: int = Field(16, ge=1, description="parallel draws (llama.cpp's server slots; 16 decoded 1.4x "
+                                                   "faster than 8 under the grammar: benchmarks/RESULTS.md)")
     transformer_train: int | None = Field(None, ge=10, description="train MiniLM on the first N real trials only")
 
 
@@ -52,7 +57,8 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         raise ConfigError(f"{data}: missing {', '.join(missing)} (the TOP benchmark CSVs; see `synthtrials data download top`)")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"out": str(out)}
-    llm = llm or LLMConfig()  # in process until llama-server's whole run is measured faster (benchmarks/RESULTS.md)
+    embedded = llm is None  # no model option given: the embedded model on options.backend
+    llm = llm or LLMConfig(backend=options.backend)
 
     def stage(label: str) -> ProgressFn | None:
         return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
@@ -99,11 +105,15 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
 
     begin("generate", f"3/6 generate up to {n} synthetic trials ({minutes:g} min budget, {llm.model_label()}"
         f"{' + adapter' if adapter else ''}), grounded on the train split only: no valid or test trial is read")
+    # the embedded model's reasons are templated from the registry evidence (its own measured as mostly
+    # invalid: benchmarks/RESULTS.md); a hosted model's are measured once and picked (auto)
     generation = GenerationConfig(llm=llm, ground_on=["train"], k=2, writer_adapter=str(adapter) if adapter else None,
-                                  writer_adapter_sha256=adapter_sha256(adapter) if adapter else None)
+                                  writer_adapter_sha256=adapter_sha256(adapter) if adapter else None,
+                                  reasoner="evidence" if adapter else "auto")
     run_dir = out / "run"
     summary = run_generation(RunOptions(store=str(out / "store"), out=run_dir, n=n, generation=generation,
-                                        max_minutes=minutes, plan_min_trials=1),
+                                        max_minutes=minutes, plan_min_trials=1,
+                                        concurrency=options.concurrency if embedded else None),
                              on_progress=(lambda p: stage_progress("generating", p.accepted, n)) if stage_progress else None,
                              say=lambda m: say("    " + m))
     results["generation"] = summary

@@ -92,6 +92,13 @@ def test_server_answers_on_loopback_in_parallel_and_stops():
         in_process = LLMClient(LLMConfig(n_ctx=256, max_tokens=8))
         text = "Adults with type 2 diabetes mellitus and HbA1c between 7% and 10%."
         assert client.count_tokens(text) == in_process.count_tokens(text)
+        # it samples as the in-process backend does (llama-server's default has no repetition penalty,
+        # and the adapted writer then looped on one criterion)
+        from langchain_community.chat_models import ChatLlamaCpp
+
+        for name in ("repeat_penalty", "top_k", "top_p"):
+            assert client.model.extra_body[name] == ChatLlamaCpp.model_fields[name].default
+        assert client.model.extra_body["repeat_last_n"] == ChatLlamaCpp.model_fields["last_n_tokens_size"].default
     finally:
         stop_servers()
     assert not server.alive() and not running_servers()

@@ -175,3 +175,15 @@ def test_formatting_helpers():
     assert interval(BootstrapDifference(difference=0.0123, ci_low=-0.0101, ci_high=0.0339, n_boot=100,
                                         p_not_positive=0.2)) == "+0.012 [−0.010, +0.034]"
     assert [percent(x) for x in (0.54, 0.004, 0.0, float("nan"))] == ["54%", "0.4%", "0%", "–"]
+
+
+def test_a_run_that_accepted_one_label_only_still_gets_its_report(tmp_path):
+    """A short run (the demo's budget) can accept trials of one label only: no training set, but the
+    report still describes them (the demo stopped on this)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    write_stand_in_trials(run, n=6)
+    lines = [json.loads(line) | {"label": 1} for line in (run / "trials.jsonl").read_text().splitlines()]
+    (run / "trials.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    html = create_report(run, real=head_csv(TOP / "phase_I_valid.csv", tmp_path / "real.csv", 40), max_real=40)
+    assert "6 synthetic trials" in html.read_text() and (run / "report.md").is_file()

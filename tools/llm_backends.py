@@ -54,7 +54,7 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
         except ValueError as exc:
             raise LLMConfigError(f"{path}: llama.cpp cannot load it ({' '.join(str(exc).split())[:160]})") from None
     if config.backend == "llamacpp-server":
-        from synthtrials.tools.llamacpp_server_chat import ChatLlamaServer
+        from synthtrials.tools.llamacpp_server_chat import IN_PROCESS_SAMPLING, ChatLlamaServer
         from synthtrials.tools.llama_server import ServerSpec, serve
 
         base = resolve_gguf(config.model_path)
@@ -71,7 +71,7 @@ def make_chat_model(config: LLMConfig) -> BaseChatModel:
         return ChatLlamaServer(
             model=Path(weights).name, base_url=server.url, api_key="not-needed", temperature=config.temperature,
             max_tokens=config.max_tokens, timeout=config.timeout_s, max_retries=config.max_retries, cache=cache,
-            vocab_path=base, adapter_sha256=adapter_hash)
+            vocab_path=base, adapter_sha256=adapter_hash, extra_body=dict(IN_PROCESS_SAMPLING))
     if config.backend == "openai":
         from langchain_core.rate_limiters import InMemoryRateLimiter
         from langchain_openai import ChatOpenAI

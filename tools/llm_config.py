@@ -34,7 +34,7 @@ BACKENDS: dict[str, BackendTraits] = {
                               knows_window=True, default_concurrency=1, adapts=True),
     # llama.cpp's own server, started by synthtrials on 127.0.0.1 (tools.llama_server): parallel slots
     "llamacpp-server": BackendTraits("json_object_schema", in_process=False, local_gguf=True, grammar=True,
-                                     knows_window=True, default_concurrency=8, adapts=True),
+                                     knows_window=True, default_concurrency=16, adapts=True),
     "openai": BackendTraits("json_schema", in_process=False, local_gguf=False, grammar=False,
                             knows_window=False, default_concurrency=4, adapts=False),
     "transformers": BackendTraits("prompt", in_process=True, local_gguf=False, grammar=False,
