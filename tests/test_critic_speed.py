@@ -97,7 +97,9 @@ def test_verdicts_failed_checks_and_scores_are_unchanged(phase1_knowledge, recor
         for case in noisy & set(expected):
             expected[case]["scores"].pop("eligibility_fit", None)
             actual[case]["scores"].pop("eligibility_fit", None)
-        assert differences(expected, actual, tolerance=1e-4) == [], key
+        # scores are recorded to 4 decimals: a value at a rounding boundary may land one unit either
+        # side (seen: eligibility_fit -0.1488 vs -0.1489 in one run of the whole suite)
+        assert differences(expected, actual, tolerance=1.5e-4) == [], key
     verdicts = [r["verdict"] for r in records["check_trials"].values()]
     assert 0 < verdicts.count("accept") < len(verdicts)  # both verdicts are exercised
 
