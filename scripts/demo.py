@@ -63,18 +63,11 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
     def stage(label: str) -> ProgressFn | None:
         return (lambda done, total: stage_progress(label, done, total)) if stage_progress else None
 
-    seconds: dict[str, float] = {}
-    results["stage_seconds"] = seconds
-    clock = {"name": "", "start": time.perf_counter()}
+    marks: list[tuple[str, float]] = []  # (stage, its start)
 
     def begin(name: str, message: str) -> None:
-        """Say that stage `name` starts; the previous stage's wall time goes to results["stage_seconds"]."""
-        now = time.perf_counter()
-        if clock["name"]:
-            seconds[str(clock["name"])] = round(now - float(clock["start"]), 1)
-        clock.update(name=name, start=now)
-        if name:
-            say(message)
+        marks.append((name, time.perf_counter()))
+        say(message)
 
     begin("ingest", "1/6 ingest TOP phase I (train, valid, test) into a store; embed the train split's sections for the critic")
     store = open_store(out / "store")
@@ -159,7 +152,8 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         results["report"] = str(create_report(run_dir, max_real=800))
     else:
         say("    no synthetic trial: no report")
-    begin("", "")
+    ends = [start for _, start in marks[1:]] + [time.perf_counter()]
+    results["stage_seconds"] = seconds = {name: round(end - start, 1) for (name, start), end in zip(marks, ends)}
     say("    wall time by stage: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
         + f"; total {sum(seconds.values()) / 60:.1f} min")
     return results

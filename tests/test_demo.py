@@ -26,7 +26,7 @@ def test_demo_runs_every_stage(tmp_path):
     said = result.stdout + result.stderr
     for stage in ("1/6 ingest", "2/6 adapt", "3/6 generate", "4/6 LLM judge", "5/6 evaluate", "6/6 report"):
         assert stage in said
-    assert "grounded on the train split only" in said
+    assert "grounded on the train split only" in said and "wall time by stage" in said
     grounding = json.loads((out / "run" / "grounding.json").read_text())
     assert grounding["splits"] == ["train"]
     run = out / "run"
