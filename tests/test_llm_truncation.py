@@ -2,6 +2,7 @@
 OpenAI client's parse path raises `LengthFinishReasonError` for a constrained answer (seen with
 llama-server), where llama.cpp in process returns the cut text."""
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion
 from synthtrials.tools.llm import truncated_answer
@@ -22,4 +23,4 @@ def test_a_truncated_answer_is_returned_as_its_text():
 
 def test_other_errors_are_not_answers():
     assert truncated_answer(ValueError("no")) is None
-    assert truncated_answer(openai.APIConnectionError(request=None)) is None  # type: ignore[arg-type]
+    assert truncated_answer(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1/v1"))) is None
