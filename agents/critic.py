@@ -108,7 +108,7 @@ def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Tri
     """The problems as a writer can act on them: a failing section comes with what real trials of
     the same conditions write there."""
     kind_of = {"typicality": None, "eligibility_fit": "criterion", "condition_fit": "condition",
-               "intervention_fit": "intervention"}
+               "intervention_fit": "intervention", "coherence": None}
     out = []
     for problem in problems:
         message = problem.message

@@ -14,7 +14,16 @@ spoiled one way each, plus drafts written by the embedded model (not adapted):
 - personal_data: a person's name with an e-mail address and a phone number;
 - nct_id: a real-format NCT id;
 - fragments: every criterion cut to a fragment of 8-20 characters;
+- one_bad_criterion: one fluent nonsense sentence inserted among the real inclusion criteria;
+- off_topic_criterion: one real inclusion criterion of an unrelated trial inserted among the real
+  ones, one about that trial's conditions (`tools.calibration.off_topic_criteria`: it names one of
+  them whole, else a word of them the trial's own conditions lack; a criterion such as "signed
+  informed consent" fits every trial and is no error);
 - embedded_drafts: drafts of the base embedded model for these trials' drugs and labels.
+
+Each rate comes with its Wilson 95% interval. The LLM critic and judge are the embedded model by
+default, or any OpenAI-compatible server (`--llm-backend llamacpp-server`: llama.cpp's server on
+loopback, reached through ChatOpenAI; `--llm-backend openai --base-url URL --model NAME`); `--llm-n 0` skips them.
 
 For each kind: the share the deterministic critic gets right (accepts positives, rejects
 negatives), and with the LLM critic enforcing; the AUC of the LLM critic's and the LLM judge's
@@ -22,6 +31,7 @@ scores between the positives and that kind (0.5 = chance). Nothing here was used
 threshold: the critic is calibrated on phase_I_train only.
 
     python benchmarks/bench_critic.py [--store benchmarks/out/phase1_store] [--n 150] [--llm-n 25]
+        [--base-url http://127.0.0.1:PORT/v1 --model NAME]
 """
 
 from __future__ import annotations
@@ -42,7 +52,11 @@ from common import OUT, TOP, print_table  # noqa: E402
 from synthtrials.agents.critic import check_trials, llm_judgement  # noqa: E402
 from synthtrials.agents.writer import write_draft  # noqa: E402
 from synthtrials.evals.judge import judge_trial  # noqa: E402
-from synthtrials.tools.calibration import build_knowledge, load_or_calibrate  # noqa: E402
+from synthtrials.tools.calibration import (  # noqa: E402
+    build_knowledge,
+    load_or_calibrate,
+    with_off_topic_criterion,
+)
 from synthtrials.tools.checks import CriticThresholds  # noqa: E402
 from synthtrials.tools.domain import trial_drugs  # noqa: E402
 from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
@@ -94,7 +108,8 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         return trial.model_copy(update={"eligibility": Eligibility(inclusion=inclusion, exclusion=exclusion)})
 
     out: dict[str, list[Trial]] = {k: [] for k in ("unrelated_conditions", "unrelated_eligibility", "fluent_nonsense",
-                                                   "outcome_statement", "personal_data", "nct_id", "fragments")}
+                                                   "outcome_statement", "personal_data", "nct_id", "fragments",
+                                                   "one_bad_criterion", "off_topic_criterion")}
     for i, trial in enumerate(trials):
         elig = trial.eligibility or Eligibility()
         inc, exc = list(elig.inclusion) or ["Adults"], list(elig.exclusion)
@@ -113,7 +128,21 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         out["nct_id"].append(with_criteria(trial, inc, exc + [nct]))
         cut = [c[:rng.randint(8, 20)] for c in inc + exc]
         out["fragments"].append(with_criteria(trial, cut[:len(inc)], cut[len(inc):]))
+        one = list(elig.inclusion)
+        one.insert(rng.randint(0, len(one)), rng.choice(sentences))
+        out["one_bad_criterion"].append(with_criteria(trial, one, exc))
+        out["off_topic_criterion"].append(with_off_topic_criterion(trial, unrelated(i), rng))
     return out
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def embedded_drafts(store, splits, spec: DraftSpec, trials: list[Trial], n: int, seed: int) -> list[Trial]:
@@ -166,6 +195,11 @@ def main() -> None:
     parser.add_argument("--llm-n", type=int, default=25, help="trials per kind scored by the LLM critic and judge")
     parser.add_argument("--drafts", type=int, default=16, help="drafts of the embedded model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--llm-backend", default="llamacpp",
+                        help="LLM critic and judge: llamacpp (in process), llamacpp-server (llama.cpp's OpenAI-compatible "
+                             "server started on 127.0.0.1, reached through ChatOpenAI) or openai (with --base-url)")
+    parser.add_argument("--base-url", default=None, help="openai: the OpenAI-compatible server")
+    parser.add_argument("--model", default=None, help="openai: the server's model name")
     args = parser.parse_args()
     start = time.perf_counter()
     store = open_store(args.store, create=False)
@@ -183,7 +217,9 @@ def main() -> None:
     kinds = {"real (positives)": positives,
              **spoil(positives, args.seed, why_stopped, doc_sentences(), store.embeddings.embed_array)}
     kinds["embedded_drafts"] = embedded_drafts(store, splits, spec, positives, args.drafts, args.seed)
-    llm = LLMClient(LLMConfig(max_tokens=300, seed=args.seed))
+    llm_config = LLMConfig(backend=args.llm_backend, base_url=args.base_url, model=args.model, max_tokens=300,
+                           seed=args.seed)
+    llm = LLMClient(llm_config)
     rows, details = [], {}
     positive_llm = None
     for kind, trials in kinds.items():
@@ -193,7 +229,7 @@ def main() -> None:
         is_positive = kind.startswith("real")
         correct = [not r if is_positive else r for r in rejected]
         sample = trials[:args.llm_n]
-        critic, judge = llm_scores(llm, sample)
+        critic, judge = llm_scores(llm, sample) if sample else ([], [])
         if is_positive:
             positive_llm = (critic, judge)
         # positives: right when both accept; negatives: right when either rejects
@@ -206,16 +242,20 @@ def main() -> None:
         for v in verdicts:
             for check in v.failed_checks:
                 failed[check] = failed.get(check, 0) + 1
+        low, high = wilson(int(sum(correct)), len(correct))
         details[kind] = {"n": len(trials), "correct": float(np.mean(correct)) if correct else float("nan"),
-                         "failed_checks": failed}
-        rows.append([kind, len(trials), f"{np.mean(correct):.1%}", f"{np.mean(with_llm):.1%} (n={len(sample)})",
+                         "ci95": [low, high], "failed_checks": failed,
+                         "llm_critic_right": float(np.mean(with_llm)) if with_llm else None, "llm_n": len(sample)}
+        rows.append([kind, len(trials), f"{np.mean(correct):.1%} [{low:.1%}, {high:.1%}]",
+                     f"{np.mean(with_llm):.1%} (n={len(sample)})" if sample else "-",
                      "-" if is_positive else f"{critic_auc:.2f}", "-" if is_positive else f"{judge_auc:.2f}",
                      ", ".join(f"{k} {n}" for k, n in sorted(failed.items(), key=lambda kv: -kv[1])[:3])])
     print_table(f"Critic on real phase II trials and spoiled copies (store {Path(args.store).name}, grounding "
                 f"{'/'.join(splits)}, calibration {calibration.key}; {time.perf_counter() - start:.0f} s)",
-                ["kind", "trials", "deterministic critic right", "with the LLM critic enforcing",
+                ["kind", "trials", "deterministic critic right [95% CI]", "with the LLM critic enforcing",
                  "LLM critic AUC vs real", "LLM judge AUC vs real", "most failed checks"], rows)
-    print("\ntargets: accept >= 95% of the real positives; reject >= 95% of every negative kind")
+    print("\ntargets: accept >= 95% of the real positives; catch >= 80% of unrelated_conditions, unrelated_eligibility, "
+          "one_bad_criterion and off_topic_criterion; >= 95% of every other negative kind")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_critic.json").write_text(json.dumps({"calibration": calibration.model_dump(), "kinds": details},
                                                       indent=1))

@@ -16,12 +16,13 @@ phase_I_test, each path on a fresh copy of the store whose section cache holds t
 only (a draft's sections are new to the critic). `--write-fixture` records the verdicts, failed
 checks and scores of both paths, and the calibrated thresholds they were judged with, on a store
 made as the tests' `phase1_store_path` is (tests/support.py); tests/test_critic_speed.py recomputes
-them with the code of the day. The file was written by the critic before batching (commit
-ed083e5: `critic_files` holds the blob ids of the files that ran), as it must be re-recorded if the
-tests' store changes:
+them with the code of the day. The file was first written by the critic before batching (commit
+ed083e5), which the batched critic of issue 19 matched; issue 20 added the coherence scores and
+spent the calibration budget otherwise, and the file was re-recorded with that critic
+(`critic_files` holds the blob ids of the files that ran). Re-record it whenever the critic's
+verdicts change on purpose, or the tests' store changes:
 
-    mkdir -p /tmp/old/synthtrials && git archive ed083e5 | tar -x -C /tmp/old/synthtrials
-    PYTHONPATH=/tmp/old python benchmarks/bench_critic_speed.py --write-fixture tests/fixtures/critic_verdicts.json
+    python benchmarks/bench_critic_speed.py --write-fixture tests/fixtures/critic_verdicts.json
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def load_fixture(path: Path) -> dict:
     return data
 
 
-CRITIC_FILES = ("agents/critic.py", "tools/domain.py", "tools/calibration.py", "tools/checks.py", "tools/embeddings.py")
+CRITIC_FILES = ("agents/critic.py", "tools/domain.py", "tools/calibration.py", "tools/checks.py", "tools/embeddings.py",
+                "tools/coherence.py")
 
 
 def git_blob_id(path: Path) -> str:

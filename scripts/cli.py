@@ -234,14 +234,20 @@ def store_calibrate(
 
 
 def _print_calibration(calibration: dict) -> None:
-    table = Table(title=f"calibration {calibration['key']} ({'/'.join(calibration['splits'])}, {calibration['trials']} real "
-                        f"trials; quantile {calibration['quantile']:.4f}; together the checks reject "
-                        f"{calibration['real_rejection']:.1%} of real trials)", title_justify="left")
-    for column in ("score", "threshold", "real trials rejected alone", "trials scored"):
-        table.add_column(column, justify="left" if column == "score" else "right")
+    table = Table(title=f"calibration {calibration['key']}", title_justify="left")
+    table.add_column("score", no_wrap=True)  # the names are what a user looks up
+    for column in ("threshold", "quantile", "real trials rejected alone", "trials scored"):
+        table.add_column(column, justify="right")
     for name, value in calibration["thresholds"].items():
-        table.add_row(name, f"{value:.3f}", f"{calibration['rejection_rates'][name]:.1%}", str(calibration["scored"][name]))
+        quantile = calibration.get("quantiles", {}).get(name, calibration["quantile"])
+        table.add_row(name, f"{value:.3f}", f"{quantile:.4f}", f"{calibration['rejection_rates'][name]:.1%}",
+                      str(calibration["scored"][name]))
     console.print(table)
+    console.print(f"{'/'.join(calibration['splits'])}, {calibration['trials']} real trials: together the checks reject "
+                  f"{calibration['real_rejection']:.1%} of real trials", soft_wrap=True)
+    if calibration.get("spoiled_caught"):
+        console.print("spoiled grounding trials caught: " + ", ".join(
+            f"{kind} {rate:.0%}" for kind, rate in calibration["spoiled_caught"].items()), soft_wrap=True)
 
 
 @store_app.command("eligible")

@@ -2,7 +2,7 @@
 calibrated domain checks on a real store's knowledge."""
 
 import pytest
-from synthtrials.tools.calibration import calibration_key, choose_thresholds
+from synthtrials.tools.calibration import calibration_key
 from synthtrials.tools.checks import (
     check_copying,
     check_domain,
@@ -91,16 +91,6 @@ def test_domain_check_messages_name_the_failing_section():
     problems = check_domain(scores, {"typicality_criterion": 0.37, "condition_fit": 0.2, "eligibility_fit": -0.3})
     assert [p.check for p in problems] == ["typicality"] and problems[0].section == "Lorem ipsum dolor sit amet"
     assert "reads like no real eligibility criterion" in problems[0].message
-
-
-def test_thresholds_are_a_shared_quantile_under_the_joint_rejection_bound():
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    scores = {"a": rng.normal(size=1000), "b": rng.normal(size=1000), "c": np.r_[rng.normal(size=900), [np.nan] * 100]}
-    q, thresholds, rate = choose_thresholds(scores, 0.05)
-    assert rate <= 0.05 and rate > 0.04 and 0 < q < 0.05
-    assert thresholds["a"] == pytest.approx(np.quantile(scores["a"], q))
 
 
 @pytest.fixture(scope="module")

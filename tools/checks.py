@@ -33,7 +33,10 @@ class Problem:
 
 #: calibrated score -> the check it belongs to (see `tools.domain.DomainKnowledge.scores`)
 SCORE_CHECKS = {"condition_fit": "condition_fit", "eligibility_fit": "eligibility_fit", "criteria_count": "content",
-                "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit"}
+                "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit",
+                "coherence_eligibility": "coherence", "coherence_criterion": "coherence",
+                "coherence_typical_criteria": "coherence", "coherence_typical_conditions": "coherence",
+                "coherence_conditions": "coherence"}
 
 
 def check_of(score_name: str) -> str:
@@ -79,6 +82,15 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
             "criteria_count": f"give as many eligibility criteria as real trials do ({score.score:.0f} is too few)",
             "typicality_criterion_mean": "the eligibility criteria as a whole read unlike real criteria "
                                          f"(the furthest: {quoted})",
+            "coherence_criterion": f"the inclusion criterion {quoted} does not fit the trial's conditions: it is about "
+                                   "another disease or population",
+            "coherence_eligibility": "the eligibility criteria as a whole describe other conditions than the trial's "
+                                     f"(the furthest: {quoted})",
+            "coherence_conditions": f"the condition {quoted} does not fit with the trial's other conditions",
+            "coherence_typical_criteria": "the eligibility criteria are unlike those of real trials of these conditions "
+                                          f"(the furthest: {quoted})",
+            "coherence_typical_conditions": "the conditions are unlike those of real trials with such criteria "
+                                            f"(the furthest: {quoted})",
         }.get(name, f"the {what} {quoted} reads like no real {what}")
         problems.append(Problem(check_of(name), f"{message} (score {score.score:.2f} < {limit:.2f})", score.section))
     return problems

@@ -14,7 +14,11 @@ summary) embedded once and cached with the store:
   about as close to the criteria of the real trials of the nearest conditions as to any real
   criterion (criteria of another disease are close only to that disease's trials);
 - intervention fit: an intervention should be close to a real intervention, and closer to it than
-  to any real condition.
+  to any real condition;
+- coherence (`tools.coherence`): the criteria as a whole fit the conditions and read like the
+  criteria of real trials of the nearest conditions, the conditions like those of real trials with
+  the nearest criteria, each inclusion criterion fits the conditions (the worst decides), and
+  several conditions fit each other, each measured against the average grounding trial.
 
 Every score is higher-is-better and computed leave-one-trial-out when asked to (`exclude`): a
 trial's own sections never count as its neighbours, which is how the calibration scores real
@@ -36,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from synthtrials.tools.coherence import CoherenceModel, unit_centroid
 from synthtrials.tools.eligibility import DRUG_TYPES
 from synthtrials.tools.normalize import normalize_condition, normalize_intervention
 from synthtrials.tools.trial import Trial
@@ -182,6 +187,8 @@ class _TrialSections:
         self.texts: dict[str, list[str]] = defaultdict(list)
         for kind, text in trial_sections(trial):
             self.texts[kind].append(text)
+        #: the first `inclusion` criteria are inclusion criteria (`trial_sections` lists them first)
+        self.inclusion = sum(1 for c in trial.eligibility.inclusion if c.strip()) if trial.eligibility else 0
         ordered = [text for kind in self.texts for text in self.texts[kind]]
         vectors = knowledge.vectors(ordered)
         self.vectors: dict[str, np.ndarray] = {}
@@ -257,6 +264,10 @@ class DomainKnowledge:
         for i, t in enumerate(self._candidates):
             self._candidate_rows[i, :len(self.condition_rows[t])] = self.condition_rows[t]
         self._texts_of: dict[str, dict[str, list[str]]] = {}
+        criterion_matrix = self.index["criterion"].matrix
+        self.coherence = CoherenceModel.from_profiles([
+            (t.nct_id, unit_centroid(conditions.matrix[self.condition_rows[t.nct_id]]),
+             unit_centroid(criterion_matrix[self.criterion_rows.get(t.nct_id, [])])) for t in self.trials])
 
     @property
     def kinds(self) -> list[str]:
@@ -362,7 +373,7 @@ class DomainKnowledge:
                 SectionScore(float(margin[b]), names[b], "intervention"))
 
     def scores(self, trial: Trial, exclude: str | None = None) -> dict[str, SectionScore]:
-        """Every calibrated score of a trial, by name (see `CALIBRATED_SCORES`)."""
+        """Every calibrated score of a trial, by name (`tools.checks.check_of` maps each to its check)."""
         s = self._sections(trial, exclude)
         out = {f"typicality_{kind}": score for kind, score in self._typicality(s).items()}
         if "criterion" in self.kinds:  # a list of two criteria is no registry entry's
@@ -371,6 +382,36 @@ class DomainKnowledge:
         out["condition_fit"] = self._condition_fit(trial, s)
         out["eligibility_fit"] = self._eligibility_fit(s)
         out["intervention_fit"], out["intervention_margin"] = self._intervention_fit(s)
+        out |= self._coherence(s)
+        return out
+
+    def _coherence(self, s: _TrialSections) -> dict[str, SectionScore]:
+        """The coherence scores (`tools.coherence`); the section each names is its worst."""
+        empty = np.zeros((0, self.index["condition"].matrix.shape[1]), dtype=np.float32)
+        conditions, criteria = s.vectors.get("condition", empty), s.vectors.get("criterion", empty)
+        condition_texts, criterion_texts = s.texts.get("condition", []), s.texts.get("criterion", [])
+        out = {name: SectionScore(None) for name in ("coherence_eligibility", "coherence_typical_criteria",
+                                                      "coherence_typical_conditions", "coherence_criterion",
+                                                      "coherence_conditions")}
+        whole = self.coherence.eligibility(conditions, criteria, s.exclude)
+        each = self.coherence.criteria_fit(conditions, criteria, s.exclude)
+        if whole is not None and each is not None:
+            out["coherence_eligibility"] = SectionScore(whole, criterion_texts[int(np.argmin(each))], "criterion")
+        typical = self.coherence.typical_criteria(conditions, criteria, s.exclude)
+        if typical is not None:
+            out["coherence_typical_criteria"] = SectionScore(typical[0], criterion_texts[int(np.argmin(typical[1]))],
+                                                             "criterion")
+        typical = self.coherence.typical_conditions(conditions, criteria, s.exclude)
+        if typical is not None:
+            out["coherence_typical_conditions"] = SectionScore(typical[0], condition_texts[int(np.argmin(typical[1]))],
+                                                               "condition")
+        if each is not None and s.inclusion:
+            worst = int(np.argmin(each[:s.inclusion]))
+            out["coherence_criterion"] = SectionScore(float(each[worst]), criterion_texts[worst], "criterion")
+        together = self.coherence.conditions_fit(conditions, s.exclude)
+        if together is not None:
+            worst = int(np.argmin(together))
+            out["coherence_conditions"] = SectionScore(float(together[worst]), condition_texts[worst], "condition")
         return out
 
     def real_examples(self, kind: str, near: Iterable[str], n: int = 2) -> list[str]:

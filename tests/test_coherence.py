@@ -1,0 +1,146 @@
+"""The critic judges meaning (issue 20): the coherence scores of `tools.coherence` on the real phase I
+store's knowledge, the per-criterion verdict that names the bad criterion, the calibration that
+spends the real-rejection budget where spoiled grounding trials are caught, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support import TOP
+from synthtrials.agents.critic import check_trials, feedback
+from synthtrials.tools.calibration import (
+    FLOOR_QUANTILE,
+    allocate_thresholds,
+    calibrate,
+    spoiled_grounding_trials,
+)
+from synthtrials.tools.checks import CriticThresholds, check_domain
+from synthtrials.tools.coherence import MIN_COHERENCE_TRIALS, CoherenceModel
+from synthtrials.tools.domain import DomainKnowledge
+from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.trial import Eligibility
+
+#: an inclusion criterion of another disease, as real diabetes trials write it
+DIABETES_CRITERION = "Type 2 diabetes mellitus with HbA1c between 7.0% and 10.0% on a stable dose of metformin"
+
+
+def test_allocation_spends_the_budget_on_the_score_that_catches_spoiled_trials():
+    rng = np.random.default_rng(0)
+    real = {"useful": rng.normal(size=2000), "useless": rng.normal(size=2000)}
+    spoiled = {"kind": {"useful": rng.normal(-2.0, 1.0, size=500), "useless": rng.normal(size=500)}}
+    quantiles, thresholds, rate = allocate_thresholds(real, spoiled, max_real_rejection=0.05)
+    assert 0.045 <= rate <= 0.05
+    assert quantiles["useful"] > 0.04 and quantiles["useless"] == pytest.approx(FLOOR_QUANTILE, abs=0.002)
+    assert thresholds["useful"] == pytest.approx(np.nanquantile(real["useful"], quantiles["useful"]))
+
+
+def test_a_score_that_applies_to_no_spoiled_trial_stays_at_the_floor():
+    rng = np.random.default_rng(1)
+    real = {"a": rng.normal(size=1000), "b": np.r_[rng.normal(size=900), [np.nan] * 100]}
+    spoiled = {"kind": {"a": rng.normal(-1.0, 1.0, size=300), "b": np.full(300, np.nan)}}
+    quantiles, _, rate = allocate_thresholds(real, spoiled, max_real_rejection=0.05)
+    assert rate <= 0.05 and quantiles["b"] == FLOOR_QUANTILE and quantiles["a"] > 0.03
+
+
+def test_the_coherence_model_is_leave_one_out_and_refuses_too_few_trials():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = CoherenceModel([f"T{i}" for i in range(30)], vectors, vectors)
+    own = model.eligibility(vectors[:1], vectors[:1], exclude="T0")
+    assert own == pytest.approx(1.0 - float(vectors[0] @ vectors[1:].mean(axis=0)), abs=1e-5)
+    few = CoherenceModel([f"T{i}" for i in range(MIN_COHERENCE_TRIALS - 1)], vectors[:19], vectors[:19])
+    assert not few.usable and few.eligibility(vectors[:1], vectors[:1]) is None
+
+
+def _grounding_trial(known: DomainKnowledge, word: str):
+    return next(t for t in known.trials if any(word in c.lower() for c in t.conditions)
+                and t.eligibility and len(t.eligibility.inclusion) >= 3)
+
+
+def test_one_inclusion_criterion_of_another_disease_is_named_by_the_worst_criterion_check(phase1_knowledge):
+    store, known, calibration = phase1_knowledge
+    trial = _grounding_trial(known, "cancer")
+    inclusion = list(trial.eligibility.inclusion)
+    inclusion.insert(1, DIABETES_CRITERION)
+    spoiled = trial.model_copy(update={"eligibility": trial.eligibility.model_copy(update={"inclusion": inclusion})})
+    original = known.scores(trial, exclude=trial.nct_id)["coherence_criterion"]
+    score = known.scores(spoiled, exclude=trial.nct_id)["coherence_criterion"]
+    assert score.section == DIABETES_CRITERION and score.score < original.score
+    # a threshold the trial's own criteria pass: the verdict names the inserted one (the worst decides)
+    limit = {"coherence_criterion": original.score}
+    assert not check_domain({"coherence_criterion": original}, limit)
+    problems = check_domain({"coherence_criterion": score}, limit)
+    assert [p.check for p in problems] == ["coherence"] and problems[0].section == DIABETES_CRITERION
+    assert problems and DIABETES_CRITERION[:60] in problems[0].message
+    message = feedback(problems, known, spoiled)[0]
+    assert "real trials of these conditions write" in message  # the writer sees real criteria of the conditions
+
+
+def test_swapped_parts_score_below_the_trials_own(phase1_knowledge):
+    store, known, calibration = phase1_knowledge
+    cancer, other = _grounding_trial(known, "cancer"), _grounding_trial(known, "healthy")
+    names = ("coherence_eligibility", "coherence_typical_criteria", "coherence_typical_conditions")
+    own = known.scores(cancer, exclude=cancer.nct_id)
+    for update in ({"eligibility": other.eligibility}, {"conditions": other.conditions}):
+        swapped = known.scores(cancer.model_copy(update=update), exclude=cancer.nct_id)
+        for name in names:
+            assert swapped[name].score < own[name].score, (update.keys(), name)
+
+
+def test_the_calibration_catches_spoiled_grounding_trials_within_the_real_budget(phase1_knowledge):
+    store, known, calibration = phase1_knowledge
+    assert calibration.real_rejection <= 0.05
+    assert {"coherence_eligibility", "coherence_criterion", "coherence_conditions"} <= set(calibration.thresholds)
+    assert set(calibration.spoiled_caught) == {"unrelated_conditions", "unrelated_eligibility", "off_topic_criterion",
+                                               "fragments"}
+    # each kind made from the grounding split is caught more often than real trials are rejected
+    assert all(rate > calibration.real_rejection for rate in calibration.spoiled_caught.values())
+    spoiled = spoiled_grounding_trials(known)
+    assert len(spoiled["unrelated_eligibility"]) > 0.8 * len(known.coherence)
+    by_id = {t.nct_id: t for t in known.trials}
+    first = spoiled["unrelated_conditions"][0]
+    assert first.conditions != by_id[first.nct_id].conditions and first.eligibility == by_id[first.nct_id].eligibility
+
+
+def test_check_on_trials_without_conditions_or_criteria_gives_a_verdict(phase1_knowledge):
+    store, known, calibration = phase1_knowledge
+    trial = read_trials([TOP / "phase_I_valid.csv"])[0]
+    bare = [trial.model_copy(update={"nct_id": "SYN-000000000001", "conditions": []}),
+            trial.model_copy(update={"nct_id": "SYN-000000000002", "eligibility": Eligibility()}),
+            trial.model_copy(update={"nct_id": "SYN-000000000003", "conditions": [], "eligibility": None})]
+    verdicts = check_trials(bare, store=store, splits=["train"], knowledge=known,
+                            thresholds=CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key),
+                            fields=["conditions", "interventions", "phase", "eligibility"])
+    assert [v.id for v in verdicts] == [t.nct_id for t in bare]
+    for v in verdicts:
+        assert v.verdict == "reject" and v.failed_checks
+        assert v.scores["coherence_eligibility"] is None  # not applicable, never a crash
+
+
+def test_too_few_grounding_trials_is_one_line_naming_the_fix(phase1_knowledge):
+    store, known, _ = phase1_knowledge
+    few = DomainKnowledge(known.trials[:5], lambda texts: store.section_vectors(texts),
+                          encode=lambda texts: store.embeddings.embed_array(texts))
+    with pytest.raises(ConfigError) as error:
+        calibrate(few, "key", ["train"])
+    assert "coherence checks need at least 20" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
+    import random
+
+    from synthtrials.tools.calibration import off_topic_criteria, with_off_topic_criterion
+    from synthtrials.tools.trial import Trial
+
+    asthma = Trial(nct_id="NCT00000001", conditions=["Asthma"],
+                   eligibility=Eligibility(inclusion=["FEV1 of 60% to 85% of predicted", "Age 18 to 65 years"],
+                                           exclusion=["Current smoker"]))
+    diabetes = Trial(nct_id="NCT00000002", conditions=["Type 2 Diabetes"],
+                     eligibility=Eligibility(inclusion=["Signed informed consent", "Type 2 diabetes for at least a year",
+                                                        "HbA1c between 7% and 10%"]))
+    assert off_topic_criteria(asthma, diabetes) == ["Type 2 diabetes for at least a year"]
+    spoiled = with_off_topic_criterion(asthma, diabetes, random.Random(0))
+    assert sorted(spoiled.eligibility.inclusion) == sorted(asthma.eligibility.inclusion + ["Type 2 diabetes for at least a year"])
+    assert spoiled.eligibility.exclusion == asthma.eligibility.exclusion and spoiled.conditions == asthma.conditions
