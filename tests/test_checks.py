@@ -35,6 +35,13 @@ def test_terse_real_criteria_pass_the_plain_checks():
     assert check_intervention(trial, "Lenalidomide") == []
 
 
+def test_real_criteria_that_stop_a_drug_state_no_outcome():
+    # phase II criteria that the outcome rule read as a stopped trial (bench_critic, issue 20)
+    real = ["Progression of disease since the agents were suspended",
+            "Prior therapy was discontinued at least 4 weeks before enrolment"]
+    assert check_leakage(draft(eligibility=Eligibility(inclusion=["Age >= 18", *real], exclusion=["Pregnancy"]))) == []
+
+
 def test_top_grounded_drafts_need_no_title_or_summary_but_full_records_do():
     trial = draft()
     assert check_plausibility(trial, TOP_FIELDS) == []
@@ -57,6 +64,7 @@ def test_criteria_that_repeat_themselves_fail_the_content_check():
 
 @pytest.mark.parametrize("text, check", [
     ("The study was terminated early due to slow accrual.", "leakage"),
+    ("Enrollment was halted after the interim analysis.", "leakage"),
     ("Contact Dr. Smith at john.smith@hospital.org or 555-123-4567", "privacy"),
     ("See NCT01234567 for details", "privacy"),
     ("<b>Inclusion</b> {{criteria}}", "content"),

@@ -101,10 +101,11 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
 #: whole words counted as possible outcome signals (reported per run and per trial)
 OUTCOME_WORDS = SCRUBBED_WORDS + ("failed", "failure", "success", "completed")
 _OUTCOME_WORD = re.compile(r"\b(" + "|".join(OUTCOME_WORDS) + r")\b", re.IGNORECASE)
-#: sentences that state an outcome outright (leakage in meaning, not just in words)
+#: sentences that state an outcome outright (leakage in meaning, not just in words); a study, its
+#: enrolment or accrual must be what was stopped: real criteria write "since the agents were suspended"
 _OUTCOME_STATEMENT = re.compile(
-    r"\b(?:(?:was|were|has been|had been|is being)\s+(?:terminated|stopped|halted|withdrawn|discontinued|suspended|"
-    r"closed)(?:\s+early)?|stopped early|(?:met|achieved|missed|failed to meet|did not meet)\s+(?:its|the)\s+primary"
+    r"\b(?:(?:study|trial|enrol{1,2}ment|recruitment|accrual)\s+(?:was|were|has been|had been|is being)\s+"
+    r"(?:terminated|stopped|halted|withdrawn|discontinued|suspended|closed)(?:\s+early)?|stopped early|(?:met|achieved|missed|failed to meet|did not meet)\s+(?:its|the)\s+primary"
     r"|(?:low|slow|poor)\s+(?:accrual|enrollment|enrolment)|lack of (?:efficacy|funding)|sponsor decision"
     r"|rationale for (?:failure|success)|the (?:trial|study) (?:succeeded|failed))\b",
     re.IGNORECASE,
