@@ -10,7 +10,8 @@ information read off those profiles (cosines of the store's sentence vectors):
   average trial's criteria (the mean of the two directions). Criteria of another disease, or
   conditions put on another trial's criteria, fall below what real trials score;
 - `criteria`: per inclusion criterion, the same margin for that criterion alone: the worst one
-  decides, so one inclusion criterion about another disease among good ones is caught. Exclusion
+  decides and is the one named (one inclusion criterion about another disease among good ones is
+  caught only where it stands far out: measured 25% on phase II, benchmarks/RESULTS.md). Exclusion
   criteria are not scored one by one: real ones name other diseases on purpose ("known HIV
   infection", "history of heart failure");
 - `typical_criteria`: how much closer the criteria (as a whole) are to the criteria of the real
@@ -40,9 +41,9 @@ import numpy as np
 
 #: grounding trials with conditions and criteria the coherence model needs (fewer: no reference)
 MIN_COHERENCE_TRIALS = 20
-#: softmax temperatures over cosine similarities of the grounding trials' profiles (measured on
-#: phase_I_train, benchmarks/RESULTS.md: 0.1 and 0.02 of 0.02 / 0.05 / 0.1 caught the most swapped
-#: grounding trials at the same real rejection)
+#: softmax temperatures over cosine similarities of the grounding trials' profiles: of the pairs
+#: tried, (0.1, 0.02) catches the most spoiled phase_I_train trials at the same 5% real rejection
+#: (benchmarks/RESULTS.md, "The critic judges meaning")
 CRITERIA_TEMPERATURE = 0.1
 CONDITIONS_TEMPERATURE = 0.02
 
