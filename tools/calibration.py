@@ -183,7 +183,10 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
                           f"eligibility criteria; the critic's coherence checks need at least {MIN_COHERENCE_TRIALS}: "
                           f"ingest more trials into that split (or name other splits with --ground-on)")
     scores = score_matrix(knowledge, progress)
-    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_grounding_trials(knowledge).items()}
+    spoiled_trials = spoiled_grounding_trials(knowledge)
+    # their new sections (fragments) embedded in one call, not trial by trial as they are scored
+    knowledge.embed_with_sections([trial for trials in spoiled_trials.values() for trial in trials])
+    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
     quantiles, thresholds, rate = allocate_thresholds(scores, spoiled, max_real_rejection)
     alone = {n: float((np.nan_to_num(scores[n], nan=np.inf) < t).mean()) for n, t in thresholds.items()}
     return Calibration(key=key, splits=splits, trials=len(knowledge.trials), quantile=FLOOR_QUANTILE,

@@ -118,7 +118,9 @@ class CoherenceModel:
         if row is not None:
             similarity = similarity.copy()
             similarity[row] = -np.inf
-        return unit_centroid(_softmax(similarity, temperature)[:, None] * target * len(target))
+        expected = _softmax(similarity, temperature) @ target
+        norm = float(np.linalg.norm(expected))
+        return expected / norm if norm > 1e-9 else None
 
     def _typical(self, key: np.ndarray, scored: np.ndarray, to_criteria: bool, exclude: str | None
                  ) -> tuple[float, np.ndarray] | None:
