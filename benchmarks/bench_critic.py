@@ -31,7 +31,7 @@ scores between the positives and that kind (0.5 = chance). Nothing here was used
 threshold: the critic is calibrated on phase_I_train only.
 
     python benchmarks/bench_critic.py [--store benchmarks/out/phase1_store] [--n 150] [--llm-n 25]
-        [--base-url http://127.0.0.1:PORT/v1 --model NAME]
+        [--llm-backend llamacpp-server | --llm-backend openai --base-url http://127.0.0.1:PORT/v1 --model NAME]
 """
 
 from __future__ import annotations
