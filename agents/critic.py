@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import numpy as np
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 from synthtrials.agents.prompting import OUTCOME_PHRASES, render_messages
-from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources, SyntheticIndex
 from synthtrials.graphs.state import Critique, GenerationState, StepTimer
-from synthtrials.tools.checks import (
+from synthtrials.tools.knowledge.checks import (
     CriticThresholds,
     Problem,
     check_copying,
@@ -30,15 +30,19 @@ from synthtrials.tools.checks import (
     check_plausibility,
     check_privacy,
 )
-from synthtrials.tools.domain import DomainKnowledge, trial_sections
-from synthtrials.tools.llm import LLMClient, StructuredOutputError
+from synthtrials.tools.knowledge.domain import DomainKnowledge, trial_sections
+from synthtrials.tools.llm.client import LLMClient, StructuredOutputError
 from synthtrials.tools.progress import ProgressFn
-from synthtrials.tools.store import TrialFilter, TrialStore
-from synthtrials.tools.trial import (
+from synthtrials.tools.records.trial import (
     Sentence,
     Trial,
     render_for_classifier,
     render_for_embedding,
+)
+from synthtrials.tools.seeds import llm_seed
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    TrialStore,
 )
 
 LLMCriticMode = Literal["off", "advisory", "enforce"]
@@ -122,14 +126,14 @@ def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Tri
     return out
 
 
-def llm_judgement(llm: LLMClient, trial: Trial, intervention: str, label: int, *, sample_index: int,
+def llm_judgement(llm: LLMClient, trial: Trial, intervention: str, label: int, *, seed: int,
                   temperature: float) -> tuple[list[str], str, str | None, int]:
     """The LLM critic's problems with a trial ([] when consistent or unreadable), prompt, answer, tokens."""
     messages = render_messages("critic", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[label],
                                draft=render_for_classifier(trial))
     prompt = "\n\n".join(str(m.content) for m in messages)
     try:
-        result = llm.structured(messages, CriticJudgement, sample_index=sample_index, temperature=temperature)
+        result = llm.structured(messages, CriticJudgement, seed=seed, temperature=temperature)
     except StructuredOutputError as exc:  # an unreadable judgement does not count against the draft
         return [], prompt, exc.raw, exc.usage.total_tokens if exc.usage else 0
     judgement = result.value
@@ -139,8 +143,8 @@ def llm_judgement(llm: LLMClient, trial: Trial, intervention: str, label: int, *
 
 
 def make_critique_node(resources: Resources):
-    def critique(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+    def critique(state: GenerationState, runtime: Runtime[RunContext]) -> dict:
+        cfg = runtime.context.generation
         assert cfg.draft is not None and cfg.ground_on is not None  # settled
         timer = StepTimer("critique")
         draft = state.draft
@@ -160,7 +164,8 @@ def make_critique_node(resources: Resources):
             if not problems and cfg.llm_critic != "off":
                 llm_problems, prompt, answer, tokens = llm_judgement(
                     resources.llm, draft, state.target.intervention, state.target.label,
-                    sample_index=state.target.index * 16 + state.revision, temperature=cfg.critic_temperature)
+                    seed=llm_seed(cfg.seed, "critic", state.target.index, state.revision),
+                    temperature=cfg.critic_temperature)
                 if cfg.llm_critic == "enforce":
                     problems += [Problem("domain", p) for p in llm_problems]
         if not problems:
@@ -208,7 +213,7 @@ def _check_one(candidate: Trial, number: int, vector: np.ndarray, *, store: Tria
         result.problems.append(Problem("intervention", "the trial lists no intervention"))
     llm_problems: list[str] = []
     if llm is not None and llm_mode != "off" and target:
-        llm_problems = llm_judgement(llm, candidate, target, int(candidate.label or 0), sample_index=number,
+        llm_problems = llm_judgement(llm, candidate, target, int(candidate.label or 0), seed=llm_seed(0, "critic", number),
                                      temperature=0.0)[0]
         if llm_mode == "enforce":
             result.problems += [Problem("domain", p) for p in llm_problems]
@@ -224,7 +229,7 @@ def check_trials(trials: Sequence[Trial], *, store: TrialStore, splits: list[str
     draft has them). A trial the store holds is scored leave-one-out. The LLM critic joins when
     `llm_mode` is not off (enforce: its problems count). The trials' renderings and new sections
     are embedded `CHECK_BATCH` trials at a time, in one call to the encoder each."""
-    from synthtrials.tools.store import grounding_filter
+    from synthtrials.tools.store.protocol import grounding_filter
 
     grounding = grounding_filter(splits)
     held = set(store.filter_ids(grounding))

@@ -1,5 +1,5 @@
 """The reasoning agent: the justification that guides the writer, grounded in the registry facts of
-the drug's grounding trials (`tools.evidence`) and checked like every other agent's output.
+the drug's grounding trials (`tools.knowledge.evidence`) and checked like every other agent's output.
 
 Modes (`GenerationConfig.reasoner`, settled per run):
 - ``evidence``: the reasons are templated from the evidence, deterministically (the offline default:
@@ -17,14 +17,15 @@ from collections.abc import Callable
 from typing import Annotated
 
 import numpy as np
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 from synthtrials.agents.prompting import OUTCOME_PAST, OUTCOME_VERBS, render_messages
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
-from synthtrials.tools.domain import DomainKnowledge
-from synthtrials.tools.evidence import (
+from synthtrials.tools.knowledge.domain import DomainKnowledge
+from synthtrials.tools.knowledge.evidence import (
     DrugEvidence,
     drug_evidence,
     evidence_anchors,
@@ -32,9 +33,13 @@ from synthtrials.tools.evidence import (
     evidence_reasons,
     reason_problem,
 )
-from synthtrials.tools.llm import LLMClient, StructuredOutputError
-from synthtrials.tools.store import TrialStore, eligible
-from synthtrials.tools.trial import Sentence, render_for_classifier
+from synthtrials.tools.llm.client import LLMClient, StructuredOutputError
+from synthtrials.tools.records.trial import Sentence, render_for_classifier
+from synthtrials.tools.seeds import llm_seed
+from synthtrials.tools.store.protocol import (
+    TrialStore,
+    eligible,
+)
 
 
 class Reasons(BaseModel):
@@ -89,19 +94,19 @@ def measure_reason_validity(llm: LLMClient, store: TrialStore, config: Generatio
 
 
 def llm_reasons(llm: LLMClient, evidence: DrugEvidence, examples: list[str], n: int, temperature: float,
-                feedback: str = "") -> tuple[list[str], str, str, int]:
+                feedback: str = "", *, seed: int = 0) -> tuple[list[str], str, str, int]:
     """The model's reasons (raises StructuredOutputError), with the prompt, answer and tokens."""
     phrase, verb = OUTCOME_PAST[evidence.label], OUTCOME_VERBS[evidence.label]
     messages = render_messages("reasoner", intervention=evidence.drug, outcome_phrase=phrase, outcome_verb=verb,
                                examples=examples, facts=evidence_facts(evidence), n_reasons=n, feedback=feedback)
-    result = llm.structured(messages, Reasons, sample_index=0 if not feedback else 1, temperature=temperature,
+    result = llm.structured(messages, Reasons, seed=seed, temperature=temperature,
                             json_schema=reasons_schema(n))
     return result.value.reasons[:n], "\n\n".join(str(m.content) for m in messages), result.raw, result.usage.total_tokens
 
 
 def make_reason_node(resources: Resources):
-    def reason(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+    def reason(state: GenerationState, runtime: Runtime[RunContext]) -> dict:
+        cfg = runtime.context.generation
         timer = StepTimer("reason")
         target = state.target
         drug_trials = resources.store.filter(cfg.grounding().narrowed(intervention=target.intervention))
@@ -120,7 +125,8 @@ def make_reason_node(resources: Resources):
             for attempt in range(2):  # once more with feedback, then invalid reasons are dropped
                 try:
                     answer_reasons, prompt, answer, used = llm_reasons(
-                        resources.llm, evidence, state.example_texts, cfg.n_reasons, cfg.reasoner_temperature, feedback)
+                        resources.llm, evidence, state.example_texts, cfg.n_reasons, cfg.reasoner_temperature, feedback,
+                        seed=llm_seed(cfg.seed, "reasoner", target.index, attempt))
                 except StructuredOutputError as exc:
                     answer, used, answer_reasons = exc.raw, exc.usage.total_tokens if exc.usage else 0, []
                     problems = [str(exc)]

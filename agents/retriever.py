@@ -10,14 +10,17 @@ neighbours and the intervention's vocabulary alike.
 from __future__ import annotations
 
 import random
+from typing import Literal
 
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
-from synthtrials.tools.llm_config import traits
-from synthtrials.tools.store import TrialFilter
-from synthtrials.tools.trial import render_for_classifier
+from synthtrials.tools.llm.config import backend_of
+from synthtrials.tools.records.trial import render_for_classifier
+from synthtrials.tools.seeds import stream
+from synthtrials.tools.store.protocol import TrialFilter, TrialStore
 
 PROMPT_OVERHEAD_TOKENS = 700  # system prompt, instructions, reasons and feedback
 
@@ -25,7 +28,7 @@ PROMPT_OVERHEAD_TOKENS = 700  # system prompt, instructions, reasons and feedbac
 def example_budget_chars(config: GenerationConfig, n_examples: int) -> int:
     """Characters per example so that the writer prompt fits the model's context."""
     llm = config.llm
-    if not traits(llm.backend).knows_window or n_examples == 0:
+    if not backend_of(llm).knows_window or n_examples == 0:
         return config.example_chars
     tokens = max(200, llm.n_ctx - llm.max_tokens - PROMPT_OVERHEAD_TOKENS)
     return max(200, min(config.example_chars, tokens * 3 // n_examples))  # ~3 characters a token, conservatively
@@ -46,22 +49,33 @@ def intervention_vocabulary(resources: Resources, grounding: TrialFilter, interv
     return {"conditions": sorted(conditions), "phases": sorted(phases)}
 
 
+def draw_examples(store: TrialStore, grounding: TrialFilter, drug: str, label: int, k: int, rng: random.Random, *,
+                  neighbours: Literal["off", "fallback", "add"] = "fallback", n_neighbours: int = 2,
+                  exclude: frozenset[str] = frozenset()) -> tuple[list[str], list[str], int]:
+    """The examples of one draw: k grounding trials of the drug and label, sampled without replacement
+    (ids in sorted order, so the draw depends on `rng` alone), plus semantic neighbours with the same label
+    (`fallback`: as many as are missing; `add`: `n_neighbours` more). `exclude`: trials never chosen (the
+    trial an adaptation prompt is made from). Returns (chosen, neighbours, the size of the drug's pool).
+    The retriever and the adaptation's training prompts draw through this one function."""
+    pool = sorted(set(store.filter_ids(grounding.narrowed(intervention=drug, label=label))) - exclude)
+    chosen = rng.sample(pool, min(k, len(pool)))
+    wanted = n_neighbours if neighbours == "add" else (k - len(chosen) if neighbours == "fallback" else 0)
+    found: list[str] = []
+    if wanted > 0:
+        hits = store.search(drug, k=wanted, flt=grounding.narrowed(label=label, exclude_ids=frozenset(chosen) | exclude))
+        found = [h.trial.nct_id for h in hits]
+    return chosen, found, len(pool)
+
+
 def make_retrieve_node(resources: Resources):
-    def retrieve(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+    def retrieve(state: GenerationState, runtime: Runtime[RunContext]) -> dict:
+        cfg = runtime.context.generation
         timer = StepTimer("retrieve")
         target = state.target
         grounding = cfg.grounding()
-        rng = random.Random(f"{cfg.seed}:examples:{target.index}")
-        pool = sorted(resources.store.filter_ids(grounding.narrowed(intervention=target.intervention,
-                                                                    label=target.label)))
-        chosen = rng.sample(pool, min(cfg.k, len(pool)))
-        neighbours: list[str] = []
-        wanted = cfg.n_neighbours if cfg.neighbours == "add" else (cfg.k - len(chosen) if cfg.neighbours == "fallback" else 0)
-        if wanted > 0:
-            hits = resources.store.search(target.intervention, k=wanted, flt=grounding.narrowed(
-                label=target.label, exclude_ids=frozenset(chosen)))
-            neighbours = [h.trial.nct_id for h in hits]
+        chosen, neighbours, pool = draw_examples(
+            resources.store, grounding, target.intervention, target.label, cfg.k,
+            stream(cfg.seed, "examples", target.index), neighbours=cfg.neighbours, n_neighbours=cfg.n_neighbours)
         ids = chosen + neighbours
         vocabulary = intervention_vocabulary(resources, grounding, target.intervention)
         trials = {t.nct_id: t for t in resources.store.get_many(ids)}
@@ -72,7 +86,7 @@ def make_retrieve_node(resources: Resources):
             "neighbours": [i for i in neighbours if i in trials],
             "example_texts": texts,
             "vocabulary": vocabulary,
-            "log": timer.log(read={"intervention": target.intervention, "label": target.label, "pool": len(pool)},
+            "log": timer.log(read={"intervention": target.intervention, "label": target.label, "pool": pool},
                              wrote={"examples": chosen, "neighbours": neighbours, "chars_per_example": budget}),
         }
 

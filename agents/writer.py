@@ -14,15 +14,20 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from synthtrials.agents.prompting import OUTCOME_PHRASES, render_messages
-from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
-from synthtrials.tools.checks import scrub_trial
-from synthtrials.tools.llm import LLMClient, StructuredOutputError, StructuredResult
-from synthtrials.tools.trial import Phase
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.knowledge.checks import scrub_trial
+from synthtrials.tools.llm.client import (
+    LLMClient,
+    StructuredOutputError,
+    StructuredResult,
+)
+from synthtrials.tools.records.trial import Phase
+from synthtrials.tools.records.writer_format import DraftSpec
+from synthtrials.tools.seeds import llm_seed
 
 DIVERSITY_HINTS = (
     "Make it clearly different from the examples: another condition, population or setting.",
@@ -57,10 +62,10 @@ def answer_keys_help(spec: DraftSpec) -> str:
 
 
 def writer_messages(spec: DraftSpec, intervention: str, label: int, examples: list[str], reasons: list[str],
-                    feedback: list[str], sample_index: int = 0) -> list[BaseMessage]:
+                    feedback: list[str], variant: int = 0) -> list[BaseMessage]:
     return render_messages(
         "writer", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[int(label)], examples=examples,
-        reasons=reasons, feedback=feedback, diversity=DIVERSITY_HINTS[sample_index % len(DIVERSITY_HINTS)],
+        reasons=reasons, feedback=feedback, diversity=DIVERSITY_HINTS[variant % len(DIVERSITY_HINTS)],
         keys_help=answer_keys_help(spec),
     )
 
@@ -135,7 +140,7 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
 
 
 def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, examples: list[str],
-                reasons: list[str], feedback: list[str], *, sample_index: int = 0, temperature: float | None = None,
+                reasons: list[str], feedback: list[str], *, seed: int = 0, variant: int = 0, temperature: float | None = None,
                 vocabulary: dict[str, list[str]] | None = None,
                 adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
@@ -145,8 +150,8 @@ def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, 
     if adapted:
         messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
     else:
-        messages = writer_messages(spec, intervention, label, examples, reasons, feedback, sample_index)
-    result = llm.structured(messages, spec.model(), sample_index=sample_index, temperature=temperature,
+        messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant)
+    result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
                             json_schema=writer_json_schema(spec, intervention, vocabulary))
     return messages, result
 
@@ -157,19 +162,20 @@ def synthetic_id(run_id: str, index: int) -> str:
 
 
 def make_write_node(resources: Resources):
-    def write(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+    def write(state: GenerationState, runtime: Runtime[RunContext]) -> dict:
+        cfg = runtime.context.generation
         spec = cfg.draft
         assert spec is not None  # settled
         timer = StepTimer("write")
         target = state.target
         last = state.critiques[-1] if state.critiques else None
         feedback = last.problems if last is not None and last.verdict == "revise" else []
-        sample_index = target.index * 16 + state.revision  # distinct, reproducible seed per draft
-        run_id = ((config or {}).get("configurable") or {}).get("run_id", "adhoc")
+        run_id = runtime.context.run_id
         try:
             messages, result = write_draft(resources.writer, spec, target.intervention, target.label,
-                                           state.example_texts, state.reasons, feedback, sample_index=sample_index,
+                                           state.example_texts, state.reasons, feedback,
+                                           seed=llm_seed(cfg.seed, "writer", target.index, state.revision),
+                                           variant=target.index + state.revision,
                                            temperature=cfg.writer_temperature,
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
                                            adapted=cfg.writer_adapter is not None)

@@ -11,7 +11,7 @@ Prompt and answer fit a token budget (`PROMPT_TOKENS` + `ANSWER_TOKENS`), the sa
 an answer over budget loses criteria from the end of its lists.
 
 The adapter folder holds the PEFT adapter (`peft/`), a llama.cpp LoRA adapter in GGUF when the
-base is a GGUF model (`adapter.gguf`, `tools.lora_gguf`), and `adapter.json` (`AdapterInfo`: base
+base is a GGUF model (`adapter.gguf`, `tools.llm.lora_gguf`), and `adapter.json` (`AdapterInfo`: base
 model and hash, store, splits, the NCT ids trained on — the leakage guard reads them —, options,
 loss curve, time). Training is resumable (`checkpoint/`), and `minutes` stops at a step boundary
 with a usable adapter.
@@ -32,7 +32,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import re
 import shutil
 import time
@@ -44,33 +43,39 @@ from typing import Any, Literal
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 from synthtrials.agents.prompting import prompt_version
+from synthtrials.agents.retriever import draw_examples
 from synthtrials.agents.writer import (
     ANSWER_TOKENS,
     PROMPT_TOKENS,
     adapted_writer_messages,
 )
-from synthtrials.tools.adapter_folder import (
+from synthtrials.graphs.resolve import settle_draft, settle_grounding
+from synthtrials.tools.atomic import write_text_atomic
+from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.records.eligibility import trial_drugs
+from synthtrials.tools.knowledge.evidence import drug_evidence, evidence_reasons
+from synthtrials.tools.llm.adapter_folder import (
     ADAPTER_FILE,
     GGUF_FILE,
     PEFT_DIR,
     AdapterInfo,
     base_weights_sha256,
 )
-from synthtrials.tools.atomic import write_text_atomic
-from synthtrials.tools.domain import trial_drugs
-from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.evidence import drug_evidence, evidence_reasons
-from synthtrials.tools.llm import BUNDLED_GGUF, CHAT_TOKENS_PER_MESSAGE, resolve_gguf
-from synthtrials.tools.progress import SayFn
-from synthtrials.tools.splits import Split
-from synthtrials.tools.store import (
-    TrialStore,
-    default_grounding_splits,
-    grounding_filter,
-    open_store,
+from synthtrials.tools.llm.client import (
+    BUNDLED_GGUF,
+    CHAT_TOKENS_PER_MESSAGE,
+    resolve_gguf,
 )
-from synthtrials.tools.trial import Trial, render_for_classifier
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.progress import SayFn
+from synthtrials.tools.records.splits import Split
+from synthtrials.tools.records.trial import Trial, render_for_classifier
+from synthtrials.tools.records.writer_format import DraftSpec
+from synthtrials.tools.seeds import stream
+from synthtrials.tools.store.protocol import (
+    TrialStore,
+    grounding_filter,
+)
+from synthtrials.tools.store.trial_store import open_store
 
 CHECKPOINT_DIR = "checkpoint"
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -147,8 +152,7 @@ def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, cou
     the trial's drug and label, with examples and reasons that never include the trial itself."""
     grounding = grounding_filter(splits)
     trials = store.filter(grounding)
-    rng = random.Random(f"{options.seed}:adapt")
-    rng.shuffle(trials)
+    stream(options.seed, "adapt").shuffle(trials)
     trials = [t for t in trials if t.label in (0, 1) and trial_drugs(t)]
     if options.max_trials:
         trials = trials[:options.max_trials]
@@ -170,12 +174,10 @@ def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, cou
             continue
         if drug not in by_drug:
             by_drug[drug] = store.filter(grounding.narrowed(intervention=drug))
-        same = sorted((t for t in by_drug[drug] if t.label == label and t.nct_id != trial.nct_id), key=lambda t: t.nct_id)
-        chosen = random.Random(f"{options.seed}:examples:{trial.nct_id}").sample(same, min(options.examples, len(same)))
-        if len(chosen) < options.examples:  # the retriever's fallback: semantic neighbours with the label
-            hits = store.search(drug, k=options.examples - len(chosen), flt=grounding.narrowed(
-                label=label, exclude_ids=frozenset({trial.nct_id, *(t.nct_id for t in chosen)})))
-            chosen += [h.trial for h in hits]
+        same, neighbours, _ = draw_examples(store, grounding, drug, label, options.examples,
+                                            stream(options.seed, "examples", trial.nct_id),
+                                            exclude=frozenset({trial.nct_id}))
+        chosen = store.get_many(same + neighbours)
         reasons = evidence_reasons(drug_evidence(by_drug[drug], drug, label, exclude=trial.nct_id))
         messages = adapted_writer_messages(drug, label, [render_for_classifier(t, spec.fields) for t in chosen],
                                            reasons, [], message_tokens, options.prompt_tokens)
@@ -253,7 +255,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, e
     seed and epoch: a seeded permutation cut into megabatches of `megabatch` batches, each sorted by
     length and cut into batches (similar lengths together: little padding), the batches shuffled.
     transformers' `group_by_length` sampler, with a seeded batch order."""
-    rng = random.Random(f"{seed}:epoch:{epoch}")
+    rng = stream(seed, "epoch", epoch)
     order = list(range(len(lengths)))
     rng.shuffle(order)
     size = batch_size * megabatch
@@ -271,7 +273,7 @@ def sorted_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: in
     the order they started."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    random.Random(f"{seed}:epoch:{epoch}").shuffle(groups)
+    stream(seed, "epoch", epoch).shuffle(groups)
     return groups
 
 
@@ -413,9 +415,7 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
 
     say = say or (lambda message: None)
     store = open_store(options.store, create=False)
-    splits = list(options.ground_on or default_grounding_splits(store))
-    if not store.filter_ids(grounding_filter(splits)):
-        raise ConfigError(f"{options.store}: no real trials in split(s) {', '.join(splits)} to adapt on")
+    splits = settle_grounding(store, options.ground_on, "adapt on")
     out = options.out
     if (out / ADAPTER_FILE).exists() and not (out / CHECKPOINT_DIR).exists():
         saved = AdapterInfo.model_validate_json((out / ADAPTER_FILE).read_text())
@@ -426,7 +426,7 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     base_path, base_hash = base_sha256(options.base)
     say(f"loading {options.base} (transformers)")
     tokenizer, model = load_base(options.base)
-    spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
+    spec = settle_draft(store, splits)
 
     @lru_cache(maxsize=None)
     def count(text: str) -> int:
@@ -521,7 +521,7 @@ def _save_checkpoint(model, optimizer, scheduler, folder: Path, options: AdaptOp
 
 def _write_adapter(model, options: AdaptOptions, out: Path, spec: DraftSpec, splits: list[str], base_path: str,
                    base_hash: str, trained_on: list[str], state: dict, steps: int, complete: bool) -> AdapterInfo:
-    from synthtrials.tools.lora_gguf import export_lora_gguf
+    from synthtrials.tools.llm.lora_gguf import export_lora_gguf
 
     tmp = out / (PEFT_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -31,11 +31,12 @@ from synthtrials.evals.fidelity import discriminator_auc, real_halves_auc  # noq
 from synthtrials.graphs.config import GenerationConfig  # noqa: E402
 from synthtrials.graphs.runner import RunOptions  # noqa: E402
 from synthtrials.scripts.demo import load_synthetic_or_empty  # noqa: E402
-from synthtrials.tools.adapter_folder import adapter_sha256, read_adapter  # noqa: E402
-from synthtrials.tools.checks import ngrams  # noqa: E402
-from synthtrials.tools.fields import field_set  # noqa: E402
-from synthtrials.tools.store import grounding_filter, open_store  # noqa: E402
-from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding  # noqa: E402
+from synthtrials.tools.llm.adapter_folder import adapter_sha256, read_adapter  # noqa: E402
+from synthtrials.tools.knowledge.checks import ngrams  # noqa: E402
+from synthtrials.tools.records.fields import field_set  # noqa: E402
+from synthtrials.tools.store.protocol import grounding_filter
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Trial, render_for_classifier, render_for_embedding  # noqa: E402
 
 
 def run(store: str, out: Path, draws: int, adapter: Path | None, seed: int) -> dict:

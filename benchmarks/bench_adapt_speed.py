@@ -47,8 +47,12 @@ def prepare(store_path: str, max_trials: int | None, cached_count: bool, one_thr
     from functools import lru_cache
 
     from synthtrials.agents import writer_adaptation as wa
-    from synthtrials.tools.store import default_grounding_splits, grounding_filter, open_store
-    from synthtrials.tools.writer_format import DraftSpec
+    from synthtrials.tools.store.protocol import (
+        default_grounding_splits,
+        grounding_filter,
+    )
+    from synthtrials.tools.store.trial_store import open_store
+    from synthtrials.tools.records.writer_format import DraftSpec
 
     start = time.perf_counter()
     options = wa.AdaptOptions(store=store_path, out=Path(tempfile.gettempdir()) / "unused", max_trials=max_trials)

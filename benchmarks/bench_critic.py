@@ -16,7 +16,7 @@ spoiled one way each, plus drafts written by the embedded model (not adapted):
 - fragments: every criterion cut to a fragment of 8-20 characters;
 - one_bad_criterion: one fluent nonsense sentence inserted among the real inclusion criteria;
 - off_topic_criterion: one real inclusion criterion of an unrelated trial inserted among the real
-  ones, one about that trial's conditions (`tools.calibration.off_topic_criteria`: it names one of
+  ones, one about that trial's conditions (`tools.knowledge.calibration.off_topic_criteria`: it names one of
   them whole, else a word of them the trial's own conditions lack; a criterion such as "signed
   informed consent" fits every trial and is no error);
 - embedded_drafts: drafts of the base embedded model for these trials' drugs and labels.
@@ -52,22 +52,22 @@ from common import OUT, TOP, print_table  # noqa: E402
 from synthtrials.agents.critic import check_trials, llm_judgement  # noqa: E402
 from synthtrials.agents.writer import write_draft  # noqa: E402
 from synthtrials.evals.judge import judge_trial  # noqa: E402
-from synthtrials.tools.calibration import (  # noqa: E402
+from synthtrials.tools.knowledge.calibration import (  # noqa: E402
     build_knowledge,
     load_or_calibrate,
     with_off_topic_criterion,
 )
-from synthtrials.tools.checks import CriticThresholds  # noqa: E402
-from synthtrials.tools.domain import trial_drugs  # noqa: E402
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
+from synthtrials.tools.knowledge.checks import CriticThresholds  # noqa: E402
+from synthtrials.tools.records.eligibility import trial_drugs  # noqa: E402
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
-from synthtrials.tools.store import (  # noqa: E402
+from synthtrials.tools.store.protocol import (
     default_grounding_splits,
     grounding_filter,
-    open_store,
 )
-from synthtrials.tools.trial import Eligibility, Trial, render_for_classifier  # noqa: E402
-from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Eligibility, Trial, render_for_classifier  # noqa: E402
+from synthtrials.tools.records.writer_format import DraftSpec  # noqa: E402
 
 DOC_MODULES = ("email", "http.client", "json", "argparse", "logging", "collections", "unittest", "textwrap",
                "calendar", "decimal", "sqlite3", "zipfile", "tarfile", "csv", "smtplib", "ftplib", "shutil",
@@ -147,7 +147,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def embedded_drafts(store, splits, spec: DraftSpec, trials: list[Trial], n: int, seed: int) -> list[Trial]:
     """Drafts of the base embedded model (no adapter) for the trials' drugs and labels."""
-    llm = LLMClient(LLMConfig(max_tokens=700, seed=seed))
+    llm = LLMClient(LLMConfig(max_tokens=700))
     grounding = grounding_filter(splits)
     out = []
     for i, trial in enumerate(trials[:n]):
@@ -157,7 +157,7 @@ def embedded_drafts(store, splits, spec: DraftSpec, trials: list[Trial], n: int,
         try:
             _, result = write_draft(llm, spec, drug, int(trial.label or 0),
                                     [render_for_classifier(t, spec.fields)[:700] for t in examples], [], [],
-                                    sample_index=i, temperature=0.7)
+                                    seed=i, temperature=0.7)
         except LLMError:
             continue
         out.append(spec.to_trial(result.value, f"SYN-{i:012x}", label=trial.label, provenance={}))
@@ -177,10 +177,10 @@ def llm_scores(llm: LLMClient, trials: list[Trial]) -> tuple[list[float], list[f
     critic, judge = [], []
     for i, trial in enumerate(trials):
         drug = trial.interventions[0].name if trial.interventions else "the drug"
-        problems = llm_judgement(llm, trial, drug, int(trial.label or 0), sample_index=i, temperature=0.0)[0]
+        problems = llm_judgement(llm, trial, drug, int(trial.label or 0), seed=i, temperature=0.0)[0]
         critic.append(0.0 if problems else 1.0)
         try:
-            scores = judge_trial(llm, trial, sample_index=i)
+            scores = judge_trial(llm, trial, seed=i)
             judge.append(float(np.mean([scores[c] for c in ("realism", "domain_consistency", "label_consistency",
                                                              "coherence")])))
         except LLMError:

@@ -43,13 +43,17 @@ import synthtrials  # noqa: E402
 from common import OUT, TOP, print_table  # noqa: E402
 from synthtrials.agents.critic import check_trials, critique_trial  # noqa: E402
 from synthtrials.graphs.resources import SyntheticIndex  # noqa: E402
-from synthtrials.tools.calibration import build_knowledge, load_or_calibrate  # noqa: E402
-from synthtrials.tools.checks import CriticThresholds  # noqa: E402
-from synthtrials.tools.domain import DomainKnowledge, trial_sections  # noqa: E402
+from synthtrials.tools.knowledge.calibration import build_knowledge, load_or_calibrate  # noqa: E402
+from synthtrials.tools.knowledge.checks import CriticThresholds  # noqa: E402
+from synthtrials.tools.knowledge.domain import DomainKnowledge, trial_sections  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
-from synthtrials.tools.store import TrialStore, grounding_filter, open_store  # noqa: E402
-from synthtrials.tools.trial import Eligibility, Intervention, Trial, render_for_embedding  # noqa: E402
-from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
+from synthtrials.tools.store.protocol import (
+    TrialStore,
+    grounding_filter,
+)
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Eligibility, Intervention, Trial, render_for_embedding  # noqa: E402
+from synthtrials.tools.records.writer_format import DraftSpec  # noqa: E402
 
 SPLITS = ["train"]
 N_VALID = 30
@@ -69,7 +73,7 @@ def open_phase1_store(path: Path, like_tests: bool = False) -> TrialStore:
     (`like_tests`: the subset `tests/support.drug_complete_subset` keeps: the fixture), and the first
     120 trials of phase_I_test."""
     from support import drug_complete_subset, head_csv
-    from synthtrials.tools.ingest import ingest
+    from synthtrials.tools.store.ingest import ingest
 
     if not (path / "DONE").exists():
         path.mkdir(parents=True, exist_ok=True)
@@ -216,8 +220,8 @@ def load_fixture(path: Path) -> dict:
     return data
 
 
-CRITIC_FILES = ("agents/critic.py", "tools/domain.py", "tools/calibration.py", "tools/checks.py", "tools/embeddings.py",
-                "tools/coherence.py")
+CRITIC_FILES = ("agents/critic.py", "tools/knowledge/domain.py", "tools/knowledge/calibration.py", "tools/knowledge/checks.py", "tools/store/embeddings.py",
+                "tools/knowledge/coherence.py")
 
 
 def git_blob_id(path: Path) -> str:
@@ -289,7 +293,7 @@ def timing(store_path: Path, calibration: int) -> None:
         if calibration and run is checked:
             trials = knowledge.trials[:calibration]
             start = time.perf_counter()
-            for trial in trials:  # what `tools.calibration.score_matrix` does for every grounding trial
+            for trial in trials:  # what `tools.knowledge.calibration.score_matrix` does for every grounding trial
                 knowledge.scores(trial, exclude=trial.nct_id)
             seconds = time.perf_counter() - start
             rows.append([f"calibration: train trials scored leave-one-out (first {len(trials)})", len(trials),

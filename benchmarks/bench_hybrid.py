@@ -28,7 +28,8 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, TOP  # noqa: E402
 from synthtrials.evals.data import labels_of  # noqa: E402
-from synthtrials.evals.experiment import EvalOptions, Evaluation, first_drug  # noqa: E402
+from synthtrials.evals.experiment import EvalOptions, Evaluation  # noqa: E402
+from synthtrials.tools.records.eligibility import first_drug  # noqa: E402
 from synthtrials.evals.metrics import binary_metrics, paired_bootstrap  # noqa: E402
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)

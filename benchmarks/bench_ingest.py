@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TOP, peak_rss_mib, print_table  # noqa: E402
-from synthtrials.tools.ingest import ingest  # noqa: E402
-from synthtrials.tools.store import open_store  # noqa: E402
+from synthtrials.tools.store.ingest import ingest  # noqa: E402
+from synthtrials.tools.store.trial_store import open_store
 
 
 def main() -> None:

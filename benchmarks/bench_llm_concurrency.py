@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from common import print_table  # noqa: E402
 from fake_openai import FakeOpenAIServer  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
-from synthtrials.tools.llm_backends import make_chat_model  # noqa: E402
-from synthtrials.tools.llm_config import LLMConfig  # noqa: E402
+from synthtrials.tools.llm.backends import make_chat_model  # noqa: E402
+from synthtrials.tools.llm.config import LLMConfig  # noqa: E402
 
 REQUESTS = 64
 DELAY = 1.0

@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TOP, print_table  # noqa: E402
 from synthtrials.agents.writer import write_draft  # noqa: E402
-from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
-from synthtrials.tools.eligibility import EligibleIntervention, eligible_trials  # noqa: E402
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
-from synthtrials.tools.normalize import normalize_intervention  # noqa: E402
+from synthtrials.tools.records.writer_format import DraftSpec  # noqa: E402
+from synthtrials.tools.records.eligibility import EligibleIntervention, eligible_trials  # noqa: E402
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError  # noqa: E402
+from synthtrials.tools.records.normalize import normalize_intervention  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
-from synthtrials.tools.trial import Trial, render_for_classifier  # noqa: E402
+from synthtrials.tools.records.trial import Trial, render_for_classifier  # noqa: E402
 
 
 def build_prompts(n: int, seed: int = 0) -> list[tuple[str, int, list[str]]]:
@@ -51,7 +51,7 @@ def run_model(model: str, prompts, max_tokens: int) -> tuple[list, list]:
         start = time.perf_counter()
         before = client.usage.completion_tokens
         try:
-            _, result = write_draft(client, DraftSpec(), drug, label, examples, [], [], sample_index=i)
+            _, result = write_draft(client, DraftSpec(), drug, label, examples, [], [], seed=i)
             draft = result.value
             names = normalize_intervention(draft.interventions[0].name) == drug
             mentions = drug in (draft.brief_title + " " + draft.brief_summary).lower()

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 from synthtrials.agents.writer import write_draft  # noqa: E402
-from synthtrials.tools.writer_format import DraftSpec  # noqa: E402
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError  # noqa: E402
+from synthtrials.tools.records.writer_format import DraftSpec  # noqa: E402
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError  # noqa: E402
 
 RUNS = 5
 
@@ -21,7 +21,7 @@ def main(model: str = "smollm2") -> None:
     free = LLMClient(LLMConfig(model_path=model, max_tokens=256, temperature=0.7))
     start = time.perf_counter()
     for i in range(RUNS):
-        free.text([HumanMessage(content="Describe a phase 2 trial of metformin in type 2 diabetes.")], sample_index=i)
+        free.text([HumanMessage(content="Describe a phase 2 trial of metformin in type 2 diabetes.")], seed=i)
     elapsed = time.perf_counter() - start
     u = free.usage
     rows.append(["free text", RUNS, u.prompt_tokens // RUNS, u.completion_tokens // RUNS, elapsed / RUNS,
@@ -30,7 +30,7 @@ def main(model: str = "smollm2") -> None:
     start = time.perf_counter()
     for i in range(RUNS):
         try:
-            write_draft(constrained, DraftSpec(), "metformin", 1, [], [], [], sample_index=i)
+            write_draft(constrained, DraftSpec(), "metformin", 1, [], [], [], seed=i)
         except LLMError:
             pass
     elapsed = time.perf_counter() - start

@@ -26,9 +26,10 @@ from synthtrials.graphs.config import GenerationConfig  # noqa: E402
 from synthtrials.graphs.runner import RunOptions  # noqa: E402
 from synthtrials.graphs.trace import list_trials, trial_trace  # noqa: E402
 from synthtrials.scripts.demo import load_synthetic_or_empty  # noqa: E402
-from synthtrials.tools.adapter_folder import adapter_sha256  # noqa: E402
-from synthtrials.tools.fields import field_set  # noqa: E402
-from synthtrials.tools.store import grounding_filter, open_store  # noqa: E402
+from synthtrials.tools.llm.adapter_folder import adapter_sha256  # noqa: E402
+from synthtrials.tools.records.fields import field_set  # noqa: E402
+from synthtrials.tools.store.protocol import grounding_filter
+from synthtrials.tools.store.trial_store import open_store
 
 
 def reason_validity(out: Path) -> tuple[int, int, int]:
@@ -50,8 +51,8 @@ def revalidate(out: Path, store_path: str) -> None:
 
     from synthtrials.agents.reasoner import reason_problems
     from synthtrials.graphs.resources import Resources
-    from synthtrials.tools.calibration import load_or_calibrate
-    from synthtrials.tools.evidence import drug_evidence
+    from synthtrials.tools.knowledge.calibration import load_or_calibrate
+    from synthtrials.tools.knowledge.evidence import drug_evidence
 
     store = open_store(store_path, create=False)
     knowledge = Resources(store=store, llm=None).knowledge(["train"])  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import OUT, TOP, print_table  # noqa: E402
 from synthtrials.scripts.demo import load_synthetic_or_empty  # noqa: E402
-from synthtrials.tools.checks import repeated_criteria  # noqa: E402
+from synthtrials.tools.knowledge.checks import repeated_criteria  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
 
 

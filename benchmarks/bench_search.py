@@ -16,10 +16,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TOP, peak_rss_mib, print_table  # noqa: E402
-from synthtrials.tools.embeddings import get_embeddings  # noqa: E402
-from synthtrials.tools.ingest import ingest  # noqa: E402
-from synthtrials.tools.store import TrialFilter, eligible, open_store  # noqa: E402
-from synthtrials.tools.trial import render_for_embedding  # noqa: E402
+from synthtrials.tools.store.embeddings import get_embeddings  # noqa: E402
+from synthtrials.tools.store.ingest import ingest  # noqa: E402
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    eligible,
+)
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import render_for_embedding  # noqa: E402
 
 N_BIG = int(os.environ.get("BENCH_TRIALS", "100000"))
 QUERIES = 200

@@ -1,7 +1,7 @@
 """Aggregate decoding speed of llama-server on a GGUF: threads x parallel requests (issue 19).
 
 Every request asks for the same prompt and exactly `--tokens` completion tokens (`ignore_eos`), so
-arms compare like for like. The server is the one synthtrials starts (`tools.llama_server`).
+arms compare like for like. The server is the one synthtrials starts (`tools.llm.llama_server`).
 
     python benchmarks/bench_server_decoding.py [--model smollm2|PATH] [--quantize Q4_0] \
         [--threads 1 2] [--parallel 1 8] [--requests 16] [--tokens 128]
@@ -21,8 +21,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import print_table  # noqa: E402
-from synthtrials.tools.llama_server import ServerSpec, llama_cpp_tool, serve, stop_servers  # noqa: E402
-from synthtrials.tools.llm import resolve_gguf  # noqa: E402
+from synthtrials.tools.llm.llama_server import ServerSpec, llama_cpp_tool, serve, stop_servers  # noqa: E402
+from synthtrials.tools.llm.client import resolve_gguf  # noqa: E402
 
 PROMPT = "Write a detailed eligibility section for a phase 1 trial of metformin in adults with cancer."
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_writer_speed import writer_prompts  # noqa: E402
 from common import OUT, print_table  # noqa: E402
 from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS, adapted_writer_messages, writer_json_schema  # noqa: E402
-from synthtrials.tools.llama_server import stop_servers  # noqa: E402
-from synthtrials.tools.llm import LLMClient, LLMConfig, StructuredOutputError, _without_length_bounds  # noqa: E402
+from synthtrials.tools.llm.llama_server import stop_servers  # noqa: E402
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, StructuredOutputError, _without_length_bounds  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
                 if arm == "unbounded":
                     schema = _without_length_bounds(schema)
                 try:
-                    client.structured(messages, model, sample_index=i * 16, temperature=0.7, json_schema=schema)
+                    client.structured(messages, model, seed=i * 16, temperature=0.7, json_schema=schema)
                     return True
                 except StructuredOutputError:
                     return False

@@ -38,20 +38,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import OUT, fixed_draws, print_table  # noqa: E402
 from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS, adapted_writer_messages, writer_json_schema  # noqa: E402
 from synthtrials.graphs.config import GenerationConfig  # noqa: E402
-from synthtrials.graphs.resolve import resolve_generation  # noqa: E402
+from synthtrials.graphs.resolve import settle_generation  # noqa: E402
 from synthtrials.graphs.runner import RunOptions  # noqa: E402
-from synthtrials.tools.adapter_folder import adapter_sha256  # noqa: E402
-from synthtrials.tools.llama_server import running_servers, stop_servers  # noqa: E402
-from synthtrials.tools.llm import LLMClient, LLMConfig, StructuredOutputError  # noqa: E402
-from synthtrials.tools.store import eligible, grounding_filter, open_store  # noqa: E402
-from synthtrials.tools.trial import Trial, render_for_classifier  # noqa: E402
+from synthtrials.tools.llm.adapter_folder import adapter_sha256  # noqa: E402
+from synthtrials.tools.llm.llama_server import running_servers, stop_servers  # noqa: E402
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, StructuredOutputError  # noqa: E402
+from synthtrials.tools.llm.config import backend_of  # noqa: E402
+from synthtrials.tools.store.protocol import (
+    eligible,
+    grounding_filter,
+)
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Trial, render_for_classifier  # noqa: E402
 
 
 def writer_prompts(store_path: str, n: int, seed: int = 0):
     """n (drug, label, examples, vocabulary) draws like the retriever's: 2 real grounding trials of the
     drug and label, rendered with the writer's fields."""
     store = open_store(store_path, create=False)
-    settled = resolve_generation(GenerationConfig(reasoner="evidence", llm_critic="off"), store)
+    settled = settle_generation(GenerationConfig(reasoner="evidence", llm_critic="off"), store)
     grounding = settled.grounding()
     drugs = [d.intervention for d in eligible(store, k=2, flt=grounding)]
     rng = random.Random(seed)
@@ -77,7 +82,7 @@ def decode(config: LLMConfig, spec, draws, slots: int, token_counter: LLMClient)
         drug, label, texts = draws[i]
         messages = adapted_writer_messages(drug, label, texts, [], [], token_counter.message_tokens)
         try:
-            return client.structured(messages, model, sample_index=i * 16, temperature=0.7,
+            return client.structured(messages, model, seed=i * 16, temperature=0.7,
                                      json_schema=writer_json_schema(spec, drug)).raw
         except StructuredOutputError:
             return None
@@ -147,7 +152,7 @@ def main() -> None:
         best = ("", 0.0)
         for name, config, slots in arms:
             for grammar in ("always", "on_failure"):
-                if grammar == "on_failure" and config.backend == "llamacpp":
+                if grammar == "on_failure" and backend_of(config).in_process:
                     continue
                 result = decode(config.model_copy(update={"grammar": grammar}), spec, draws, slots, counter)
                 stop_servers()

@@ -37,7 +37,7 @@ from sklearn.pipeline import make_pipeline
 from synthtrials.evals.metrics import youden_threshold
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.progress import StageProgressFn
-from synthtrials.tools.trial import Trial, render_for_classifier
+from synthtrials.tools.records.trial import Trial, render_for_classifier
 
 if TYPE_CHECKING:
     import torch
@@ -113,7 +113,7 @@ class TfidfClassifier(ThresholdedClassifier):
 
 
 def resolve_encoder(model: str) -> str:
-    from synthtrials.tools.embeddings import DEFAULT_EMBEDDING_MODEL, resolve_model_path
+    from synthtrials.tools.store.embeddings import DEFAULT_EMBEDDING_MODEL, resolve_model_path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = resolve_model_path(model or DEFAULT_EMBEDDING_MODEL)

@@ -8,7 +8,7 @@ from pathlib import Path
 from synthtrials.tools.errors import ConfigError, InputError, describe
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.run_folder import TRIALS_FILE, trials_file
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 
 def load_labelled(path: str | Path, labels_csv: str | Path | None = None, what: str = "real") -> list[Trial]:
@@ -56,7 +56,11 @@ def real_reference(trials: Path, real: Path | None) -> list[Trial]:
     """Real labelled trials to compare synthetic ones with: from `real`, else the real trials of the
     grounding splits of the run that wrote them (its store, as recorded in its folder)."""
     from synthtrials.tools.run_folder import read_run_config, read_run_grounding
-    from synthtrials.tools.store import TrialFilter, grounding_filter, open_store
+    from synthtrials.tools.store.protocol import (
+        TrialFilter,
+        grounding_filter,
+    )
+    from synthtrials.tools.store.trial_store import open_store
 
     if real is not None:
         return [t for t in read_trials([real]) if t.label is not None]

@@ -24,21 +24,22 @@ from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
 from synthtrials.evals.leakage import (
     LeakageReport,
     drop_grounded_on,
-    grounding_of,
+    named_grounding,
     guard,
 )
 from synthtrials.evals.metrics import aggregate, binary_metrics, paired_bootstrap
 from synthtrials.evals.results import EvaluationMetrics, TrainingSetMetrics
 from synthtrials.tools.atomic import write_json_atomic
-from synthtrials.tools.eligibility import eligible_trials
+from synthtrials.tools.records.eligibility import eligible_trials, first_drug
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.fields import field_set
-from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.records.fields import field_set
 from synthtrials.tools.progress import SayFn, StageProgressFn
 from synthtrials.tools.run_folder import METRICS_FILE, read_run_grounding
-from synthtrials.tools.trial import Trial, render_for_classifier
+from synthtrials.tools.records.trial import Trial, render_for_classifier
 
-SWEEPS = ("ratio", "low_resource", "generalisation", "fidelity")
+#: a sweep is one `Evaluation.sweep_<name>` method returning its JSON-able result (metrics.json "sweeps")
+SWEEP_PREFIX = "sweep_"
+
 RATIOS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -67,7 +68,9 @@ class EvalOptions(BaseModel):
     out: Path
 
 
-class Split(BaseModel):
+class SplitTrials(BaseModel):
+    """The real trials of one evaluation split (`tools.records.splits.Split` names a store split)."""
+
     train: list[Trial]
     valid: list[Trial] | None
     test: list[Trial]
@@ -81,11 +84,7 @@ class Prediction(NamedTuple):
     threshold: float
 
 
-def first_drug(trial: Trial) -> str:
-    return normalize_intervention(trial.interventions[0].name) if trial.interventions else ""
-
-
-def paper_split(pool: list[Trial], seed: int, k: int = 3) -> Split:
+def paper_split(pool: list[Trial], seed: int, k: int = 3) -> SplitTrials:
     """The paper's split: real trials of the eligible interventions, stratified 60/20/20 per seed."""
     eligible = {e.intervention for e in eligible_trials(pool, k)}
     kept = [t for t in pool if first_drug(t) in eligible]
@@ -94,7 +93,7 @@ def paper_split(pool: list[Trial], seed: int, k: int = 3) -> Split:
     labels = labels_of(kept)
     train, rest = train_test_split(kept, test_size=0.4, stratify=labels, random_state=seed)
     valid, test = train_test_split(rest, test_size=0.5, stratify=labels_of(rest), random_state=seed)
-    return Split(train=train, valid=valid, test=test)
+    return SplitTrials(train=train, valid=valid, test=test)
 
 
 class Evaluation:
@@ -132,9 +131,9 @@ class Evaluation:
         self.leakage = self._guard()
         #: like for like: every classifier reads the fields most real training trials have
         self.fields = field_set(self.train if o.split_mode == "files" else self.pool)
-        unknown = [s for s in o.sweeps if s not in SWEEPS]
+        unknown = [s for s in o.sweeps if s not in self.names_of_sweeps()]
         if unknown:
-            raise ConfigError(f"unknown sweep(s) {', '.join(unknown)} (choose from {', '.join(SWEEPS)})")
+            raise ConfigError(f"unknown sweep(s) {', '.join(unknown)} (choose from {', '.join(self.names_of_sweeps())})")
         if o.sweeps and not self.synthetic:
             raise ConfigError("the sweeps need --synthetic")
         if not o.seeds:
@@ -148,19 +147,19 @@ class Evaluation:
         if not self.synthetic:
             return None
         if o.split_mode == "paper":  # held-out trials differ per seed: dropped per seed in `synthetic_for`
-            self.grounding = grounding_of(self.synthetic, read_run_grounding(o.synthetic))  # type: ignore[arg-type]
+            self.grounding = named_grounding(self.synthetic, read_run_grounding(o.synthetic))  # type: ignore[arg-type]
             return guard(self.synthetic, str(o.synthetic), {}, provenance_check=o.provenance_check)
         held_out = {f"test set {o.real_test}": {t.nct_id for t in self.test}}
         if self.valid:
             held_out[f"validation set {o.real_valid}"] = {t.nct_id for t in self.valid}
         return guard(self.synthetic, str(o.synthetic), held_out, provenance_check=o.provenance_check)
 
-    def split(self, seed: int) -> Split:
+    def split(self, seed: int) -> SplitTrials:
         if self.o.split_mode == "paper":
             return paper_split(self.pool, seed)
-        return Split(train=self.train, valid=self.valid, test=self.test)
+        return SplitTrials(train=self.train, valid=self.valid, test=self.test)
 
-    def synthetic_for(self, split: Split) -> tuple[list[Trial], int]:
+    def synthetic_for(self, split: SplitTrials) -> tuple[list[Trial], int]:
         """The synthetic trials usable with `split`, and how many were dropped for it.
 
         Files mode: all (the guard refused any leak). Paper mode: those whose grounding avoids this
@@ -193,7 +192,7 @@ class Evaluation:
                   labels_of(valid) if valid else None)
         return Prediction(model.predict_proba(self.texts(test))[:, 1], model.threshold_)
 
-    def training_sets(self, split: Split) -> dict[str, list[Trial]]:
+    def training_sets(self, split: SplitTrials) -> dict[str, list[Trial]]:
         sets: dict[str, list[Trial]] = {"real": split.train}
         synthetic, _ = self.synthetic_for(split)
         if synthetic and len({t.label for t in synthetic}) == 2:
@@ -249,12 +248,10 @@ class Evaluation:
                 result.bootstrap_hybrid_minus_real = {
                     str(seed): paired_bootstrap(y, [a], [b], n_boot=o.n_boot)
                     for seed, y, a, b in zip(o.seeds, tests, probas["real"], probas["hybrid"])}
-        runs_sweep = {"ratio": self.sweep_ratio, "low_resource": self.sweep_low_resource,
-                      "generalisation": self.sweep_generalisation, "fidelity": self.sweep_fidelity}
         sweeps: dict[str, Any] = {}
         for sweep in o.sweeps:
             self.progress(f"sweep: {sweep}")
-            sweeps[sweep] = runs_sweep[sweep]()
+            sweeps[sweep] = getattr(self, SWEEP_PREFIX + sweep)()
         result.sweeps = sweeps or None
         o.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(o.out / METRICS_FILE, result.model_dump(mode="json", exclude_none=True))
@@ -267,6 +264,12 @@ class Evaluation:
             values.append(binary_metrics(np.asarray(labels_of(test)), *self.fit_predict(self.o.classifier, train, valid, test, seed)))
         agg = aggregate(values)
         return {"roc_auc": agg["roc_auc"], "pr_auc": agg["pr_auc"], "f1": agg["f1"], "train_size": len(runs[0][0])}
+
+    @classmethod
+    def names_of_sweeps(cls) -> list[str]:
+        """The sweeps `--sweeps` accepts: one per `sweep_<name>` method, in definition order."""
+        return [name.removeprefix(SWEEP_PREFIX) for name, member in vars(cls).items()
+                if name.startswith(SWEEP_PREFIX) and callable(member)]
 
     def sweep_ratio(self) -> list[dict[str, Any]]:
         out = []
@@ -302,11 +305,11 @@ class Evaluation:
         results: dict[str, list[dict[str, float]]] = {"real": [], "hybrid": []}
         for seed in self.o.seeds:
             split = self.split(seed)
-            drugs = sorted({first_drug(t) for t in split.train + split.test})
+            drugs = sorted({first_drug(t) or "" for t in split.train + split.test})
             seen = set(random.Random(seed).sample(drugs, len(drugs) // 2))
-            train = [t for t in split.train if first_drug(t) in seen]
-            test = [t for t in split.test if first_drug(t) not in seen]
-            synthetic = [t for t in self.synthetic_for(split)[0] if first_drug(t) in seen]
+            train = [t for t in split.train if (first_drug(t) or "") in seen]
+            test = [t for t in split.test if (first_drug(t) or "") not in seen]
+            synthetic = [t for t in self.synthetic_for(split)[0] if (first_drug(t) or "") in seen]
             y = np.asarray(labels_of(test))
             results["real"].append(binary_metrics(y, *self.fit_predict(self.o.classifier, train, None, test, seed)))
             results["hybrid"].append(binary_metrics(y, *self.fit_predict(self.o.classifier, train + synthetic, None, test, seed)))

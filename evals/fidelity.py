@@ -21,10 +21,15 @@ from synthtrials.evals.results import (
     FieldDistributions,
     Spread,
 )
-from synthtrials.tools.checks import ngram_overlap
-from synthtrials.tools.embeddings import get_embeddings
-from synthtrials.tools.fields import field_set
-from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.knowledge.checks import ngram_overlap
+from synthtrials.tools.records.fields import field_set
+from synthtrials.tools.records.provenance import SyntheticProvenance
+from synthtrials.tools.records.trial import (
+    Trial,
+    render_for_classifier,
+    render_for_embedding,
+)
+from synthtrials.tools.store.embeddings import get_embeddings
 
 
 def discriminator_auc(real: list[Trial], synthetic: list[Trial], seed: int = 0,
@@ -98,7 +103,8 @@ def copied_share(synthetic: list[Trial], examples: dict[str, Trial], fields: Col
     """Per synthetic trial, the largest share of its 8-grams found in one of the examples it was written from."""
     copied = []
     for trial in synthetic:
-        sources = [examples[i] for i in trial.provenance.get("examples", []) if i in examples]
+        provenance = SyntheticProvenance.of(trial)
+        sources = [examples[i] for i in (provenance.examples if provenance else []) if i in examples]
         text = render_for_classifier(trial, fields)
         copied.append(max((ngram_overlap(text, render_for_classifier(s, fields), 8) for s in sources), default=0.0))
     return CopiedShare(mean=float(np.mean(copied)), max=float(np.max(copied)))

@@ -6,7 +6,6 @@ the LLM cache and an append-only results file make a run resumable.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,9 +18,10 @@ from synthtrials.agents.prompting import (
 )
 from synthtrials.evals.results import JudgeSide, JudgeSummary
 from synthtrials.tools.atomic import write_json_atomic
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError
 from synthtrials.tools.progress import ProgressFn
-from synthtrials.tools.trial import Sentence, Trial, render_for_classifier
+from synthtrials.tools.records.trial import Sentence, Trial, render_for_classifier
+from synthtrials.tools.seeds import llm_seed, stream
 
 CRITERIA = ("realism", "domain_consistency", "label_consistency", "coherence")
 Score = Annotated[int, Field(ge=1, le=5)]
@@ -42,10 +42,10 @@ def judge_json_schema() -> dict:
     return schema
 
 
-def judge_trial(llm: LLMClient, trial: Trial, sample_index: int = 0) -> dict[str, Any]:
+def judge_trial(llm: LLMClient, trial: Trial, seed: int = 0) -> dict[str, Any]:
     messages = render_messages("judge", outcome_phrase=OUTCOME_PHRASES[int(trial.label or 0)],
                                trial=render_for_classifier(trial)[:3000])
-    result = llm.structured(messages, JudgeScores, sample_index=sample_index, temperature=0.0,
+    result = llm.structured(messages, JudgeScores, seed=seed, temperature=0.0,
                             json_schema=judge_json_schema())
     return {**result.value.model_dump(), "tokens": result.usage.total_tokens}
 
@@ -72,7 +72,7 @@ def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out:
     out.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"cache_path": str(out / "llm_cache.sqlite")})
     llm = LLMClient(config)
-    calibration = random.Random(seed).sample(real, min(n_real, len(real))) if real else []
+    calibration = stream(seed, "judge").sample(real, min(n_real, len(real))) if real else []
     items = [("synthetic", t) for t in synthetic] + [("real", t) for t in calibration]
     results_file = out / "judge.jsonl"
     done: dict[str, dict] = {}
@@ -88,7 +88,7 @@ def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out:
             key = f"{source}:{trial.nct_id}"
             if key not in done:
                 try:
-                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, **judge_trial(llm, trial)}
+                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, **judge_trial(llm, trial, llm_seed(seed, "judge", number))}
                 except LLMError as exc:
                     if exc.fatal:
                         raise

@@ -6,18 +6,17 @@ neighbours in its provenance, the real trials the critic compared it with, and e
 read as a whole — the grounding splits of the store (the critic's domain knowledge and
 calibration, the eligibility counts) and the training trials of an adapted writer — which the run
 records in its folder (`grounding.json`). Trials imported from elsewhere (the seed paper's
-reports) carry ``"grounding": "unknown"``: they are accepted with a warning.
+reports) carry ``"grounding": "unknown"``: they are accepted with a warning, but any real trial
+their provenance does name is checked like any other (`tools.records.provenance`).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.records.provenance import SyntheticProvenance
+from synthtrials.tools.records.trial import Trial
 from synthtrials.tools.run_folder import RunGrounding, read_run_grounding
-from synthtrials.tools.trial import Trial
-
-#: provenance keys that list real trials a synthetic trial was written or checked with
-PROVENANCE_ID_KEYS = ("examples", "neighbours", "critic_neighbours")
 
 
 class LeakageReport(BaseModel):
@@ -32,27 +31,22 @@ class LeakageReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def trial_grounding_ids(trial: Trial) -> set[str] | None:
-    """The real trials this synthetic trial's provenance names; None when its grounding is unknown."""
-    provenance = trial.provenance or {}
-    if provenance.get("grounding") == "unknown":
-        return None
-    return {i for key in PROVENANCE_ID_KEYS for i in provenance.get(key) or []}
-
-
 def has_provenance(trial: Trial) -> bool:
-    provenance = trial.provenance or {}
-    return provenance.get("grounding") == "unknown" or any(key in provenance for key in PROVENANCE_ID_KEYS)
+    provenance = SyntheticProvenance.of(trial)
+    return provenance is not None and provenance.names_grounding()
+
+
+def named_grounding(trials: list[Trial], run: RunGrounding | None) -> list[set[str]]:
+    """Per synthetic trial: every real trial id it is known to depend on (its provenance's, the run's)."""
+    shared = run.ids() if run is not None else set()
+    return [(p.real_ids() if (p := SyntheticProvenance.of(t)) else set()) | shared for t in trials]
 
 
 def grounding_of(trials: list[Trial], run: RunGrounding | None) -> list[set[str] | None]:
-    """Per synthetic trial: every real trial id it depends on (None: unknown grounding)."""
-    shared = run.ids() if run is not None else set()
-    out: list[set[str] | None] = []
-    for trial in trials:
-        own = trial_grounding_ids(trial)
-        out.append(None if own is None else own | shared)
-    return out
+    """Per synthetic trial: every real trial id it depends on; None where that is unknown (imported trials,
+    whose named ids `named_grounding` still gives)."""
+    return [None if (p := SyntheticProvenance.of(t)) is not None and p.grounding == "unknown" else ids
+            for t, ids in zip(trials, named_grounding(trials, run))]
 
 
 def guard(trials: list[Trial], synthetic_path: str, held_out: dict[str, set[str]], *,
@@ -74,8 +68,8 @@ def guard(trials: list[Trial], synthetic_path: str, held_out: dict[str, set[str]
     run = read_run_grounding(synthetic_path)
     if run is not None:
         report.run_grounding.append(str(synthetic_path))
-    per_trial = grounding_of(trials, run)
-    report.unknown_grounding = sum(ids is None for ids in per_trial)
+    report.unknown_grounding = sum(ids is None for ids in grounding_of(trials, run))
+    per_trial = named_grounding(trials, run)  # an imported trial that names a held-out trial is refused too
     if report.unknown_grounding:
         report.warnings.append(f"{report.unknown_grounding} synthetic trials have unknown grounding (imported): "
                                "they may have been written from held-out trials")
@@ -90,8 +84,9 @@ def guard(trials: list[Trial], synthetic_path: str, held_out: dict[str, set[str]
     return report
 
 
-def drop_grounded_on(trials: list[Trial], grounding: list[set[str] | None],
+def drop_grounded_on(trials: list[Trial], grounding: list[set[str]],
                      held_out: set[str]) -> tuple[list[Trial], int]:
-    """The trials whose known grounding avoids `held_out` (paper split: per seed), and how many were dropped."""
-    kept = [t for t, g in zip(trials, grounding) if not (g and g & held_out)]
+    """The trials whose named grounding (`named_grounding`) avoids `held_out` (paper split: per seed), and how
+    many were dropped."""
+    kept = [t for t, g in zip(trials, grounding) if not g & held_out]
     return kept, len(trials) - len(kept)

@@ -43,7 +43,7 @@ from synthtrials.tools.run_folder import (
     GenerationSummary,
     read_summary,
 )
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 Model = TypeVar("Model", bound=BaseModel)
 JUDGE_SUMMARY_FILE = "judge_summary.json"
@@ -569,8 +569,8 @@ def fidelity_sections(run_dir: Path, synthetic: list[Trial], real: Path | None, 
     """Fidelity against up to `max_real` real trials (half compared, half held out); writes fidelity.json."""
     from synthtrials.evals.data import real_reference
     from synthtrials.evals.fidelity import fidelity_report
-    from synthtrials.tools.embeddings import get_embeddings
-    from synthtrials.tools.trial import render_for_embedding
+    from synthtrials.tools.store.embeddings import get_embeddings
+    from synthtrials.tools.records.trial import render_for_embedding
 
     reference = real_reference(run_dir, real)
     if len(reference) < 4:

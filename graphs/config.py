@@ -1,22 +1,24 @@
 """Every tunable of a generation run, with its default in one place.
 
-Read by every node from ``RunnableConfig["configurable"]["generation"]`` (a dict or a
-`GenerationConfig`), so a script can change k, the number of reasons, revisions, temperatures
-or thresholds per invocation without rebuilding the graph.
+Settled once per run (`graphs.resolve.settle_generation`) and handed to every node in the run's
+runtime context (`graphs.context.RunContext`), so a script can change k, the number of reasons,
+revisions, temperatures or thresholds per invocation without rebuilding the graph.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field
-from synthtrials.tools.checks import CriticThresholds
-from synthtrials.tools.llm import LLMConfig
-from synthtrials.tools.llm_config import traits
-from synthtrials.tools.splits import Split
-from synthtrials.tools.store import TrialFilter, grounding_filter
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.llm.client import LLMConfig
+from synthtrials.tools.llm.config import backend_of
+from synthtrials.tools.records.splits import Split
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    grounding_filter,
+)
+from synthtrials.tools.records.writer_format import DraftSpec
 
 
 class GenerationConfig(BaseModel):
@@ -57,12 +59,14 @@ class GenerationConfig(BaseModel):
     seed: int = 0
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
-    @classmethod
-    def from_runnable_config(cls, config: RunnableConfig | None) -> GenerationConfig:
-        value: Any = ((config or {}).get("configurable") or {}).get("generation")
-        if value is None:
-            return cls()
-        return value if isinstance(value, cls) else cls.model_validate(value)
+    def unsettled(self) -> list[str]:
+        """The data-dependent fields still at their "settle me" value (empty once settled)."""
+        missing = [name for name in ("ground_on", "draft", "llm_critic") if getattr(self, name) is None]
+        if not self.thresholds.calibrated:
+            missing.append("thresholds")
+        if self.reasoner == "auto":
+            missing.append("reasoner")
+        return missing
 
     def grounding(self) -> TrialFilter:
         """The real trials of the grounding splits (settled: see `graphs.resolve`)."""
@@ -77,7 +81,7 @@ class GenerationConfig(BaseModel):
 
     def vocabulary_constrained(self) -> bool:
         if self.constrain_vocabulary == "auto":
-            return traits(self.llm.backend).grammar
+            return backend_of(self.llm).grammar
         return self.constrain_vocabulary == "on"
 
     #: LLM settings that change where and how calls travel, not what a run produces

@@ -12,62 +12,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from langgraph.graph import END, START, StateGraph
 from synthtrials.agents.critic import make_critique_node
 from synthtrials.agents.prompting import prompt_version
 from synthtrials.agents.reasoner import make_reason_node
 from synthtrials.agents.retriever import make_retrieve_node
 from synthtrials.agents.writer import make_write_node
-from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
-from synthtrials.tools.checks import outcome_word_counts
-from synthtrials.tools.trial import render_for_embedding
+from synthtrials.tools.knowledge.checks import outcome_word_counts
+from synthtrials.tools.records.provenance import AdapterRef, CriticRecord, SyntheticProvenance
+from synthtrials.tools.records.trial import render_for_embedding
+from synthtrials.tools.seeds import SEED_SCHEME_VERSION
 
 
 def make_finalize_node(resources: Resources):
-    def finalize(state: GenerationState, config: RunnableConfig) -> dict:
-        cfg = resources.settle(GenerationConfig.from_runnable_config(config))
+    def finalize(state: GenerationState, runtime: Runtime[RunContext]) -> dict:
+        cfg = runtime.context.generation
         timer = StepTimer("finalize")
         last = state.critiques[-1] if state.critiques else None
         writer_template = "writer_adapted" if cfg.writer_adapter else "writer"
-        provenance: dict[str, Any] = {
-            "run_id": ((config or {}).get("configurable") or {}).get("run_id"),
-            "plan_index": state.target.index,
-            "target": state.target.model_dump(),
-            "ground_on": cfg.ground_on,
-            "examples": state.examples,
-            "neighbours": state.neighbours,
-            "critic_neighbours": sorted({i for c in state.critiques for i in c.neighbours}),
-            "reasons": state.reasons,
-            "reasons_source": state.reasons_source,
-            "critiques": [c.model_dump() for c in state.critiques],
-            "revisions": sum(1 for c in state.critiques if c.verdict == "revise"),
-            "backend": cfg.llm.backend,
-            "model": cfg.llm.model_label(),
-            "templates": {"reasoner": prompt_version("reasoner"), "writer": prompt_version(writer_template),
-                          "critic": prompt_version("critic")},
-            "writer_adapter": {"path": cfg.writer_adapter, "sha256": cfg.writer_adapter_sha256}
+        accepted = last is not None and last.verdict == "accept" and state.draft is not None
+        if accepted:
+            reasons: list[str] = []
+        elif not state.examples:
+            reasons = ["no_examples"]
+        else:
+            reasons = (last.failed_checks if last is not None else []) or ["rejected"]
+        provenance = SyntheticProvenance(
+            run_id=runtime.context.run_id, plan_index=state.target.index, target=state.target.model_dump(),
+            ground_on=cfg.ground_on, examples=state.examples, neighbours=state.neighbours,
+            critic_neighbours=sorted({i for c in state.critiques for i in c.neighbours}),
+            reasons=state.reasons, reasons_source=state.reasons_source,
+            critiques=[CriticRecord.model_validate(c.model_dump()) for c in state.critiques],
+            revisions=sum(1 for c in state.critiques if c.verdict == "revise"), reject_reasons=reasons,
+            backend=cfg.llm.backend, model=cfg.llm.model_label(),
+            templates={"reasoner": prompt_version("reasoner"), "writer": prompt_version(writer_template),
+                       "critic": prompt_version("critic")},
+            writer_adapter=AdapterRef(path=cfg.writer_adapter, sha256=cfg.writer_adapter_sha256)
             if cfg.writer_adapter else None,
-            "calibration": cfg.thresholds.calibration,
-            "seed": cfg.seed,
-            "tokens": sum(step.tokens for step in state.log),
-        }
-        if last is not None and last.verdict == "accept" and state.draft is not None:
-            counts = outcome_word_counts(state.draft)
-            trial = state.draft.model_copy(update={"provenance": {**provenance, "outcome_words": dict(counts)}})
+            calibration=cfg.thresholds.calibration, seed=cfg.seed, seed_scheme=SEED_SCHEME_VERSION,
+            tokens=sum(step.tokens for step in state.log))
+        if accepted:
+            assert state.draft is not None
+            provenance.outcome_words = dict(outcome_word_counts(state.draft))
+            trial = state.draft.model_copy(update={"provenance": provenance.dump()})
             resources.synthetic.add(trial.nct_id, resources.embeddings.embed_array([render_for_embedding(trial)])[0])
             update = {"draft": trial, "verdict": "accept", "provenance": trial.provenance}
         else:
-            if not state.examples:
-                reason = "no_examples"
-            elif last is not None:
-                reason = ",".join(last.failed_checks) or "rejected"
-            else:
-                reason = "rejected"
-            update = {"verdict": "reject", "reject_reason": reason, "provenance": provenance}
-        update["log"] = timer.log(wrote={"verdict": update["verdict"], "reason": update.get("reject_reason")})
+            update = {"verdict": "reject", "reject_reasons": reasons, "provenance": provenance.dump()}
+        update["log"] = timer.log(wrote={"verdict": update["verdict"], "reasons": reasons})
         return update
 
     return finalize
@@ -84,8 +80,9 @@ def route_after_critique(state: GenerationState) -> str:
 
 
 def build_graph(resources: Resources, checkpointer: Any = None):
-    """The compiled StateGraph for `resources` (store, LLM, synthetic index)."""
-    graph = StateGraph(GenerationState)
+    """The compiled StateGraph for `resources` (store, LLM, synthetic index); invoke it with
+    `context=RunContext(settled configuration, run id)`."""
+    graph = StateGraph(GenerationState, context_schema=RunContext)
     graph.add_node("retrieve", make_retrieve_node(resources))
     graph.add_node("reason", make_reason_node(resources))
     graph.add_node("write", make_write_node(resources))

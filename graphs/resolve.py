@@ -1,8 +1,11 @@
 """Defaults that depend on the data or the model, settled in one place.
 
 A run settles them once, when it starts, and records the settled configuration in its folder, so
-a resumed run keeps them even if the store changes (re-ingest, re-calibration). Scripts that
-invoke the graph directly get the same settlement through `Resources.settle`.
+a resumed run keeps them even if the store changes (re-ingest, re-calibration); the nodes read the
+settled configuration from the run's context (`graphs.context.RunContext`). Each setting has one
+function here, shared by every command that needs it: `generate` and scripts that invoke the graph
+(`settle_generation`), `check` (the same), `store calibrate` and `adapt` (`settle_grounding`,
+`settle_draft`).
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from synthtrials.graphs.config import GenerationConfig
-from synthtrials.tools.calibration import load_or_calibrate
+from synthtrials.tools.knowledge.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.llm import LLMClient, LLMConfig
+from synthtrials.tools.llm.client import LLMClient, LLMConfig
 from synthtrials.tools.progress import SayFn
-from synthtrials.tools.store import (
+from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.knowledge.domain import DomainKnowledge
+from synthtrials.tools.records.splits import Split, check_split
+from synthtrials.tools.store.protocol import (
     TrialStore,
     default_grounding_splits,
     grounding_filter,
 )
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.records.writer_format import DraftSpec
 
 #: models whose LLM-critic judgement was measured no better than chance (benchmarks/bench_critic.py:
 #: SmolLM2 called every real and every spoiled trial consistent, AUC 0.50 on each kind): their
@@ -46,8 +52,8 @@ def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[
     if llm is None:
         return "evidence"
     from synthtrials.agents.reasoner import measure_reason_validity
-    from synthtrials.tools.calibration import build_knowledge
-    from synthtrials.tools.evidence import REASON_VALIDATOR_VERSION
+    from synthtrials.tools.knowledge.calibration import build_knowledge
+    from synthtrials.tools.knowledge.evidence import REASON_VALIDATOR_VERSION
 
     key = f"reasons:{config.thresholds.calibration}:{config.llm.model_label()}"
     saved = store.load_calibration(key)
@@ -60,23 +66,41 @@ def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[
     return "llm" if saved["validity"] >= MIN_REASON_VALIDITY else "evidence"
 
 
-def resolve_generation(config: GenerationConfig, store: TrialStore, say: SayFn | None = None,
-                       llm: Callable[[], LLMClient] | None = None) -> GenerationConfig:
-    """`config` with the grounding splits, the writer's output format, the critic's calibrated
-    thresholds, the LLM critic's mode and the reasoner's mode settled for `store` and the model."""
-    ground_on = list(config.ground_on or default_grounding_splits(store))
-    grounding = grounding_filter(ground_on)
-    ids = store.filter_ids(grounding)
-    if not ids:
+def settle_grounding(store: TrialStore, ground_on: list[str] | None, what: str = "ground on") -> list[Split]:
+    """The grounding splits: the ones given, else `train` when the store has one, else `pool`;
+    refused when the store has no real trial in them."""
+    splits = [check_split(s) for s in ground_on] if ground_on else default_grounding_splits(store)
+    if not store.filter_ids(grounding_filter(splits)):
         counts = store.split_counts()
-        raise ConfigError(f"--ground-on {' '.join(ground_on)}: the store has no real trials in that split "
+        raise ConfigError(f"--ground-on {' '.join(splits)}: the store has no real trials in that split to {what} "
                           f"(it has {', '.join(f'{n} {s}' for s, n in counts.items()) or 'none'})")
-    draft = config.draft or DraftSpec.from_trials(store.get_many(ids))
-    thresholds = config.thresholds
-    if not thresholds.calibrated:
-        calibration = load_or_calibrate(store, ground_on, say=say)
-        thresholds = thresholds.model_copy(update={"calibrated": calibration.thresholds,
-                                                   "calibration": calibration.key})
-    settled = config.model_copy(update={"ground_on": ground_on, "draft": draft, "thresholds": thresholds,
-                                        "llm_critic": config.llm_critic or default_llm_critic(config.llm)})
+    return splits
+
+
+def settle_draft(store: TrialStore, splits: list[str]) -> DraftSpec:
+    """The writer's output format, measured on the grounding trials."""
+    return DraftSpec.from_trials(store.filter(grounding_filter(splits)))
+
+
+def settle_thresholds(thresholds: CriticThresholds, store: TrialStore, splits: list[str],
+                      knowledge: DomainKnowledge | None = None, say: SayFn | None = None) -> CriticThresholds:
+    """The critic's thresholds with the store's calibration for `splits` (computed and saved once)."""
+    if thresholds.calibrated:
+        return thresholds
+    calibration = load_or_calibrate(store, splits, knowledge, say=say)
+    return thresholds.model_copy(update={"calibrated": calibration.thresholds, "calibration": calibration.key})
+
+
+def settle_generation(config: GenerationConfig, store: TrialStore, say: SayFn | None = None,
+                      llm: Callable[[], LLMClient] | None = None) -> GenerationConfig:
+    """`config` with the grounding splits, the writer's output format, the critic's calibrated
+    thresholds, the LLM critic's mode and the reasoner's mode settled for `store` and the model:
+    what `generate`, `check` and scripts that invoke the graph hand to the nodes (`RunContext`)."""
+    if not config.unsettled():
+        return config
+    ground_on = settle_grounding(store, config.ground_on)
+    settled = config.model_copy(update={
+        "ground_on": ground_on, "draft": config.draft or settle_draft(store, ground_on),
+        "thresholds": settle_thresholds(config.thresholds, store, ground_on, say=say),
+        "llm_critic": config.llm_critic or default_llm_critic(config.llm)})
     return settled.model_copy(update={"reasoner": settle_reasoner(settled, store, llm, say)})

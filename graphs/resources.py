@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-from synthtrials.tools.calibration import build_knowledge
-from synthtrials.tools.domain import DomainKnowledge
-from synthtrials.tools.llm import LLMClient
-from synthtrials.tools.store import TrialStore
-
-if TYPE_CHECKING:
-    from synthtrials.graphs.config import GenerationConfig
+from synthtrials.tools.knowledge.calibration import build_knowledge
+from synthtrials.tools.knowledge.domain import DomainKnowledge
+from synthtrials.tools.llm.client import LLMClient
+from synthtrials.tools.store.protocol import TrialStore
 
 
 class SyntheticIndex:
@@ -53,7 +49,6 @@ class Resources:
     llm: LLMClient
     writer_llm: LLMClient | None = None
     synthetic: SyntheticIndex = field(default_factory=SyntheticIndex)
-    _settled: dict[str, GenerationConfig] = field(default_factory=dict, repr=False)
     _knowledge: dict[tuple[str, ...], DomainKnowledge] = field(default_factory=dict, repr=False)
     _knowledge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -72,18 +67,3 @@ class Resources:
             if key not in self._knowledge:
                 self._knowledge[key] = build_knowledge(self.store, list(key))
             return self._knowledge[key]
-
-    def settle(self, config: GenerationConfig) -> GenerationConfig:
-        """`config` with its data-dependent defaults settled against the store (see `graphs.resolve`).
-
-        A run settles them when it starts; this serves scripts that invoke the graph directly.
-        """
-        if config.ground_on is not None and config.draft is not None and config.thresholds.calibrated \
-                and config.llm_critic is not None and config.reasoner != "auto":
-            return config
-        key = config.model_dump_json()
-        if key not in self._settled:
-            from synthtrials.graphs.resolve import resolve_generation
-
-            self._settled[key] = resolve_generation(config, self.store, llm=lambda: self.llm)
-        return self._settled[key]

@@ -19,19 +19,20 @@ from typing import Any
 from pydantic import BaseModel, Field
 from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.generation import build_graph
-from synthtrials.graphs.plan import PlanMode, SamplingPlan
-from synthtrials.graphs.resolve import resolve_generation
+from synthtrials.graphs.plan import PLAN_VERSION, PlanMode, SamplingPlan
+from synthtrials.graphs.resolve import settle_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState
-from synthtrials.tools.adapter_folder import read_adapter
+from synthtrials.tools.llm.adapter_folder import read_adapter
 from synthtrials.tools.atomic import atomic_open, write_json_atomic, write_jsonl_atomic
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.llm import LLMClient, LLMError
-from synthtrials.tools.llm_backends import checked_adapter
-from synthtrials.tools.llama_server import running_servers, stop_servers
-from synthtrials.tools.llm_config import resolve_gguf, traits
-from synthtrials.tools.llm_usage import Usage
+from synthtrials.tools.llm.client import LLMClient, LLMError
+from synthtrials.tools.llm.backends import checked_adapter
+from synthtrials.tools.llm.llama_server import running_servers, stop_servers
+from synthtrials.tools.llm.config import backend_of, resolve_gguf
+from synthtrials.tools.llm.usage import Usage
 from synthtrials.tools.progress import SayFn
 from synthtrials.tools.run_folder import (
     CHECKPOINTS_FILE,
@@ -53,8 +54,10 @@ from synthtrials.tools.run_folder import (
     write_run_record,
     write_summary,
 )
-from synthtrials.tools.store import eligible, open_store
-from synthtrials.tools.trial import Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.store.protocol import eligible
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.seeds import SEED_SCHEME_VERSION
 
 MAX_CONSECUTIVE_ERRORS = 3
 
@@ -79,6 +82,7 @@ class RunOptions(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         return {"store": str(self.store), "generation": self.generation.fingerprint(), "plan_mode": self.plan_mode,
+                "plan_version": PLAN_VERSION, "seed_scheme": SEED_SCHEME_VERSION,
                 "interventions": self.interventions, "eligibility_rule": self.eligibility_rule,
                 **({"plan_min_trials": self.plan_min_trials} if self.plan_min_trials is not None else {})}
 
@@ -98,9 +102,8 @@ def thread_id(index: int) -> str:
     return f"trial-{index:06d}"
 
 
-def thread_config(index: int, run_id: str, generation: GenerationConfig) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id(index), "run_id": run_id,
-                             "generation": generation.model_dump(mode="json")}}
+def thread_config(index: int) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id(index)}}
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -123,7 +126,7 @@ def settled_generation(options: RunOptions, store: Any, llm: Callable[[], LLMCli
     if saved is not None and saved.settled and not _diff(saved.fingerprint, options.fingerprint()):
         settled = GenerationConfig.model_validate(saved.settled)
         return settled.model_copy(update={"llm": options.generation.llm})
-    return resolve_generation(options.generation, store, say=say, llm=llm)
+    return settle_generation(options.generation, store, say=say, llm=llm)
 
 
 def prepare_run_folder(options: RunOptions, settled: GenerationConfig) -> str:
@@ -164,7 +167,7 @@ def checkpoint_serializer():
     """LangGraph's serializer, allowed to revive exactly our state's pydantic types."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from synthtrials.graphs import state as state_module
-    from synthtrials.tools import trial as trial_module
+    from synthtrials.tools.records import trial as trial_module
 
     allowed = [(state_module.__name__, name) for name in ("GenerationState", "Target", "Critique", "StepLog")]
     allowed += [(trial_module.__name__, name) for name in (
@@ -187,27 +190,27 @@ def started_threads(checkpointer: Any) -> list[int]:
     return sorted(int(r[0].split("-")[1]) for r in rows if r[0].startswith("trial-"))
 
 
-def thread_values(graph: Any, index: int, run_id: str, generation: GenerationConfig) -> tuple[GenerationState | None, bool]:
+def thread_values(graph: Any, index: int) -> tuple[GenerationState | None, bool]:
     """The thread's latest state (or None) and whether it is finished. A thread whose only checkpoint is
     LangGraph's input checkpoint (a process killed before its first step: the reducers' empty channels, no
     target yet) has not started."""
-    snapshot = graph.get_state(thread_config(index, run_id, generation))
+    snapshot = graph.get_state(thread_config(index))
     if not snapshot.values or "target" not in snapshot.values:
         return None, False
     state = GenerationState.model_validate(snapshot.values)
     return state, state.verdict != "pending" and not snapshot.next
 
 
-def run_thread(graph: Any, plan: SamplingPlan, index: int, run_id: str, generation: GenerationConfig) -> GenerationState:
+def run_thread(graph: Any, plan: SamplingPlan, index: int, context: RunContext) -> GenerationState:
     """Run (or continue, or just read) the thread of planned trial `index`."""
-    config = thread_config(index, run_id, generation)
-    state, finished = thread_values(graph, index, run_id, generation)
+    config = thread_config(index)
+    state, finished = thread_values(graph, index)
     if finished and state is not None:
         return state
     if state is not None:  # interrupted: continue from the last checkpoint
-        values = graph.invoke(None, config)
+        values = graph.invoke(None, config, context=context)
     else:
-        values = graph.invoke(GenerationState(target=plan.target(index)), config)
+        values = graph.invoke(GenerationState(target=plan.target(index)), config, context=context)
     return GenerationState.model_validate(values)
 
 
@@ -280,7 +283,7 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
     rejected = [s for s in finished if s.verdict == "reject"]
     by_reason: Counter = Counter()
     for state in rejected:
-        for check in (state.reject_reason or "rejected").split(","):
+        for check in state.reject_reasons or ["rejected"]:
             by_reason[check] += 1
     revised_by: Counter = Counter()
     node_seconds: dict[str, float] = defaultdict(float)
@@ -327,7 +330,7 @@ def write_outputs(options: RunOptions, generation: GenerationConfig, plan: Sampl
     accepted = select_accepted(results, options.n)
     write_jsonl_atomic(out / TRIALS_FILE, (t.model_dump(mode="json") for t in accepted))
     rejected_rows = [
-        {"plan_index": i, "target": s.target.model_dump(), "reason": s.reject_reason,
+        {"plan_index": i, "target": s.target.model_dump(), "reasons": s.reject_reasons,
          "problems": s.critiques[-1].problems if s.critiques else [],
          "draft": s.draft.model_dump(mode="json") if s.draft else None}
         for i, s in sorted(results.items()) if s.verdict == "reject"
@@ -360,7 +363,7 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
 
 def effective_concurrency(options: RunOptions) -> int:
     """Parallel draws: a model in this process answers one call at a time; a server several."""
-    backend = traits(options.generation.llm.backend)
+    backend = backend_of(options.generation.llm)
     if backend.in_process:
         return 1
     return options.concurrency or backend.default_concurrency
@@ -373,7 +376,7 @@ def check_run_options(options: RunOptions) -> None:
     generation = options.generation
     if generation.writer_adapter:
         llm = generation.llm
-        base = resolve_gguf(llm.model_path) if traits(llm.backend).local_gguf else None
+        base = resolve_gguf(llm.model_path) if backend_of(llm).local_gguf else None
         checked_adapter(llm.model_copy(update={"adapter": generation.writer_adapter}), base)
     store = open_store(options.store, create=False)
     try:
@@ -434,11 +437,12 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
     clients = [llm] + ([resources.writer_llm] if resources.writer_llm else [])
     checkpointer = open_checkpointer(options.out)
     graph = build_graph(resources, checkpointer)
+    context = RunContext(generation=generation, run_id=run_id)
     max_draws = options.n * options.max_draws_factor
 
     results: dict[int, GenerationState] = {}
     for index in started_threads(checkpointer):  # finished threads of an earlier run, and the synthetic index
-        state, finished = thread_values(graph, index, run_id, generation)
+        state, finished = thread_values(graph, index)
         if state is not None and finished:
             results[index] = state
             if state.verdict == "accept" and state.draft is not None:
@@ -478,7 +482,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
                 if next_index in results:
                     next_index += 1
                     continue
-                inflight[pool.submit(run_thread, graph, plan, next_index, run_id, generation)] = next_index
+                inflight[pool.submit(run_thread, graph, plan, next_index, context)] = next_index
                 next_index += 1
             if not inflight:
                 break
@@ -495,7 +499,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
                         failure = failure or exc
                     elif retries[i] < 1:  # one more try within this run; resume retries again
                         retries[i] += 1
-                        inflight[pool.submit(run_thread, graph, plan, i, run_id, generation)] = i
+                        inflight[pool.submit(run_thread, graph, plan, i, context)] = i
                     else:
                         failure = failure or exc
             report()

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 
 class Target(BaseModel):
@@ -73,6 +73,6 @@ class GenerationState(BaseModel):
     critiques: Annotated[list[Critique], operator.add] = Field(default_factory=list)
     revision: int = 0
     verdict: Literal["pending", "accept", "reject"] = "pending"
-    reject_reason: str | None = None
+    reject_reasons: list[str] = Field(default_factory=list, description="why a draw was rejected: the failed checks")
     provenance: dict[str, Any] = Field(default_factory=dict)
     log: Annotated[list[StepLog], operator.add] = Field(default_factory=list)

@@ -20,7 +20,7 @@ class TrialTrace(BaseModel):
     intervention: str
     label: int
     verdict: str
-    reject_reason: str | None
+    reject_reasons: list[str]
     checkpoints: int
     steps: list[StepLog]
 
@@ -66,7 +66,7 @@ def _trace(checkpointer: Any, index: int, with_steps: bool = True) -> TrialTrace
     return TrialTrace(plan_index=index, thread_id=thread_id(index),
                       trial_id=state.draft.nct_id if state.draft else None,
                       intervention=state.target.intervention, label=state.target.label, verdict=state.verdict,
-                      reject_reason=state.reject_reason, checkpoints=count, steps=state.log if with_steps else [])
+                      reject_reasons=state.reject_reasons, checkpoints=count, steps=state.log if with_steps else [])
 
 
 def trial_trace(run_dir: str | Path, trial: str | int) -> TrialTrace:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
 from synthtrials.evals.data import load_synthetic
 from synthtrials.evals.experiment import EvalOptions, run_evaluation
@@ -18,18 +18,29 @@ from synthtrials.evals.judge import run_judge
 from synthtrials.evals.report import create_report
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.runner import RunOptions, run_generation
-from synthtrials.tools.adapter_folder import adapter_sha256
-from synthtrials.tools.calibration import load_or_calibrate
+from synthtrials.tools.llm.adapter_folder import adapter_sha256
+from synthtrials.tools.knowledge.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError, InputError
-from synthtrials.tools.ingest import ingest
-from synthtrials.tools.llama_server import stop_servers
-from synthtrials.tools.llm import LLMConfig
-from synthtrials.tools.llm_config import traits
+from synthtrials.tools.store.ingest import ingest
+from synthtrials.tools.llm.llama_server import stop_servers
+from synthtrials.tools.llm.client import LLMConfig
+from synthtrials.tools.llm.config import backend_named, backend_of
 from synthtrials.tools.progress import ProgressFn, SayFn, StageProgressFn
 from synthtrials.tools.run_folder import trials_file
-from synthtrials.tools.store import eligible, grounding_filter, open_store
+from synthtrials.tools.store.protocol import (
+    eligible,
+    grounding_filter,
+)
+from synthtrials.tools.store.trial_store import open_store
 
 TOP_FILES = ("phase_I_train.csv", "phase_I_valid.csv", "phase_I_test.csv")
+
+
+def embedded_backend(name: str) -> str:
+    """The demo runs the bundled model: a backend that decodes a local GGUF file."""
+    if not backend_named(name).local_gguf:
+        raise ValueError(f"{name} does not run the bundled model (give a model option to use it)")
+    return name
 
 
 class DemoOptions(BaseModel):
@@ -40,7 +51,7 @@ class DemoOptions(BaseModel):
     adapt_trials: int = Field(60, ge=1, description="grounding trials the writer is adapted on")
     adapt_minutes: float = Field(4.0, gt=0, description="time budget for the adaptation (about 40k training tokens)")
     judge_trials: int = Field(10, ge=1, description="synthetic trials the LLM judge scores")
-    backend: Literal["llamacpp", "llamacpp-server"] = Field(
+    backend: Annotated[str, AfterValidator(embedded_backend)] = Field(
         "llamacpp-server", description="the embedded model's backend when no model option is given: llama.cpp's "
                                        "server (parallel draws, the adapter merged into Q4_0 weights) or in process")
     concurrency: int = Field(16, ge=1, description="parallel draws (llama.cpp's server slots; 16 decoded 1.4x "
@@ -82,7 +93,7 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
         f"{calibration.real_rejection:.1%} of real train trials")
 
     adapter = None
-    if traits(llm.backend).adapts:
+    if backend_of(llm).adapts:
         begin("adapt", f"2/6 adapt the embedded writer to {options.adapt_trials} train trials (LoRA, at most "
             f"{options.adapt_minutes:g} min; cached: a re-run skips it)")
         adapter = out / "adapter"
@@ -166,7 +177,7 @@ def load_synthetic_or_empty(run_dir: Path) -> list:
         file = trials_file(run_dir)
         if not file.exists():
             return []
-        from synthtrials.tools.trial import Trial
+        from synthtrials.tools.records.trial import Trial
 
         return [Trial.model_validate_json(line) for line in file.read_text().splitlines() if line.strip()]
 

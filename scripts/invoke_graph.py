@@ -11,15 +11,18 @@ import argparse
 import json
 
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.generation import build_graph
+from synthtrials.graphs.resolve import settle_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, Target
-from synthtrials.tools.llm import LLMClient, LLMConfig
-from synthtrials.tools.store import open_store
+from synthtrials.tools.llm.client import LLMClient, LLMConfig
+from synthtrials.tools.store.trial_store import open_store
 
 
 def graph_from_arguments(doc: str):
-    """Parse the example scripts' arguments; return the compiled graph, the input state and the config."""
+    """Parse the example scripts' arguments; return the compiled graph, the input state and the run's
+    context (its configuration settled against the store once, here)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
     parser.add_argument("--intervention", required=True)
@@ -31,16 +34,19 @@ def graph_from_arguments(doc: str):
     args = parser.parse_args()
     config = GenerationConfig(max_revisions=args.revisions,
                               llm=LLMConfig(backend=args.backend, model=args.model, base_url=args.base_url))
-    graph = build_graph(Resources(store=open_store(args.store, create=False), llm=LLMClient(config.llm)))
+    store = open_store(args.store, create=False)
+    llm = LLMClient(config.llm)
+    graph = build_graph(Resources(store=store, llm=llm))
     initial = GenerationState(target=Target(index=0, intervention=args.intervention, label=args.label))
-    return graph, initial, {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "script"}}
+    context = RunContext(generation=settle_generation(config, store, llm=lambda: llm), run_id="script")
+    return graph, initial, context
 
 
 def main() -> None:
-    graph, initial, run_config = graph_from_arguments(__doc__)
-    state = graph.invoke(initial, run_config)
+    graph, initial, context = graph_from_arguments(__doc__)
+    state = graph.invoke(initial, context=context)
     final = GenerationState.model_validate(state)
-    print(json.dumps({"verdict": final.verdict, "reason": final.reject_reason,
+    print(json.dumps({"verdict": final.verdict, "reasons": final.reject_reasons,
                       "trial": final.draft.model_dump(mode="json", exclude_none=True) if final.draft else None},
                      indent=2))
 

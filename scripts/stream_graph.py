@@ -9,8 +9,8 @@ from synthtrials.scripts.invoke_graph import graph_from_arguments
 
 
 def main() -> None:
-    graph, initial, run_config = graph_from_arguments(__doc__)
-    for update in graph.stream(initial, run_config, stream_mode="updates"):
+    graph, initial, context = graph_from_arguments(__doc__)
+    for update in graph.stream(initial, context=context, stream_mode="updates"):
         for node, values in update.items():
             step = values["log"][-1] if values.get("log") else None
             print(f"[{node}] {step.seconds:.1f}s wrote {step.wrote}" if step else f"[{node}]", flush=True)

@@ -73,7 +73,7 @@ class LlamaServer:
     """`python -m llama_cpp.server` with the bundled SmolLM2 on 127.0.0.1 (a real OpenAI-compatible server)."""
 
     def __init__(self, api_key: str | None = None, n_ctx: int = 4096) -> None:
-        from synthtrials.tools.llm import resolve_gguf
+        from synthtrials.tools.llm.client import resolve_gguf
 
         self.port = free_port()
         self.api_key = api_key
@@ -124,8 +124,8 @@ def drug_complete_subset(source: Path, target: Path, k: int = 3, also: frozenset
     counts, its eligibility and its evidence are those of the whole file."""
     import csv
 
-    from synthtrials.tools.eligibility import eligible_trials
-    from synthtrials.tools.normalize import normalize_intervention
+    from synthtrials.tools.records.eligibility import eligible_trials
+    from synthtrials.tools.records.normalize import normalize_intervention
     from synthtrials.tools.readers import read_trials
 
     trials = read_trials([source])
@@ -137,3 +137,15 @@ def drug_complete_subset(source: Path, target: Path, k: int = 3, also: frozenset
         writer.writeheader()
         writer.writerows(row for row in reader if row["nctid"] in keep)
     return target
+
+
+def smollm2_copy(smollm2_transformers):
+    """A fresh copy of the session's SmolLM2 (tokenizer, causal LM) to train or change, as
+    `writer_adaptation.load_base("smollm2")` returns it (its pad token set)."""
+    import copy
+
+    tokenizer, model = smollm2_transformers
+    tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, copy.deepcopy(model)

@@ -140,8 +140,8 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
 def small_store(tmp_path_factory):
     """The first 40 trials of phase_I_train (split train), embedded: enough for 8 examples."""
     from support import TOP, head_csv
-    from synthtrials.tools.ingest import ingest
-    from synthtrials.tools.store import open_store
+    from synthtrials.tools.store.ingest import ingest
+    from synthtrials.tools.store.trial_store import open_store
 
     data = tmp_path_factory.mktemp("adapt_data")
     path = tmp_path_factory.mktemp("adapt_store")
@@ -157,7 +157,7 @@ def tiny_base(tmp_path_factory):
     Llama of its vocabulary: `adapt` runs whole (examples, plan, checkpoint, resume) in seconds."""
     from pathlib import Path
 
-    from synthtrials.tools.llm import resolve_gguf
+    from synthtrials.tools.llm.client import resolve_gguf
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     gguf = Path(resolve_gguf("smollm2"))

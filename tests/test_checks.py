@@ -2,8 +2,8 @@
 calibrated domain checks on a real store's knowledge."""
 
 import pytest
-from synthtrials.tools.calibration import calibration_key
-from synthtrials.tools.checks import (
+from synthtrials.tools.knowledge.calibration import calibration_key
+from synthtrials.tools.knowledge.checks import (
     check_copying,
     check_domain,
     check_intervention,
@@ -12,9 +12,12 @@ from synthtrials.tools.checks import (
     check_privacy,
     scrub_trial,
 )
-from synthtrials.tools.domain import SectionScore
-from synthtrials.tools.store import TrialFilter, grounding_filter
-from synthtrials.tools.trial import Eligibility, Intervention, Phase, Trial
+from synthtrials.tools.knowledge.domain import SectionScore
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    grounding_filter,
+)
+from synthtrials.tools.records.trial import Eligibility, Intervention, Phase, Trial
 
 TOP_FIELDS = ("phase", "conditions", "interventions", "eligibility")
 

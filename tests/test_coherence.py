@@ -1,4 +1,4 @@
-"""The critic judges meaning (issue 20): the coherence scores of `tools.coherence` on the real phase I
+"""The critic judges meaning (issue 20): the coherence scores of `tools.knowledge.coherence` on the real phase I
 store's knowledge, the per-criterion verdict that names the bad criterion, the calibration that
 spends the real-rejection budget where spoiled grounding trials are caught, and bad input."""
 
@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from support import TOP
 from synthtrials.agents.critic import check_trials, feedback
-from synthtrials.tools.calibration import (
+from synthtrials.tools.knowledge.calibration import (
     FLOOR_QUANTILE,
     allocate_thresholds,
     calibrate,
     spoiled_grounding_trials,
 )
-from synthtrials.tools.checks import CriticThresholds, check_domain
-from synthtrials.tools.coherence import MIN_COHERENCE_TRIALS, CoherenceModel
-from synthtrials.tools.domain import DomainKnowledge
+from synthtrials.tools.knowledge.checks import CriticThresholds, check_domain
+from synthtrials.tools.knowledge.coherence import MIN_COHERENCE_TRIALS, CoherenceModel
+from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.trial import Eligibility
+from synthtrials.tools.records.trial import Eligibility
 
 #: an inclusion criterion of another disease, as real diabetes trials write it
 DIABETES_CRITERION = "Type 2 diabetes mellitus with HbA1c between 7.0% and 10.0% on a stable dose of metformin"
@@ -131,8 +131,8 @@ def test_too_few_grounding_trials_is_one_line_naming_the_fix(phase1_knowledge):
 def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
     import random
 
-    from synthtrials.tools.calibration import off_topic_criteria, with_off_topic_criterion
-    from synthtrials.tools.trial import Trial
+    from synthtrials.tools.knowledge.calibration import off_topic_criteria, with_off_topic_criterion
+    from synthtrials.tools.records.trial import Trial
 
     asthma = Trial(nct_id="NCT00000001", conditions=["Asthma"],
                    eligibility=Eligibility(inclusion=["FEV1 of 60% to 85% of predicted", "Age 18 to 65 years"],

@@ -19,11 +19,11 @@ import sys
 import pytest
 from support import FIXTURES, ROOT, TOP
 from synthtrials.agents.critic import CHECK_BATCH, check_trials, critique_trial
-from synthtrials.tools.checks import CriticThresholds
-from synthtrials.tools.domain import CONDITION_NEIGHBOURS, DomainKnowledge, trial_sections
-from synthtrials.tools.store import grounding_filter
-from synthtrials.tools.trial import Eligibility, Trial, render_for_embedding
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.knowledge.domain import CONDITION_NEIGHBOURS, DomainKnowledge, trial_sections
+from synthtrials.tools.store.protocol import grounding_filter
+from synthtrials.tools.records.trial import Eligibility, Trial, render_for_embedding
+from synthtrials.tools.records.writer_format import DraftSpec
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_critic_speed import (  # noqa: E402

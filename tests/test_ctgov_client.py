@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from support import FIXTURES, cli
-from synthtrials.tools.ctgov_client import CtGovClient, retry_after_seconds
+from synthtrials.tools.readers.ctgov_client import CtGovClient, retry_after_seconds
 from synthtrials.tools.errors import ConfigError
 
 STUDY = json.loads((FIXTURES / "ctgov_v2_study.json").read_text())

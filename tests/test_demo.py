@@ -1,6 +1,7 @@
 """The demo end to end (control flow: a scripted server stands in for the model so that the test
 is quick; the embedded model's own generation is tested in test_generation / test_llm_llamacpp),
-and `synthtrials data download top` against a local HTTP server."""
+and `synthtrials data download top` against a local HTTP server. The commands run in this process
+(`support.cli`: the same command line; torch and MiniLM stay loaded)."""
 
 import json
 import shutil
@@ -9,19 +10,21 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from fake_openai import FakeOpenAIServer, scripted_trial_answer
-from support import TOP, head_csv, run_cli
+from support import TOP, cli
+from synthtrials.tools.store.trial_store import open_store
 
 
-def test_demo_runs_every_stage(tmp_path):
-    data = tmp_path / "top"
-    data.mkdir()
-    for name, rows in (("phase_I_train.csv", 300), ("phase_I_valid.csv", 40), ("phase_I_test.csv", 80)):
-        head_csv(TOP / name, data / name, rows)  # real rows, fewer of them: a quick test
+def test_demo_runs_every_stage(phase1_data, phase1_store_path, tmp_path):
+    """The demo on the session's phase I files (real rows, fewer of them: a quick test), its store
+    pre-built: the session's store of the same train and test files, with their embeddings, the
+    critic's section vectors and calibration. The demo's ingest still reads all three files (the 40
+    valid trials are new to the store) and finds the rest stored; every later stage runs in full."""
     out = tmp_path / "demo"
+    shutil.copytree(phase1_store_path, out / "store")
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
-        result = run_cli("demo", "--data", str(data), "--out", str(out), "--n", "6", "--minutes", "3",
-                         "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,
-                         "--transformer-train", "60")
+        result = cli("demo", "--data", str(phase1_data), "--out", str(out), "--n", "6", "--minutes", "3",
+                     "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,
+                     "--transformer-train", "60")
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
     for stage in ("1/6 ingest", "2/6 adapt", "3/6 generate", "4/6 LLM judge", "5/6 evaluate", "6/6 report"):
@@ -39,10 +42,13 @@ def test_demo_runs_every_stage(tmp_path):
     assert json.loads((run / "judge" / "judge_summary.json").read_text())["synthetic"]["n"] == 6
     assert "data:image/png;base64," in (run / "report.html").read_text()
     assert "demo results" in result.stdout and "report.html" in result.stdout
+    store = open_store(out / "store", create=False)
+    assert store.split_counts() == {"train": 365, "valid": 40, "test": 120}  # the three files, each its own split
+    store.close()
 
 
 def test_demo_needs_the_top_files(tmp_path):
-    result = run_cli("demo", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    result = cli("demo", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "missing phase_I_train.csv" in result.stderr
 
 
@@ -60,13 +66,13 @@ def test_data_download_checks_hashes(tmp_path):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         dest = tmp_path / "data"
-        ok = run_cli("data", "download", "top", "--dest", str(dest), "--base-url", url)
+        ok = cli("data", "download", "top", "--dest", str(dest), "--base-url", url)
         assert ok.returncode == 0, ok.stderr
         assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in TOP.glob("*.csv"))
         assert (dest / "toy_test.csv").read_bytes() == (TOP / "toy_test.csv").read_bytes()
         (mirror / "toy_train.csv").write_text("nctid,label\nNCT00000001,1\n")  # tampered
         fresh = tmp_path / "fresh"
-        bad = run_cli("data", "download", "top", "--dest", str(fresh), "--base-url", url)
+        bad = cli("data", "download", "top", "--dest", str(fresh), "--base-url", url)
         assert bad.returncode == 2 and "does not match" in bad.stderr and "toy_train.csv" in bad.stderr
         assert not (fresh / "toy_train.csv").exists()
     finally:

@@ -21,7 +21,7 @@ from synthtrials.evals.fidelity import fidelity_report, knn_precision_recall
 from synthtrials.evals.judge import run_judge
 from synthtrials.evals.metrics import paired_bootstrap, youden_threshold
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.llm import LLMConfig
+from synthtrials.tools.llm.client import LLMConfig
 from synthtrials.tools.readers import read_trials
 
 

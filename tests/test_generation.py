@@ -6,7 +6,6 @@ server (control flow only: it says nothing about generation quality).
 loading torch and MiniLM each time); one exit-code test runs the real console entry point in a
 subprocess, as does the SIGKILL test in test_reliability."""
 
-import copy
 import json
 import runpy
 import sys
@@ -14,47 +13,41 @@ import sys
 from fake_openai import FakeOpenAIServer, Fault, scripted_trial_answer
 from support import cli, run_cli
 from synthtrials.graphs.config import GenerationConfig
+from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.generation import build_graph
+from synthtrials.graphs.resolve import settle_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.runner import adapted_writer_client
 from synthtrials.graphs.state import GenerationState, Target
-from synthtrials.tools.llm import LLMClient
-from synthtrials.tools.store import TrialFilter, eligible, open_store
+from synthtrials.tools.llm.client import LLMClient
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    eligible,
+)
+from synthtrials.tools.store.trial_store import open_store
 
 
-def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, smollm2_transformers, tmp_path, monkeypatch):
-    """Adapt the embedded model on a handful of grounding trials for a few steps, then run the graph
-    with the adapter in llama.cpp (the reasoner and critic keep the base model)."""
-    from synthtrials.agents import writer_adaptation
-    from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
-    from synthtrials.tools.adapter_folder import adapter_sha256
+def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adapter):
+    """The embedded model adapted on a handful of grounding trials for a few steps (the session's
+    adapter, `tiny_adapter`), then the graph run with the adapter in llama.cpp (the reasoner and
+    critic keep the base model)."""
+    from synthtrials.tools.llm.adapter_folder import adapter_sha256
 
-    def session_base(base):  # the session's SmolLM2 (the same GGUF, dequantised once), a fresh copy to train
-        assert base == "smollm2"
-        tokenizer, model = smollm2_transformers
-        tokenizer = copy.deepcopy(tokenizer)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return tokenizer, copy.deepcopy(model)
-
-    monkeypatch.setattr(writer_adaptation, "load_base", session_base)
+    adapter, info = tiny_adapter
     store = open_store(phase1_store_path, create=False)
-    info = adapt(AdaptOptions(store=str(phase1_store_path), out=tmp_path / "adapter", max_trials=4, batch_size=2,
-                              rank=4))
     assert info.complete and info.steps == 2 and len(info.trained_on) == 4 and info.gguf
     train_ids = set(store.filter_ids(TrialFilter(splits=frozenset({"train"}))))
     assert set(info.trained_on) <= train_ids  # never a test trial
     assert info.loss and info.tokens > 0 and info.splits == ["train"]
     config = GenerationConfig(max_revisions=0, k=2, reasoner="evidence", llm_critic="off",
-                              writer_adapter=str(tmp_path / "adapter"),
-                              writer_adapter_sha256=adapter_sha256(tmp_path / "adapter"))
+                              writer_adapter=str(adapter), writer_adapter_sha256=adapter_sha256(adapter))
     base = LLMClient(config.llm)
     writer = adapted_writer_client(config)
     graph = build_graph(Resources(store=store, llm=base, writer_llm=writer))
+    context = RunContext(generation=settle_generation(config, store), run_id="test")
     drug = eligible(store, k=1, flt=TrialFilter(splits=frozenset({"train"})))[0].intervention
     state = GenerationState.model_validate(graph.invoke(
-        GenerationState(target=Target(index=0, intervention=drug, label=1)),
-        {"configurable": {"generation": config.model_dump(mode="json"), "run_id": "test"}}))
+        GenerationState(target=Target(index=0, intervention=drug, label=1)), context=context))
     nodes = [s.node for s in state.log]
     assert nodes == ["retrieve", "reason", "write", "critique", "finalize"]
     write = state.log[2]
@@ -75,7 +68,7 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, smollm2_t
     assert state.verdict in ("accept", "reject")
     assert (state.verdict == "accept") == (not last.failed_checks)  # the gate decides, nothing else
     if state.verdict == "reject":
-        assert state.reject_reason and all(check in state.reject_reason for check in last.failed_checks)
+        assert state.reject_reasons == last.failed_checks
     # a cached answer of the base model is never returned for the adapted one: the adapter is in the key
     assert writer.model._identifying_params["adapter_sha256"] == config.writer_adapter_sha256
     assert base.model._identifying_params["adapter_sha256"] is None
@@ -134,7 +127,7 @@ def test_example_scripts_invoke_and_stream(phase1_store_path, monkeypatch, capsy
     assert invoked["verdict"] in ("accept", "reject") and invoked["trial"] is not None  # the scripted writer always drafts
     trial = invoked["trial"]
     assert trial["interventions"][0]["name"] == "sorafenib" and trial["label"] == 0 and trial["source"] == "synthetic"
-    assert (invoked["reason"] is None) == (invoked["verdict"] == "accept")
+    assert (invoked["reasons"] == []) == (invoked["verdict"] == "accept")
     streamed = [line for line in printed["stream_graph"].splitlines() if line.startswith("[")]
     nodes = [line[1:line.index("]")] for line in streamed]
     assert nodes[:3] == ["retrieve", "reason", "write"] and nodes[-2:] == ["critique", "finalize"]

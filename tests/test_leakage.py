@@ -93,8 +93,8 @@ def test_unknown_grounding_is_accepted_with_a_warning(tmp_path):
 
 
 def test_paper_split_drops_synthetic_grounded_on_each_seeds_held_out_trials(tmp_path):
-    from synthtrials.evals.experiment import first_drug
-    from synthtrials.tools.eligibility import eligible_trials
+    from synthtrials.tools.records.eligibility import first_drug
+    from synthtrials.tools.records.eligibility import eligible_trials
 
     pool = read_trials([TOP / "phase_I_train.csv"])
     drugs = {e.intervention for e in eligible_trials(pool, 3)}

@@ -19,13 +19,13 @@ from typing import Literal
 
 import pytest
 from pydantic import BaseModel
-from support import run_cli
+from support import cli
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.runner import RunOptions, run_generation
-from synthtrials.tools.llama_server import BIN_ENV, HOST, running_servers, stop_servers
-from synthtrials.tools.llm import LLMClient, LLMConfig, LLMError
-from synthtrials.tools.llm_errors import LLMConfigError
-from synthtrials.tools.merged_weights import merged_weights
+from synthtrials.tools.llm.llama_server import BIN_ENV, HOST, running_servers, stop_servers
+from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError
+from synthtrials.tools.llm.errors import LLMConfigError
+from synthtrials.tools.llm.merged_weights import merged_weights
 
 pytestmark = pytest.mark.slow
 
@@ -41,22 +41,12 @@ FINDING_SCHEMA = {"type": "object", "properties": {
     "participants": {"type": "integer", "minimum": 1, "maximum": 999}}, "required": ["drug", "phase", "participants"]}
 
 
-@pytest.fixture(scope="module")
-def tiny_adapter(phase1_store_path, tmp_path_factory) -> Path:
-    """A real LoRA adapter of the bundled SmolLM2 (8 grounding trials, 2 steps): enough to merge."""
-    from synthtrials.agents.writer_adaptation import AdaptOptions, adapt
-
-    out = tmp_path_factory.mktemp("tiny_adapter") / "adapter"
-    adapt(AdaptOptions(store=str(phase1_store_path), out=out, max_trials=8, batch_size=4, rank=4))
-    return out
-
-
 def _ask(client: LLMClient, index: int = 0):
     from langchain_core.messages import HumanMessage
 
     messages = [HumanMessage(content="Describe a phase 2 trial of metformin in 40 adults as JSON with the keys "
                                      "drug, phase and participants.")]
-    return client.structured(messages, Finding, sample_index=index, json_schema=FINDING_SCHEMA)
+    return client.structured(messages, Finding, seed=index, json_schema=FINDING_SCHEMA)
 
 
 def _alive(pid: int) -> bool:
@@ -164,8 +154,11 @@ def test_a_server_that_dies_mid_run_is_a_fatal_one_line_error():
 
 
 def test_merged_adapter_weights_are_made_once_and_served(tiny_adapter):
-    from synthtrials.tools.adapter_folder import GGUF_FILE, adapter_sha256
-    from synthtrials.tools.llm import resolve_gguf
+    """The session's real LoRA adapter of SmolLM2 (`tiny_adapter`) merged into Q4_0 weights once, then served."""
+    from synthtrials.tools.llm.adapter_folder import GGUF_FILE, adapter_sha256
+    from synthtrials.tools.llm.client import resolve_gguf
+
+    tiny_adapter, _ = tiny_adapter
 
     digest = adapter_sha256(tiny_adapter)
     first = merged_weights(resolve_gguf("smollm2"), tiny_adapter / GGUF_FILE, digest, "Q4_0")
@@ -230,8 +223,10 @@ def test_sigkilled_run_leaves_no_server_and_resumes(phase1_store_path, tmp_path)
         time.sleep(0.1)
     assert not _alive(pid), "llama-server outlived the killed run"
     finished_before = _finished_threads(run)
-    resumed = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600)
-    assert resumed.returncode in (0, 2), resumed.stderr[-500:]
+    # the same command line resumed, in this process (only the kill needs a process of its own), with a
+    # shorter time budget (not part of the run's configuration)
+    resumed = cli(*args[3:-1], "0.3")
+    assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-500:]
     assert _finished_threads(run) >= finished_before
     summary = json.loads((run / "summary.json").read_text())
     assert summary["sessions"] >= 1 and summary["backend"] == "llamacpp-server"
@@ -273,10 +268,10 @@ def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_
     assert isinstance(error, LLMError) and "died mid-run" in str(error) and "\n" not in str(error)
     assert not running_servers()
     finished = _finished_threads(run)
-    resumed = run_cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(run), "--backend",
+    resumed = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(run), "--backend",
                       "llamacpp-server", "--concurrency", "2", "--k", "2", "--reasoner", "evidence", "--llm-critic",
                       "off", "--revisions", "0", "--max-tokens", "300", "--max-retries", "0", "--plan-min-trials",
                       "1", "--max-minutes", "0.3")
-    assert resumed.returncode in (0, 2), resumed.stderr[-400:]
+    assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-400:]
     assert "different configuration" not in resumed.stderr
     assert _finished_threads(run) >= finished  # finished draws kept, none redone

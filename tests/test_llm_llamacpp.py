@@ -7,7 +7,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 from support import TOP
 from synthtrials.agents.writer import write_draft, writer_json_schema
-from synthtrials.tools.llm import (
+from synthtrials.tools.llm.client import (
     LLMClient,
     LLMConfig,
     LLMConfigError,
@@ -15,10 +15,10 @@ from synthtrials.tools.llm import (
     extract_json,
     resolve_gguf,
 )
-from synthtrials.tools.llm_backends import grammar_schema
+from synthtrials.tools.llm.backends import grammar_schema
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.trial import render_for_classifier
-from synthtrials.tools.writer_format import DraftSpec
+from synthtrials.tools.records.trial import render_for_classifier
+from synthtrials.tools.records.writer_format import DraftSpec
 
 
 #: names of antibiotics and antibiotic classes, for answers to "Name one antibiotic."
@@ -35,14 +35,14 @@ def top_spec() -> DraftSpec:
 @pytest.fixture(scope="module")
 def cached_client(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache") / "llm_cache.sqlite"
-    return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), seed=7, repair_retries=2))
+    return LLMClient(LLMConfig(max_tokens=600, cache_path=str(cache), repair_retries=2))
 
 
 @pytest.mark.slow
 def test_structured_trial_from_the_embedded_model(cached_client, top_spec):
     examples = [render_for_classifier(t)[:800] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
     _, result = write_draft(cached_client, top_spec, "metformin", 1, examples, ["Well-tolerated oral drug"], [],
-                            sample_index=0)
+                            seed=0)
     draft = result.value
     assert isinstance(draft, top_spec.model())
     assert draft.interventions[0].name == "metformin"  # pinned by the schema's grammar
@@ -58,18 +58,18 @@ def test_structured_trial_from_the_embedded_model(cached_client, top_spec):
 @pytest.mark.slow
 def test_cache_makes_reruns_free_and_samples_distinct(cached_client):
     messages = [HumanMessage(content="Name one antibiotic. Answer in one word.")]
-    first = cached_client.text(messages, sample_index=0)
+    first = cached_client.text(messages, seed=0)
     before = cached_client.usage
-    again = cached_client.text(messages, sample_index=0)
+    again = cached_client.text(messages, seed=0)
     after = cached_client.usage
     assert again == first
     assert after.completion_tokens == before.completion_tokens  # the re-run cost nothing
     assert after.cached_calls == before.cached_calls + 1
     for i in range(1, 4):
-        cached_client.text(messages, sample_index=i)
+        cached_client.text(messages, seed=i)
     with sqlite3.connect(cached_client.config.cache_path) as db:
         prompts = db.execute("SELECT llm FROM full_llm_cache WHERE prompt LIKE '%antibiotic%'").fetchall()
-    assert len(prompts) == 4  # 4 samples, 4 entries (seed = config.seed + sample index)
+    assert len(prompts) == 4  # 4 samples, 4 entries (one seed each)
 
 
 def test_writer_schema_pins_the_intervention(top_spec):

@@ -8,7 +8,7 @@ from fake_openai import FakeOpenAIServer, Fault
 from langchain_core.messages import HumanMessage
 from support import TOP, LlamaServer, free_port
 from synthtrials.agents.writer import write_draft
-from synthtrials.tools.llm import (
+from synthtrials.tools.llm.client import (
     LLMClient,
     LLMConfig,
     LLMConfigError,
@@ -16,7 +16,8 @@ from synthtrials.tools.llm import (
     StructuredOutputError,
 )
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.writer_format import DraftSpec, TrialDraft
+from synthtrials.tools.records.writer_format import DraftSpec, TrialDraft
+from synthtrials.tools.seeds import llm_seed
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"
 
@@ -118,11 +119,13 @@ def test_non_json_answer_gets_one_repair_then_is_counted():
 
 
 def test_sampled_calls_carry_distinct_seeds():
+    """Each call carries the seed its node derived from the run seed (`tools.seeds.llm_seed`)."""
+    seeds = [llm_seed(100, "writer", index) for index in range(3)]
     with FakeOpenAIServer() as server:
-        client = LLMClient(openai_config(server.base_url, seed=100))
-        for i in range(3):
-            client.text([HumanMessage(content="hi")], sample_index=i)
-        assert [r["seed"] for r in server.requests] == [100, 101, 102]
+        client = LLMClient(openai_config(server.base_url))
+        for seed in seeds:
+            client.text([HumanMessage(content="hi")], seed=seed)
+        assert [r["seed"] for r in server.requests] == seeds and len(set(seeds)) == 3
 
 
 def test_missing_api_key_for_hosted_openai(monkeypatch):

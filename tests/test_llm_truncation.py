@@ -5,7 +5,7 @@ llama-server), where llama.cpp in process returns the cut text."""
 import httpx
 import openai
 from openai.types.chat import ChatCompletion
-from synthtrials.tools.llm import truncated_answer
+from synthtrials.tools.llm.client import truncated_answer
 
 
 def _cut(content: str | None) -> openai.LengthFinishReasonError:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthtrials.tools import lora_gguf
+from synthtrials.tools.llm import lora_gguf
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.llm import resolve_gguf
+from synthtrials.tools.llm.client import resolve_gguf
 
 PROMPT = "The patient was enrolled in a phase II trial of metformin for"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -73,18 +73,18 @@ def f32_base_gguf(base_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def adapted(base_gguf: Path) -> Adapted:
+def adapted(base_gguf: Path, smollm2_transformers) -> Adapted:
+    """A LoRA on a float32 copy of the session's transformers-loaded SmolLM2 (the same GGUF, dequantised
+    once per session), with random lora_B weights, and the logit change it causes."""
     import torch
-    import transformers
     from llama_cpp import Llama
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from support import smollm2_copy
 
-    transformers.utils.logging.set_verbosity_error()
     token_ids = Llama(model_path=str(base_gguf), vocab_only=True, verbose=False).tokenize(
         PROMPT.encode(), add_bos=False)
-    model = AutoModelForCausalLM.from_pretrained(str(base_gguf.parent), gguf_file=base_gguf.name,
-                                                 dtype=torch.float32).eval()
+    _, model = smollm2_copy(smollm2_transformers)
+    model = model.to(torch.float32).eval()
     inputs = torch.tensor([token_ids])
     with torch.no_grad():
         base = model(inputs).logits[0].numpy()

@@ -1,6 +1,6 @@
 import pytest
 from synthtrials.graphs.plan import SamplingPlan
-from synthtrials.tools.eligibility import EligibleIntervention
+from synthtrials.tools.records.eligibility import EligibleIntervention
 from synthtrials.tools.errors import ConfigError
 
 ELIGIBLE = [EligibleIntervention(intervention=name, successes=s, failures=f)

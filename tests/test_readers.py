@@ -12,7 +12,7 @@ from synthtrials.tools.readers import (
     read_trials,
 )
 from synthtrials.tools.readers.top_csv import parse_list_literal
-from synthtrials.tools.trial import Phase, Trial
+from synthtrials.tools.records.trial import Phase, Trial
 
 
 def test_all_top_files_load_completely():

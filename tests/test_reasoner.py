@@ -6,24 +6,27 @@ quality of any model's reasons)."""
 import json
 
 from fake_openai import FakeOpenAIServer
+from langgraph.runtime import Runtime
 from support import TOP
 from synthtrials.agents.reasoner import make_reason_node, reason_problems
 from synthtrials.graphs.config import GenerationConfig
-from synthtrials.graphs.resolve import settle_reasoner
+from synthtrials.graphs.context import RunContext
+from synthtrials.graphs.resolve import settle_generation, settle_reasoner
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, Target
-from synthtrials.tools.checks import CriticThresholds
-from synthtrials.tools.eligibility import eligible_trials
-from synthtrials.tools.evidence import (
+from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.records.eligibility import eligible_trials
+from synthtrials.tools.knowledge.evidence import (
     OUTCOME_PATTERN,
     REASON_VALIDATOR_VERSION,
     drug_evidence,
     evidence_reasons,
 )
-from synthtrials.tools.llm import LLMClient, LLMConfig
-from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.llm.client import LLMClient, LLMConfig
+from synthtrials.tools.records.normalize import normalize_intervention
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import grounding_filter, open_store
+from synthtrials.tools.store.protocol import grounding_filter
+from synthtrials.tools.store.trial_store import open_store
 
 
 def test_evidence_comes_from_the_grounding_trials_only(phase1_store_path):
@@ -107,10 +110,10 @@ def test_junk_reasons_are_rejected_asked_again_then_dropped(phase1_store_path):
         config = GenerationConfig(reasoner="llm", n_reasons=5, ground_on=["train"], llm_critic="off",
                                   llm=llm.config).model_copy(update={"thresholds": CriticThresholds(
                                       calibrated={"typicality_criterion": 0.37})})
-        settled = resources.settle(config)
+        settled = settle_generation(config, store, llm=lambda: llm)
         drug = "lenalidomide"
         update = make_reason_node(resources)(GenerationState(target=Target(index=0, intervention=drug, label=1)),
-                                             {"configurable": {"generation": settled.model_dump(mode="json")}})
+                                             Runtime(context=RunContext(generation=settled)))
     assert len(requests) == 2 and "not usable" in requests[1] and "'1.2.3' is not a sentence" in requests[1]
     assert update["reasons"] == ["Enroll adults with relapsed multiple myeloma after two prior lines of therapy."]
     assert update["reasons_source"] == "llm" and update["log"][0].wrote["valid"] == 1

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from support import FIXTURES, XML_FILE, cli
 from synthtrials.tools.errors import InputError
 from synthtrials.tools.readers import iter_sources
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 SECRET = "sk-live-NEVER-WRITE-ME-9d8c7b6a"
 
@@ -154,7 +154,7 @@ def test_fault_injecting_server_run_completes(phase1_store_path, tmp_path):
     # faults were retried (transport) or repaired / rejected with a reason (content): nothing lost silently
     assert summary["tokens"]["repairs"] + summary["tokens"]["failures"] + summary["errors"] >= 1
     for row in map(json.loads, (out / "rejected.jsonl").read_text().splitlines()):
-        assert row["reason"] and row["problems"]
+        assert row["reasons"] and row["problems"]
 
 
 def test_api_key_is_written_nowhere(phase1_store_path, tmp_path):

@@ -17,7 +17,7 @@ from synthtrials.tools.readers.seed_reports import (
     load_report_json,
     read_seed_reports,
 )
-from synthtrials.tools.trial import NCT_ID_ANYWHERE, SYNTHETIC_ID, Phase, Trial
+from synthtrials.tools.records.trial import NCT_ID_ANYWHERE, SYNTHETIC_ID, Phase, Trial
 
 SEED = FIXTURES / "seed_reports"
 REPORTS = SEED / "retrieval_reasoning_reports"

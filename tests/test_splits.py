@@ -9,13 +9,13 @@ import pytest
 from support import TOP, TOP_FILES, cli, head_csv
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.splits import split_from_source_name, strictest
-from synthtrials.tools.store import (
+from synthtrials.tools.records.splits import split_from_source_name, strictest
+from synthtrials.tools.store.protocol import (
     TrialFilter,
     default_grounding_splits,
     grounding_filter,
-    open_store,
 )
+from synthtrials.tools.store.trial_store import open_store
 
 
 def test_split_from_file_names():

@@ -2,11 +2,15 @@ import numpy as np
 import pytest
 from support import TOP, XML_FILE
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.ingest import ingest
-from synthtrials.tools.normalize import normalize_intervention
+from synthtrials.tools.store.ingest import ingest
+from synthtrials.tools.records.normalize import normalize_intervention
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import TrialFilter, eligible, open_store
-from synthtrials.tools.trial import Phase
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    eligible,
+)
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.records.trial import Phase
 
 
 def test_store_counts_and_eligibility_rules(top_store):
@@ -24,7 +28,7 @@ def test_store_counts_and_eligibility_rules(top_store):
     for e in eligible(top_store, k=3):
         assert e.successes >= 3 and e.failures >= 3
     assert len(eligible(top_store, k=10)) < len(eligible(top_store, k=3))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"unknown eligibility rule 'most' \(first or any\)"):
         eligible(top_store, rule="most")
 
 

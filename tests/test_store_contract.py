@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from support import TOP
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import (
-    LocalTrialStore,
+from synthtrials.tools.store.local_store import LocalTrialStore
+from synthtrials.tools.store.protocol import (
     TrialFilter,
     TrialStore,
     eligible,
     grounding_filter,
-    open_store,
 )
-from synthtrials.tools.weaviate_store import WeaviateTrialStore
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.store.weaviate_store import WeaviateTrialStore
 
 WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
 BACKENDS = ["local", pytest.param("weaviate", marks=[pytest.mark.weaviate, pytest.mark.skipif(

@@ -1,7 +1,7 @@
 
 import pytest
 from pydantic import ValidationError
-from synthtrials.tools.trial import (
+from synthtrials.tools.records.trial import (
     Eligibility,
     Intervention,
     Phase,

@@ -6,8 +6,12 @@ import uuid
 import pytest
 from support import TOP
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.store import TrialFilter, intervention_label_counts, open_store
-from synthtrials.tools.weaviate_store import trial_properties
+from synthtrials.tools.store.protocol import (
+    TrialFilter,
+    intervention_label_counts,
+)
+from synthtrials.tools.store.trial_store import open_store
+from synthtrials.tools.store.weaviate_store import trial_properties
 
 WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
 

@@ -6,9 +6,9 @@ import json
 import pytest
 from pydantic import ValidationError
 from support import TOP, XML_FILE
-from synthtrials.tools.llm import grammar_schema
+from synthtrials.tools.llm.client import grammar_schema
 from synthtrials.tools.readers import read_trials
-from synthtrials.tools.writer_format import DraftSpec, TrialDraft, _trial_sizes
+from synthtrials.tools.records.writer_format import DraftSpec, TrialDraft, _trial_sizes
 
 TOP_FIELDS = ("phase", "conditions", "interventions", "eligibility")
 

@@ -1,1 +1,1 @@
-"""Trial schema, readers and client, TrialStore, embeddings, chat-model factory, checks."""
+"""The building blocks the agents use, by concept: records (the trial and its vocabulary), readers, store, llm, knowledge (what the critic and reasoner know of the grounding trials); errors, atomic writes, progress callbacks and the run folder beside them."""

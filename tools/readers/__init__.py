@@ -18,7 +18,7 @@ from synthtrials.tools.readers.ctgov_xml import read_ctgov_xml_bytes
 from synthtrials.tools.readers.labels import apply_labels, read_labels_csv
 from synthtrials.tools.readers.top_csv import read_top_csv_bytes
 from synthtrials.tools.readers.trials_jsonl import read_trials_jsonl_bytes
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 __all__ = ["iter_sources", "read_sources", "read_trials", "read_labels_csv", "apply_labels", "SUFFIXES"]
 

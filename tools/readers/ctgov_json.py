@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from synthtrials.tools.errors import InputError, describe
-from synthtrials.tools.normalize import parse_phase
+from synthtrials.tools.records.normalize import parse_phase
 from synthtrials.tools.readers.text import (
     clean,
     clean_block,
     parse_criteria,
     parse_date,
 )
-from synthtrials.tools.trial import (
+from synthtrials.tools.records.trial import (
     Arm,
     Design,
     Intervention,

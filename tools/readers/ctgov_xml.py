@@ -6,14 +6,14 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from synthtrials.tools.errors import InputError, describe
-from synthtrials.tools.normalize import parse_phase
+from synthtrials.tools.records.normalize import parse_phase
 from synthtrials.tools.readers.text import (
     clean,
     clean_block,
     parse_criteria,
     parse_date,
 )
-from synthtrials.tools.trial import (
+from synthtrials.tools.records.trial import (
     Arm,
     Design,
     Eligibility,

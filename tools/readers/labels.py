@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from synthtrials.tools.errors import InputError
-from synthtrials.tools.trial import NCT_ID, Trial
+from synthtrials.tools.records.trial import NCT_ID, Trial
 
 _ID_COLUMNS = ("nctid", "nct_id", "nct id", "nctId")
 

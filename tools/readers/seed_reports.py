@@ -30,7 +30,7 @@ from typing import Any, Literal
 from synthtrials.tools.errors import InputError, describe
 from synthtrials.tools.readers.ctgov_xml import element_fields
 from synthtrials.tools.readers.text import clean
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 __all__ = ["SeedImport", "read_seed_reports", "read_seed_labels", "load_report_json", "REPORT_SUFFIXES"]
 

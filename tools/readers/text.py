@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from synthtrials.tools.trial import Eligibility
+from synthtrials.tools.records.trial import Eligibility
 
 _INCLUSION = re.compile(r"inclusion\s+criteria\s*:?", re.IGNORECASE)
 _EXCLUSION = re.compile(r"exclusion\s+criteria\s*:?", re.IGNORECASE)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import IO
 
 from synthtrials.tools.errors import InputError, describe
-from synthtrials.tools.normalize import parse_phase
+from synthtrials.tools.records.normalize import parse_phase
 from synthtrials.tools.readers.text import clean, parse_criteria
-from synthtrials.tools.trial import Intervention, InterventionType, Trial
+from synthtrials.tools.records.trial import Intervention, InterventionType, Trial
 
 REQUIRED_COLUMNS = ("nctid", "label", "phase", "diseases", "drugs", "criteria")
 LABEL_SOURCE = "TOP benchmark (HINT, Fu et al. 2022)"

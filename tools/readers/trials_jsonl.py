@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 from synthtrials.tools.errors import InputError, describe
-from synthtrials.tools.trial import Trial
+from synthtrials.tools.records.trial import Trial
 
 
 def read_trials_jsonl_bytes(data: bytes, source_name: str) -> Iterator[Trial | InputError]:
