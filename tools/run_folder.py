@@ -73,7 +73,11 @@ class RunGrounding(BaseModel):
 
     store: str
     splits: list[str]
-    trial_ids: list[str] = Field(default_factory=list, description="every real trial of the grounding splits")
+    trial_ids: list[str] = Field(default_factory=list, description="every real trial of the grounding splits "
+                                                                  "(with `ground_sample`: of the sample)")
+    ground_sample: float | None = Field(None, description="`generate --ground-sample F`: the run grounded on a seeded, "
+                                                         "label-stratified fraction F of the grounding splits (trial_ids)")
+    ground_sample_seed: int | None = None
     adapter: str | None = Field(None, description="the adapted writer's folder, if any")
     adapter_trial_ids: list[str] = Field(default_factory=list, description="the trials the writer was adapted on")
 
