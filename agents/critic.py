@@ -69,11 +69,13 @@ class CritiqueResult:
 def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
                    fields: Collection[str], grounding: TrialFilter, target: str | None = None,
                    examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
-                   exclude: str | None = None, vector: np.ndarray | None = None) -> CritiqueResult:
+                   exclude: str | None = None, vector: np.ndarray | None = None,
+                   anchor: Trial | None = None) -> CritiqueResult:
     """Every deterministic and calibrated check of `trial` as a candidate synthetic trial.
 
     `target`: the drug it must test (None: not checked); `examples`: real trials it was written
-    from (copy checks); `exclude`: a real trial's own id, so that it is scored leave-one-out;
+    from (copy checks); `anchor`: the grounding trial an anchored target was modelled on (copy and near-copy
+    checks, though the writer never saw it); `exclude`: a real trial's own id, so that it is scored leave-one-out;
     `vector`: the embedding of its rendering (`render_for_embedding`) where the caller has it
     (`check_trials` embeds many trials' renderings and sections at once). Without it, the
     rendering and every section no grounding trial has are embedded in one call.
@@ -89,12 +91,16 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     problems += check_domain(domain, th.calibrated)
     nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
     neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)
-    copy_problems, overlap = check_copying(trial, list(examples) + [h.trial for h in neighbours], th.ngram,
+    anchors = [anchor] if anchor is not None else []
+    copy_problems, overlap = check_copying(trial, list(examples) + anchors + [h.trial for h in neighbours], th.ngram,
                                            th.max_ngram_overlap)
     problems += copy_problems
-    real_similarity = max((h.score for h in neighbours), default=0.0)
+    similar = [(h.score, h.trial.nct_id) for h in neighbours]
+    if anchor is not None:
+        similar.append((float(store.embeddings.embed_array([render_for_embedding(anchor)])[0] @ vector), anchor.nct_id))
+    real_similarity, closest = max(similar, default=(0.0, ""))
     if real_similarity > th.max_real_similarity:
-        problems.append(Problem("near_copy", f"too close to real trial {neighbours[0].trial.nct_id} "
+        problems.append(Problem("near_copy", f"too close to real trial {closest} "
                                              f"(similarity {real_similarity:.3f}); write a different trial"))
     synthetic_similarity = 0.0
     if synthetic is not None:
@@ -156,11 +162,20 @@ def make_critique_node(resources: Resources):
         if draft is None:
             problems = [Problem("schema", f"the answer was not a valid trial ({state.draft_error})")]
         else:
-            knowledge = resources.knowledge(cfg.ground_on)
+            knowledge = resources.knowledge(cfg.ground_on, cfg.ground_sample_ids)
             result = critique_trial(draft, store=resources.store, knowledge=knowledge, thresholds=cfg.thresholds,
                                     fields=cfg.draft.fields, grounding=cfg.grounding(), target=state.target.intervention,
-                                    examples=resources.store.get_many(state.examples), synthetic=resources.synthetic)
+                                    examples=resources.store.get_many(state.examples), synthetic=resources.synthetic,
+                                    anchor=resources.store.get(state.target.anchor) if state.target.anchor else None)
             problems, scores, neighbours = result.problems, result.scores, result.neighbours
+            if cfg.label_fit:
+                fit = resources.label_fit(cfg.grounding(), cfg.draft.fields)
+                probability = float(fit.label_probability([draft], [state.target.label])[0])
+                scores["label_fit"] = round(probability, 4)
+                if probability < fit.threshold_:
+                    problems.append(Problem("label_fit", f"a classifier of the real trials finds its outcome unlikely "
+                                                         f"({probability:.2f} < {fit.threshold_:.2f}): write a trial "
+                                                         f"that fits the outcome"))
             if not problems and cfg.llm_critic != "off":
                 llm_problems, prompt, answer, tokens = llm_judgement(
                     resources.llm, draft, state.target.intervention, state.target.label,
@@ -174,7 +189,7 @@ def make_critique_node(resources: Resources):
             verdict = "revise"
         else:
             verdict = "reject"
-        messages = feedback(problems, resources.knowledge(cfg.ground_on), draft) if draft and verdict == "revise" \
+        messages = feedback(problems, resources.knowledge(cfg.ground_on, cfg.ground_sample_ids), draft) if draft and verdict == "revise" \
             else [p.message for p in problems]
         metrics = {k: v for k, v in scores.items() if v is not None}
         record = Critique(round=state.revision, verdict=verdict, problems=messages,

@@ -132,7 +132,7 @@ def make_reason_node(resources: Resources):
                     problems = [str(exc)]
                 tokens += used
                 asked += len(answer_reasons)
-                verdicts = reason_problems(answer_reasons, evidence, resources.knowledge(cfg.ground_on or []),
+                verdicts = reason_problems(answer_reasons, evidence, resources.knowledge(cfg.ground_on or [], cfg.ground_sample_ids),
                                            resources.embeddings.embed_array, threshold, cfg.n_reasons,
                                            references=templated)
                 reasons += [r for r, p in zip(answer_reasons, verdicts) if p is None and r not in reasons]

@@ -18,7 +18,7 @@ from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState, StepTimer
 from synthtrials.tools.llm.config import backend_of
-from synthtrials.tools.records.trial import render_for_classifier
+from synthtrials.tools.records.trial import render_for_classifier, render_for_embedding
 from synthtrials.tools.seeds import stream
 from synthtrials.tools.store.protocol import TrialFilter, TrialStore
 
@@ -51,18 +51,21 @@ def intervention_vocabulary(resources: Resources, grounding: TrialFilter, interv
 
 def draw_examples(store: TrialStore, grounding: TrialFilter, drug: str, label: int, k: int, rng: random.Random, *,
                   neighbours: Literal["off", "fallback", "add"] = "fallback", n_neighbours: int = 2,
-                  exclude: frozenset[str] = frozenset()) -> tuple[list[str], list[str], int]:
+                  exclude: frozenset[str] = frozenset(), query: str | None = None) -> tuple[list[str], list[str], int]:
     """The examples of one draw: k grounding trials of the drug and label, sampled without replacement
     (ids in sorted order, so the draw depends on `rng` alone), plus semantic neighbours with the same label
     (`fallback`: as many as are missing; `add`: `n_neighbours` more). `exclude`: trials never chosen (the
-    trial an adaptation prompt is made from). Returns (chosen, neighbours, the size of the drug's pool).
+    trial an adaptation prompt is made from, an anchored target's anchor); `query`: what neighbours are found by
+    (default the drug's name; the anchor's or the trial's own text for anchored draws). Returns (chosen,
+    neighbours, the size of the drug's pool).
     The retriever and the adaptation's training prompts draw through this one function."""
     pool = sorted(set(store.filter_ids(grounding.narrowed(intervention=drug, label=label))) - exclude)
     chosen = rng.sample(pool, min(k, len(pool)))
     wanted = n_neighbours if neighbours == "add" else (k - len(chosen) if neighbours == "fallback" else 0)
     found: list[str] = []
     if wanted > 0:
-        hits = store.search(drug, k=wanted, flt=grounding.narrowed(label=label, exclude_ids=frozenset(chosen) | exclude))
+        hits = store.search(query or drug, k=wanted,
+                            flt=grounding.narrowed(label=label, exclude_ids=frozenset(chosen) | exclude))
         found = [h.trial.nct_id for h in hits]
     return chosen, found, len(pool)
 
@@ -73,11 +76,17 @@ def make_retrieve_node(resources: Resources):
         timer = StepTimer("retrieve")
         target = state.target
         grounding = cfg.grounding()
+        anchor = resources.store.get(target.anchor) if target.anchor else None
         chosen, neighbours, pool = draw_examples(
             resources.store, grounding, target.intervention, target.label, cfg.k,
-            stream(cfg.seed, "examples", target.index), neighbours=cfg.neighbours, n_neighbours=cfg.n_neighbours)
+            stream(cfg.seed, "examples", target.index), neighbours=cfg.neighbours, n_neighbours=cfg.n_neighbours,
+            exclude=frozenset({anchor.nct_id}) if anchor else frozenset(),
+            query=render_for_embedding(anchor) if anchor else None)
         ids = chosen + neighbours
-        vocabulary = intervention_vocabulary(resources, grounding, target.intervention)
+        if anchor is not None:  # the anchor fixes the conditions and the phase (never shown itself)
+            vocabulary = {"conditions": target.conditions, "phases": [target.phase] if target.phase else []}
+        else:
+            vocabulary = intervention_vocabulary(resources, grounding, target.intervention)
         trials = {t.nct_id: t for t in resources.store.get_many(ids)}
         budget = example_budget_chars(cfg, len(ids))
         texts = [render_for_classifier(trials[i], cfg.draft.fields if cfg.draft else None)[:budget] for i in ids if i in trials]

@@ -62,9 +62,12 @@ def answer_keys_help(spec: DraftSpec) -> str:
 
 
 def writer_messages(spec: DraftSpec, intervention: str, label: int, examples: list[str], reasons: list[str],
-                    feedback: list[str], variant: int = 0) -> list[BaseMessage]:
+                    feedback: list[str], variant: int = 0, conditions: list[str] | None = None,
+                    phase: str | None = None) -> list[BaseMessage]:
+    """The writer's prompt; `conditions` and `phase`: what an anchored target fixes."""
     return render_messages(
         "writer", intervention=intervention, outcome_phrase=OUTCOME_PHRASES[int(label)], examples=examples,
+        conditions=conditions or [], phase=phase,
         reasons=reasons, feedback=feedback, diversity=DIVERSITY_HINTS[variant % len(DIVERSITY_HINTS)],
         keys_help=answer_keys_help(spec),
     )
@@ -141,6 +144,7 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
 
 def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, examples: list[str],
                 reasons: list[str], feedback: list[str], *, seed: int = 0, variant: int = 0, temperature: float | None = None,
+                conditions: list[str] | None = None, phase: str | None = None,
                 vocabulary: dict[str, list[str]] | None = None,
                 adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
@@ -150,7 +154,7 @@ def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, 
     if adapted:
         messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
     else:
-        messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant)
+        messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant, conditions, phase)
     result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
                             json_schema=writer_json_schema(spec, intervention, vocabulary))
     return messages, result
@@ -176,6 +180,8 @@ def make_write_node(resources: Resources):
                                            state.example_texts, state.reasons, feedback,
                                            seed=llm_seed(cfg.seed, "writer", target.index, state.revision),
                                            variant=target.index + state.revision,
+                                           conditions=target.conditions if target.anchor else None,
+                                           phase=target.phase if target.anchor else None,
                                            temperature=cfg.writer_temperature,
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
                                            adapted=cfg.writer_adapter is not None)

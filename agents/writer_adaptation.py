@@ -49,7 +49,7 @@ from synthtrials.agents.writer import (
     PROMPT_TOKENS,
     adapted_writer_messages,
 )
-from synthtrials.graphs.resolve import settle_draft, settle_grounding
+from synthtrials.graphs.resolve import settle_draft, settle_ground_sample, settle_grounding
 from synthtrials.tools.atomic import write_text_atomic
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.records.eligibility import trial_drugs
@@ -68,7 +68,7 @@ from synthtrials.tools.llm.client import (
 )
 from synthtrials.tools.progress import SayFn
 from synthtrials.tools.records.splits import Split
-from synthtrials.tools.records.trial import Trial, render_for_classifier
+from synthtrials.tools.records.trial import Trial, render_for_classifier, render_for_embedding
 from synthtrials.tools.records.writer_format import DraftSpec
 from synthtrials.tools.seeds import stream
 from synthtrials.tools.store.protocol import (
@@ -96,6 +96,8 @@ class AdaptOptions(BaseModel):
     ground_on: list[Split] | None = Field(None, description="None: train when the store has a train split, else pool")
     base: str = Field("smollm2", description="a bundled GGUF name, a GGUF path, or a Hugging Face causal LM folder/id")
     max_trials: int | None = Field(None, ge=1, description="adapt on this many grounding trials (seeded sample)")
+    ground_sample: float | None = Field(None, gt=0, le=1, description="a seeded, label-stratified fraction of the "
+                                        "grounding trials (`generate --ground-sample` with the same seed: the same)")
     epochs: float = Field(1.0, gt=0)
     minutes: float | None = Field(None, gt=0, description="stop at the first step boundary after this long (resumable)")
     rank: int = Field(16, ge=1)
@@ -114,7 +116,10 @@ class AdaptOptions(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed (how fast it is computed need not)."""
-        return self.model_dump(mode="json", exclude={"out", "minutes", "save_every", "precision", "threads"})
+        data = self.model_dump(mode="json", exclude={"out", "minutes", "save_every", "precision", "threads"})
+        if data["ground_sample"] is None:  # adapters made before the option existed match without it
+            del data["ground_sample"]
+        return data
 
 
 class TrainingExample(BaseModel):
@@ -147,10 +152,10 @@ def fit_answer(answer: dict[str, Any], count: Callable[[str], int], budget: int,
 
 
 def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, count: Callable[[str], int],
-                      options: AdaptOptions) -> list[TrainingExample]:
+                      options: AdaptOptions, sample: list[str] | None = None) -> list[TrainingExample]:
     """One example per grounding trial (or `max_trials` of them): the adapted writer's prompt for
     the trial's drug and label, with examples and reasons that never include the trial itself."""
-    grounding = grounding_filter(splits)
+    grounding = grounding_filter(splits, sample)
     trials = store.filter(grounding)
     stream(options.seed, "adapt").shuffle(trials)
     trials = [t for t in trials if t.label in (0, 1) and trial_drugs(t)]
@@ -176,7 +181,7 @@ def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, cou
             by_drug[drug] = store.filter(grounding.narrowed(intervention=drug))
         same, neighbours, _ = draw_examples(store, grounding, drug, label, options.examples,
                                             stream(options.seed, "examples", trial.nct_id),
-                                            exclude=frozenset({trial.nct_id}))
+                                            exclude=frozenset({trial.nct_id}), query=render_for_embedding(trial))
         chosen = store.get_many(same + neighbours)
         reasons = evidence_reasons(drug_evidence(by_drug[drug], drug, label, exclude=trial.nct_id))
         messages = adapted_writer_messages(drug, label, [render_for_classifier(t, spec.fields) for t in chosen],
@@ -416,6 +421,7 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     say = say or (lambda message: None)
     store = open_store(options.store, create=False)
     splits = settle_grounding(store, options.ground_on, "adapt on")
+    sample = settle_ground_sample(store, splits, options.ground_sample, options.seed)
     out = options.out
     if (out / ADAPTER_FILE).exists() and not (out / CHECKPOINT_DIR).exists():
         saved = AdapterInfo.model_validate_json((out / ADAPTER_FILE).read_text())
@@ -426,14 +432,14 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     base_path, base_hash = base_sha256(options.base)
     say(f"loading {options.base} (transformers)")
     tokenizer, model = load_base(options.base)
-    spec = settle_draft(store, splits)
+    spec = settle_draft(store, splits, sample)
 
     @lru_cache(maxsize=None)
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     with torch_threads(1):
-        examples = training_examples(store, splits, spec, count, options)
+        examples = training_examples(store, splits, spec, count, options, sample)
     if not examples:
         raise ConfigError(f"{options.store}: no grounding trial can be written in the writer's format")
     encoded = [encode(e, tokenizer) for e in examples]

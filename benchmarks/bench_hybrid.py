@@ -8,6 +8,13 @@ Test: phase_I_test; validation (thresholds, early stopping): phase_I_valid. The 
 over the test trials gives the 95% CI of hybrid - real (ROC-AUC, PR-AUC). The leakage guard of
 `evaluate` runs first: a synthetic set grounded on a validation or test trial is refused.
 
+Below a fraction of the real data, "real duplicated" is that fraction grown to the hybrid set's size
+by repeating its trials (more rows, nothing new): what the hybrid must beat to add anything. A run
+grounded on all of train and scored with part of it is labelled as such; a run made with
+`generate --ground-sample F` (grounding.json) is scored like for like: every real arm is exactly its
+grounding sample. The utility ladder (evals.ladder: shuffled, plan_only, echo controls of the synthetic
+set's size from the grounding trials) is a second table: TF-IDF always, MiniLM with --minilm-ladder.
+
 The table goes to benchmarks/RESULTS.md (its "Central experiment" section is replaced), whatever
 the sign of the differences.
 
@@ -26,11 +33,14 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, TOP  # noqa: E402
-from synthtrials.evals.data import labels_of  # noqa: E402
-from synthtrials.evals.experiment import EvalOptions, Evaluation  # noqa: E402
-from synthtrials.tools.records.eligibility import first_drug  # noqa: E402
-from synthtrials.evals.metrics import binary_metrics, paired_bootstrap  # noqa: E402
+from common import ROOT, TOP
+from synthtrials.evals.data import labels_of
+from synthtrials.evals.experiment import EvalOptions, Evaluation
+from synthtrials.evals.ladder import RUNGS, duplicated
+from synthtrials.evals.metrics import binary_metrics, paired_bootstrap
+from synthtrials.evals.results import LadderMetrics
+from synthtrials.tools.records.eligibility import first_drug
+from synthtrials.tools.seeds import stream
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -47,8 +57,11 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
         say(f"{classifier} seed {seed}: synthetic only ({len(synthetic)})")
         synthetic_only.append(binary_metrics(y, *evaluation.fit_predict(classifier, synthetic, split.valid,
                                                                          split.test, seed)))
+    arm = evaluation.real_arm
+    if arm is not None:  # like for like: the classifier's real trials are the writer's grounding sample
+        fractions = (1.0,)
     for fraction in fractions:
-        real_p, hybrid_p, real_m, hybrid_m = [], [], [], []
+        real_p, hybrid_p, real_m, hybrid_m, dup_m = [], [], [], [], []
         for seed in seeds:
             train = split.train
             if fraction < 1:
@@ -60,17 +73,47 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
             hybrid_p.append(hybrid.proba)
             real_m.append(binary_metrics(y, *real))
             hybrid_m.append(binary_metrics(y, *hybrid))
+            if fraction < 1:
+                grown = duplicated(train, len(train) + len(synthetic), stream(seed, "ladder", "duplicate", fraction))
+                say(f"{classifier} seed {seed}: {fraction:.0%} real duplicated to {len(grown)}")
+                dup_m.append(binary_metrics(y, *evaluation.fit_predict(classifier, grown, split.valid, split.test,
+                                                                          seed)))
         boot = paired_bootstrap(y, real_p, hybrid_p, n_boot=1000)
 
         def mean(values, metric):
             return f"{np.mean([v[metric] for v in values]):.3f}"
 
-        rows.append([classifier, f"{len(seeds)}", f"{fraction:.0%} ({len(train)})", mean(real_m, "roc_auc"),
-                     mean(hybrid_m, "roc_auc"),
+        if arm is not None:
+            what = (f"{arm.ground_sample:.0%} grounding sample ({len(train)} of {arm.of}): writer and classifier "
+                    "on the same trials")
+        elif fraction < 1:
+            what = f"classifier on {fraction:.0%} of train ({len(train)}); writer grounded on all of train"
+        else:
+            what = f"100% ({len(train)}): writer and classifier on all of train"
+        rows.append([classifier, f"{len(seeds)}", what, mean(real_m, "roc_auc"),
+                     mean(dup_m, "roc_auc") if dup_m else "", mean(hybrid_m, "roc_auc"),
                      f"{boot['roc_auc']['difference']:+.3f} [{boot['roc_auc']['ci_low']:+.3f}, {boot['roc_auc']['ci_high']:+.3f}]",
                      mean(real_m, "pr_auc"), mean(hybrid_m, "pr_auc"),
                      f"{boot['pr_auc']['difference']:+.3f} [{boot['pr_auc']['ci_low']:+.3f}, {boot['pr_auc']['ci_high']:+.3f}]",
                      mean(synthetic_only, "roc_auc") if fraction == 1 else ""])
+    return rows
+
+
+def ladder_rows(classifier: str, ladder: LadderMetrics) -> list[list[str]]:
+    """The ladder table's rows for one classifier (files split: one bootstrap over the seeds)."""
+    if ladder.skipped:
+        return [[classifier, f"skipped: {ladder.skipped}", "", "", "", "", ""]]
+
+    def ci(b) -> str:
+        return f"{b['difference']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}]"
+
+    rows = []
+    for name in RUNGS:
+        arm = ladder.arms[name]
+        place = ladder.place.get(f"synthetic_minus_{name}")
+        rows.append([classifier, name, f"{arm.n}", f"{arm.tstr.roc_auc.mean:.3f}",
+                     f"{arm.hybrid.roc_auc.mean:.3f}", ci(arm.hybrid_minus_real["roc_auc"]),
+                     ci(place["roc_auc"]) if place else ""])
     return rows
 
 
@@ -83,6 +126,8 @@ def main() -> None:
     parser.add_argument("--minilm-fractions", type=float, nargs="+", default=[1.0],
                         help="fractions of the real training data for MiniLM (each costs two fine-tunings per seed)")
     parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--minilm-ladder", action="store_true",
+                        help="the utility ladder for MiniLM too (8 more fine-tunings per seed)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     data = Path(args.data)
@@ -93,16 +138,35 @@ def main() -> None:
 
     common = dict(real_train=str(data / "phase_I_train.csv"), real_valid=str(data / "phase_I_valid.csv"),
                   real_test=str(data / "phase_I_test.csv"), synthetic=args.synthetic, out=ROOT / "benchmarks" / "out")
-    rows = grid(Evaluation(EvalOptions(**common, classifier="tfidf")), "tfidf", args.tfidf_seeds, FRACTIONS, say)
+    tfidf = Evaluation(EvalOptions(**common, classifier="tfidf", seeds=args.tfidf_seeds))
+    rows = grid(tfidf, "tfidf", args.tfidf_seeds, FRACTIONS, say)
+    say("tfidf: utility ladder")
+    tfidf.progress = say
+    ladder = ladder_rows("tfidf", tfidf.ladder())
     if not args.skip_minilm:
-        minilm = Evaluation(EvalOptions(**common, classifier="transformer", epochs=1))
+        minilm = Evaluation(EvalOptions(**common, classifier="transformer", epochs=1, seeds=args.minilm_seeds))
         rows += grid(minilm, "transformer", args.minilm_seeds, tuple(args.minilm_fractions), say)
-    evaluation = Evaluation(EvalOptions(**common))
-    header = ["classifier", "seeds", "real training data", "ROC-AUC real", "ROC-AUC hybrid",
-              "hybrid - real ROC-AUC [95% CI]", "PR-AUC real", "PR-AUC hybrid", "hybrid - real PR-AUC [95% CI]",
-              "ROC-AUC synthetic only"]
+        if args.minilm_ladder:
+            minilm.progress = say
+            ladder += ladder_rows("transformer", minilm.ladder())
+    evaluation = tfidf
+    header = ["classifier", "seeds", "real training data", "ROC-AUC real", "ROC-AUC real duplicated to hybrid size",
+              "ROC-AUC hybrid", "hybrid - real ROC-AUC [95% CI]", "PR-AUC real", "PR-AUC hybrid",
+              "hybrid - real PR-AUC [95% CI]", "ROC-AUC synthetic only"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    ladder_header = ["classifier", "rung", "trials", "ROC-AUC trained alone (TSTR)", "ROC-AUC real + rung",
+                     "real + rung - real ROC-AUC [95% CI]", "TSTR synthetic - rung ROC-AUC [95% CI]"]
+    ladder_lines = ["| " + " | ".join(ladder_header) + " |", "|" + "|".join("---" for _ in ladder_header) + "|"]
+    ladder_lines += ["| " + " | ".join(row) + " |" for row in ladder]
+    arm = evaluation.real_arm
+    grounding = (f"The run grounded on a {arm.ground_sample:.0%} sample of phase_I_train (grounding.json: {arm.trials} "
+                 f"of {arm.of} trials): every real arm and the ladder's controls use exactly those trials (like for "
+                 "like)." if arm is not None else
+                 "The synthetic trials were grounded on all of phase_I_train, so the low-resource rows (classifier on "
+                 "part of train, writer grounded on all of it) ask whether they carry the rest of train's signal to a "
+                 "classifier that sees only part of it, beside the same real trials duplicated to the hybrid's size; "
+                 "the 100% row is the like-for-like comparison.")
     leakage = evaluation.leakage
     test_drugs = {first_drug(t) for t in evaluation.test}
     covered = test_drugs & {first_drug(t) for t in evaluation.synthetic}
@@ -111,14 +175,16 @@ def main() -> None:
         f"{len(evaluation.synthetic)} synthetic trials ({sum(t.label == 1 for t in evaluation.synthetic)} labelled "
         f"success), leakage guard passed ({leakage.checked if leakage else 0} checked against phase_I_test and "
         f"phase_I_valid), field set {', '.join(evaluation.fields)}; test phase_I_test (627 trials of "
-        f"{len(test_drugs)} first-listed drugs, {len(covered)} of which the synthetic set covers). The synthetic trials were grounded on all of "
-        f"phase_I_train, so the low-resource rows ask whether they carry the rest of train's signal to a "
-        f"classifier that sees only part of it; the 100% row is the like-for-like comparison.", "", *lines])
+        f"{len(test_drugs)} first-listed drugs, {len(covered)} of which the synthetic set covers). {grounding}",
+        "", *lines, "",
+        "Utility ladder (evals.ladder): controls of the synthetic set's size drawn from the grounding trials. Above "
+        "echo the writer adds knowledge; between plan_only and echo it echoes its grounding; at shuffled, no signal.",
+        "", *ladder_lines])
     print(table)
     if not args.no_write:
         section = f"{START}\n{table}\n{END}"
         text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S) \
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.DOTALL) \
             if START in text else text.rstrip() + "\n\n## Central experiment: hybrid vs real\n\n" + section + "\n"
         RESULTS.write_text(text)
 

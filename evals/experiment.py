@@ -21,6 +21,8 @@ from synthtrials.evals.classifiers import (
     resolve_encoder,
 )
 from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
+from synthtrials.evals.decontamination import DecontaminationReport, decontaminate
+from synthtrials.evals.ladder import SeedRun, duplicated, run_ladder
 from synthtrials.evals.leakage import (
     LeakageReport,
     drop_grounded_on,
@@ -28,14 +30,15 @@ from synthtrials.evals.leakage import (
     guard,
 )
 from synthtrials.evals.metrics import aggregate, binary_metrics, paired_bootstrap
-from synthtrials.evals.results import EvaluationMetrics, TrainingSetMetrics
+from synthtrials.evals.results import EvaluationMetrics, LadderMetrics, RealArm, TrainingSetMetrics
 from synthtrials.tools.atomic import write_json_atomic
 from synthtrials.tools.records.eligibility import eligible_trials, first_drug
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.records.fields import field_set
 from synthtrials.tools.progress import SayFn, StageProgressFn
-from synthtrials.tools.run_folder import METRICS_FILE, read_run_grounding
+from synthtrials.tools.run_folder import GROUNDING_FILE, METRICS_FILE, read_run_grounding, run_dir_of
 from synthtrials.tools.records.trial import Trial, render_for_classifier
+from synthtrials.tools.seeds import stream
 
 #: a sweep is one `Evaluation.sweep_<name>` method returning its JSON-able result (metrics.json "sweeps")
 SWEEP_PREFIX = "sweep_"
@@ -63,7 +66,11 @@ class EvalOptions(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [40, 41, 42])
     split_mode: Literal["files", "paper"] = Field("files", validation_alias=AliasChoices("split_mode", "split"))
     provenance_check: bool = Field(True, description="refuse synthetic trials without provenance")
+    drop_contaminated: bool = Field(False, description="drop synthetic trials that reproduce a held-out trial "
+                                    "(evals.decontamination) instead of refusing the set")
     sweeps: list[str] = Field(default_factory=list)
+    ladder: bool | None = Field(None, description="the utility ladder (evals.ladder) with a synthetic set: None = on "
+                                "for tfidf (seconds), off for transformer (8 more fine-tunings per seed): --ladder")
     n_boot: int = 1000
     out: Path
 
@@ -116,6 +123,7 @@ class Evaluation:
             check_labels(labels_of(self.test), f"test set {o.real_test}")
             if self.valid:
                 check_labels(labels_of(self.valid), f"validation set {o.real_valid}")
+            self.real_arm = self._ground_sample()
         else:
             if not o.real_pool:
                 raise ConfigError("--split paper needs --real-pool FILE (repeatable)")
@@ -125,12 +133,18 @@ class Evaluation:
                 seen.setdefault(t.nct_id, t)
             self.pool = list(seen.values())
             paper_split(self.pool, o.seeds[0])
+            self.real_arm = None
+            if o.synthetic and (run := read_run_grounding(o.synthetic)) is not None and run.ground_sample is not None:
+                raise ConfigError(f"{o.synthetic}: the run grounded on a sample of its grounding split "
+                                  f"(ground_sample {run.ground_sample}); evaluate it with --split-mode files and "
+                                  "the real training file it was sampled from")
         self.synthetic = load_synthetic(o.synthetic) if o.synthetic else []
         if self.synthetic:
             check_labels(labels_of(self.synthetic), f"synthetic set {o.synthetic}")
         self.leakage = self._guard()
         #: like for like: every classifier reads the fields most real training trials have
         self.fields = field_set(self.train if o.split_mode == "files" else self.pool)
+        self.decontamination = self._decontaminate()
         unknown = [s for s in o.sweeps if s not in self.names_of_sweeps()]
         if unknown:
             raise ConfigError(f"unknown sweep(s) {', '.join(unknown)} (choose from {', '.join(self.names_of_sweeps())})")
@@ -140,6 +154,47 @@ class Evaluation:
             raise ConfigError("give at least one --seeds value")
         if o.classifier == "transformer":
             resolve_encoder(o.model or "bundled:all-MiniLM-L6-v2")
+        self.ladder_skipped = self._ladder_check()
+
+    def _ground_sample(self) -> RealArm | None:
+        """With a synthetic run grounded on a sample (grounding.json `ground_sample`): the real training trials
+        become exactly that sample (like for like), read before the leakage guard and the field set."""
+        o = self.o
+        run = read_run_grounding(o.synthetic) if o.synthetic else None
+        if run is None or run.ground_sample is None:
+            return None
+        listed = set(run.trial_ids)
+        kept = [t for t in self.train if t.nct_id in listed]
+        source = str(run_dir_of(o.synthetic) / GROUNDING_FILE)  # type: ignore[arg-type]
+        if not kept:
+            raise ConfigError(f"{source}: none of the {len(listed)} grounding-sample trials is in --real-train "
+                              f"{o.real_train}; give the real training file the run was grounded on")
+        check_labels(labels_of(kept), f"grounding sample of {o.real_train} ({source})")
+        arm = RealArm(ground_sample=run.ground_sample, ground_sample_seed=run.ground_sample_seed, trials=len(kept),
+                      of=len(self.train), listed=len(listed), not_in_file=len(listed - {t.nct_id for t in kept}),
+                      source=source)
+        self.train = kept
+        return arm
+
+    def ladder_on(self) -> bool:
+        """Whether `run` scores the utility ladder: asked (--ladder), else on for tfidf with a synthetic set."""
+        o = self.o
+        return bool(self.synthetic) and (o.ladder if o.ladder is not None else o.classifier == "tfidf")
+
+    def _ladder_check(self) -> str | None:
+        """Refuse (one line) a ladder asked for on synthetic trials without provenance; the reason it is skipped
+        when it would have run by default."""
+        o = self.o
+        if o.ladder and not self.synthetic:
+            raise ConfigError("--ladder needs --synthetic (a synthetic set to place on the ladder)")
+        if not self.ladder_on() or self.leakage is None or not self.leakage.without_provenance:
+            return None
+        reason = (f"{o.synthetic}: {self.leakage.without_provenance} synthetic trials have no provenance, so what they "
+                  "were grounded on is unknown and the ladder's controls (drawn from the grounding split) compare "
+                  "nothing like for like")
+        if o.ladder:
+            raise ConfigError(f"{reason}; regenerate them with synthtrials, or leave out --ladder")
+        return f"{reason} (--no-provenance-check): no ladder"
 
     def _guard(self) -> LeakageReport | None:
         """Refuse synthetic trials grounded on the test or validation trials (files mode)."""
@@ -153,6 +208,38 @@ class Evaluation:
         if self.valid:
             held_out[f"validation set {o.real_valid}"] = {t.nct_id for t in self.valid}
         return guard(self.synthetic, str(o.synthetic), held_out, provenance_check=o.provenance_check)
+
+    def _decontaminate(self) -> DecontaminationReport | None:
+        """Refuse (or with --drop-contaminated drop) synthetic trials whose text reproduces a test or validation
+        trial, by thresholds calibrated on the real training trials against the same held-out trials.
+
+        Paper mode: the held-out trials are every seed's validation and test trials, the calibration's training
+        trials the pool's other trials."""
+        o = self.o
+        if not self.synthetic:
+            return None
+        from synthtrials.tools.store.embeddings import DEFAULT_EMBEDDING_MODEL, get_embeddings
+
+        if o.split_mode == "files":
+            train = self.train
+            held_out = {f"test set {o.real_test}": self.test}
+            if self.valid:
+                held_out[f"validation set {o.real_valid}"] = self.valid
+        else:
+            splits = {seed: paper_split(self.pool, seed) for seed in o.seeds}
+            held_out = {f"held-out trials of seed {seed}'s split": split.test + (split.valid or [])
+                        for seed, split in splits.items()}
+            held_ids = {t.nct_id for trials in held_out.values() for t in trials}
+            train = [t for t in self.pool if t.nct_id not in held_ids]
+        encoder = get_embeddings(DEFAULT_EMBEDDING_MODEL)
+        self.progress("decontamination: the synthetic trials against the held-out trials")
+        kept, report = decontaminate(self.synthetic, train, held_out, self.fields, encoder.embed_array,
+                                     DEFAULT_EMBEDDING_MODEL, source=str(o.synthetic), drop=o.drop_contaminated)
+        if report.dropped:
+            self.synthetic = kept
+            if o.split_mode == "paper":
+                self.grounding = named_grounding(self.synthetic, read_run_grounding(o.synthetic))  # type: ignore[arg-type]
+        return report
 
     def split(self, seed: int) -> SplitTrials:
         if self.o.split_mode == "paper":
@@ -171,8 +258,16 @@ class Evaluation:
         return drop_grounded_on(self.synthetic, self.grounding, held_out)
 
     def texts(self, trials: list[Trial]) -> list[str]:
-        """The like-for-like rendering of `trials` (the field set of the real training data)."""
-        return [render_for_classifier(t, self.fields) for t in trials]
+        """The like-for-like rendering of `trials` (the field set of the real training data), each trial object
+        rendered once (seeds, training sets and the ladder's controls share them)."""
+        cache = self.__dict__.setdefault("_texts", {})
+        out = []
+        for t in trials:
+            hit = cache.get(id(t))
+            if hit is None or hit[0] is not t:
+                hit = cache[id(t)] = (t, render_for_classifier(t, self.fields))  # holding t keeps its id unique
+            out.append(hit[1])
+        return out
 
     @cached_property
     def features(self) -> EncoderFeatureCache:
@@ -248,6 +343,14 @@ class Evaluation:
                 result.bootstrap_hybrid_minus_real = {
                     str(seed): paired_bootstrap(y, [a], [b], n_boot=o.n_boot)
                     for seed, y, a, b in zip(o.seeds, tests, probas["real"], probas["hybrid"])}
+        result.real_arm = self.real_arm
+        result.decontamination = self.decontamination
+        if self.ladder_skipped:
+            result.ladder = LadderMetrics(skipped=self.ladder_skipped, n_synthetic=len(self.synthetic))
+        elif self.ladder_on():
+            made = {name: [Prediction(p, t) for p, t in zip(probas[name], thresholds[name])]
+                    for name in ("real", "synthetic", "hybrid") if name in probas}
+            result.ladder = self.ladder(made)
         sweeps: dict[str, Any] = {}
         for sweep in o.sweeps:
             self.progress(f"sweep: {sweep}")
@@ -256,6 +359,22 @@ class Evaluation:
         o.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(o.out / METRICS_FILE, result.model_dump(mode="json", exclude_none=True))
         return result
+
+    def ladder(self, made: dict[str, list[Prediction]] | None = None) -> LadderMetrics:
+        """The utility ladder over this evaluation's seeds; `made`: the predictions per seed of its training sets
+        (real, synthetic, hybrid) already made, reused."""
+        made = made or {}
+        runs = []
+        for i, seed in enumerate(self.o.seeds):
+            split = self.split(seed)
+            given = {name: predictions[i] for name, predictions in made.items() if len(predictions) > i}
+            runs.append(SeedRun(seed=seed, train=split.train, valid=split.valid, test=split.test,
+                                synthetic=self.synthetic_for(split)[0], real=given.get("real"),
+                                synthetic_alone=given.get("synthetic"), synthetic_hybrid=given.get("hybrid")))
+        self.progress("utility ladder")
+        return run_ladder(runs, lambda train, valid, test, seed: self.fit_predict(self.o.classifier, train, valid,
+                                                                                  test, seed),
+                          shared_test=self.o.split_mode == "files", n_boot=self.o.n_boot, progress=self.progress)
 
     # -- sweeps --------------------------------------------------------------------------------
     def _mean_metrics(self, runs: list[tuple[list[Trial], list[Trial] | None, list[Trial], int]]) -> dict[str, Any]:
@@ -286,18 +405,28 @@ class Evaluation:
         return out
 
     def sweep_low_resource(self) -> list[dict[str, Any]]:
+        """A share of the real training trials alone, with the synthetic set, and (below 1) duplicated to the
+        hybrid's size (more rows, nothing new: what the hybrid must beat to add anything)."""
         out = []
         for fraction in FRACTIONS:
-            for with_synthetic in (False, True):
+            arms = ("real", "hybrid", "real_duplicated") if fraction < 1.0 else ("real", "hybrid")
+            for arm in arms:
                 runs = []
                 for seed in self.o.seeds:
                     split = self.split(seed)
                     train = split.train
                     if fraction < 1.0:
                         train, _ = train_test_split(train, train_size=fraction, stratify=labels_of(train), random_state=seed)
-                    runs.append((train + (self.synthetic_for(split)[0] if with_synthetic else []), split.valid,
-                                 split.test, seed))
-                out.append({"real_fraction": fraction, "with_synthetic": with_synthetic, **self._mean_metrics(runs)})
+                    synthetic = self.synthetic_for(split)[0]
+                    if arm == "hybrid":
+                        train = train + synthetic
+                    elif arm == "real_duplicated":
+                        train = duplicated(train, len(train) + len(synthetic), stream(seed, "ladder", "duplicate", fraction))
+                    runs.append((train, split.valid, split.test, seed))
+                row = {"real_fraction": fraction, "with_synthetic": arm == "hybrid", **self._mean_metrics(runs)}
+                if arm == "real_duplicated":
+                    row["real_duplicated"] = True
+                out.append(row)
         return out
 
     def sweep_generalisation(self) -> dict[str, Any]:

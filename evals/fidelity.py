@@ -19,6 +19,8 @@ from synthtrials.evals.results import (
     FidelitySummary,
     FieldComparison,
     FieldDistributions,
+    ShapeComparison,
+    ShapeTest,
     Spread,
 )
 from synthtrials.tools.knowledge.checks import ngram_overlap
@@ -94,6 +96,35 @@ def field_distributions(trials: list[Trial]) -> FieldDistributions:
                               criteria_items=spread(criteria), words=spread(lengths))
 
 
+def shape_test(real: list[float], synthetic: list[float]) -> ShapeTest:
+    from scipy.stats import ks_2samp
+
+    if not real or not synthetic:
+        return ShapeTest(real_median=None, synthetic_median=None, ks_statistic=None, ks_pvalue=None)
+    real_median, synthetic_median = float(np.median(real)), float(np.median(synthetic))
+    result = ks_2samp(real, synthetic)
+    return ShapeTest(real_median=real_median, synthetic_median=synthetic_median,
+                     median_ratio=synthetic_median / real_median if real_median else None,
+                     ks_statistic=float(result.statistic), ks_pvalue=float(result.pvalue))
+
+
+def criteria_of(trial: Trial) -> list[str]:
+    return (trial.eligibility.inclusion + trial.eligibility.exclusion) if trial.eligibility else []
+
+
+def shape_comparison(real: list[Trial], synthetic: list[Trial], fields: Collection[str]) -> ShapeComparison:
+    """Criteria per trial, words per trial (rendered with the shared field set) and words per criterion."""
+    def measures(trials: list[Trial]) -> tuple[list[float], list[float], list[float]]:
+        criteria = [criteria_of(t) for t in trials]
+        return ([float(len(c)) for c in criteria],
+                [float(len(render_for_classifier(t, fields).split())) for t in trials],
+                [float(len(item.split())) for c in criteria for item in c])
+
+    (rc, rw, rpc), (sc, sw, spc) = measures(real), measures(synthetic)
+    return ShapeComparison(criteria_per_trial=shape_test(rc, sc), words_per_trial=shape_test(rw, sw),
+                           words_per_criterion=shape_test(rpc, spc))
+
+
 def diversity(texts: list[str], vectors: np.ndarray) -> Diversity:
     return Diversity(distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
                      mean_pairwise_similarity=mean_pairwise_similarity(vectors))
@@ -149,4 +180,5 @@ def fidelity_report(real: list[Trial], synthetic: list[Trial], holdout: list[Tri
             real=diversity([render_for_classifier(t, fields) for t in real], real_v)),
         dcr_synthetic=dcr.tolist(), dcr_holdout=None if dcr_holdout is None else dcr_holdout.tolist(),
         dcr_summary=dcr_summary(dcr, dcr_holdout),
-        copied_8gram_share=copied_share(synthetic, examples, fields) if examples else None)
+        copied_8gram_share=copied_share(synthetic, examples, fields) if examples else None,
+        shape=shape_comparison(real, synthetic, fields))

@@ -28,6 +28,7 @@ from synthtrials.evals.results import (
     EvaluationMetrics,
     FidelitySummary,
     JudgeSummary,
+    LadderMetrics,
     LowResourcePoint,
     MetricSummary,
     RatioPoint,
@@ -287,8 +288,11 @@ def ratio_plot(points: list[RatioPoint], seeds: Sequence[int]) -> Figure:
 def low_resource_plot(points: list[LowResourcePoint]) -> Figure:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for with_synthetic, label in ((False, "real only"), (True, "real + synthetic")):
-        chosen = [p for p in points if p.with_synthetic == with_synthetic]
+    for with_synthetic, dup, label in ((False, False, "real only"), (True, False, "real + synthetic"),
+                                       (False, True, "real duplicated to the hybrid's size")):
+        chosen = [p for p in points if p.with_synthetic == with_synthetic and p.real_duplicated == dup]
+        if not chosen:
+            continue
         ax.errorbar([100 * p.real_fraction for p in chosen], [p.roc_auc.mean for p in chosen],
                     yerr=[p.roc_auc.std for p in chosen], marker="o", capsize=3, label=label)
     ax.set_xlabel("share of the real training trials used (%)")
@@ -296,10 +300,112 @@ def low_resource_plot(points: list[LowResourcePoint]) -> Figure:
     ax.set_title("Low-resource sweep: fewer real trials")
     ax.legend(title="training set", fontsize=8)
     smallest = min(p.real_fraction for p in points)
-    at_smallest = {p.with_synthetic: p.roc_auc.mean for p in points if p.real_fraction == smallest}
+    at_smallest = {(p.with_synthetic, p.real_duplicated): p.roc_auc.mean for p in points if p.real_fraction == smallest}
+    dup = at_smallest.get((False, True))
+    dup_text = "" if dup is None else f", real duplicated to the hybrid's size {decimal(dup)}"
     return figure(fig, f"Line chart of test ROC-AUC against the share of real training trials used, real only "
                        f"against real plus synthetic; with {percent(smallest)} of the real trials: real only "
-                       f"{decimal(at_smallest.get(False))}, with synthetic {decimal(at_smallest.get(True))}.")
+                       f"{decimal(at_smallest.get((False, False)))}, with synthetic "
+                       f"{decimal(at_smallest.get((True, False)))}{dup_text}.")
+
+
+RUNG_NAMES = {"shuffled": "shuffled labels", "plan_only": "plan only", "echo": "echo", "synthetic": "synthetic (writer)"}
+LADDER_READING = ("How to read the ladder: each rung is a training set of the same size. Shuffled: the synthetic "
+                  "trials with their labels permuted (no outcome signal). Plan only: per synthetic trial, a real "
+                  "grounding trial of the same drug, any outcome, given the synthetic trial's label (what the "
+                  "sampling plan alone carries). Echo: a real grounding trial of the same drug and label (a writer "
+                  "that restates its grounding data perfectly). A writer above echo adds knowledge; between plan "
+                  "only and echo it echoes its grounding; at shuffled its trials carry no signal.")
+
+
+def ladder_plot(ladder: LadderMetrics, result: EvaluationMetrics) -> Figure:
+    from synthtrials.evals.ladder import RUNGS
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    x = np.arange(len(RUNGS))
+    arms = [ladder.arms[r] for r in RUNGS]
+    tstr = [a.tstr.roc_auc.mean for a in arms]
+    hybrid = [a.hybrid.roc_auc.mean for a in arms]
+    real = result.training_sets["real"].roc_auc.mean
+    tstr_err = [a.tstr.roc_auc.std for a in arms] if len(result.seeds) > 1 else None
+    boots = [a.bootstrap().get("roc_auc") for a in arms]
+    hybrid_err = None
+    if all(boots):
+        hybrid_err = [[h - (real + b.ci_low) for h, b in zip(hybrid, boots)],  # type: ignore[union-attr]
+                      [(real + b.ci_high) - h for h, b in zip(hybrid, boots)]]  # type: ignore[union-attr]
+    ax.bar(x - 0.2, tstr, 0.4, yerr=tstr_err, capsize=3, label="trained on the rung alone (TSTR)")
+    ax.bar(x + 0.2, hybrid, 0.4, yerr=hybrid_err, capsize=3, label="real + the rung (95% CI)")
+    ax.axhline(real, color="black", linestyle="--", linewidth=1, label=f"real only ({decimal(real)})")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(x, [RUNG_NAMES[r] for r in RUNGS])
+    low = min(tstr + hybrid + [real, 0.5])
+    ax.set_ylim(max(0.0, low - 0.1), min(1.0, max(tstr + hybrid + [real]) + 0.08))
+    ax.set_xlabel(f"training set ({count(ladder.n)} trials per rung)")
+    ax.set_ylabel("test ROC-AUC (0 to 1)")
+    ax.set_title(f"Utility ladder: {classifier_name(result)}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    values = "; ".join(f"{RUNG_NAMES[r]} {decimal(v)}" for r, v in zip(RUNGS, tstr))
+    return figure(fig, f"Bar chart of the utility ladder: test ROC-AUC trained on each rung of {count(ladder.n)} "
+                       f"trials alone and on the real trials plus it, against the real-only score (dashed line, "
+                       f"{decimal(real)}). Trained alone: {values}.")
+
+
+def ladder_verdict(ladder: LadderMetrics) -> str | None:
+    """Where the writer stands, read off the TSTR intervals (files split)."""
+    above_plan = ladder.place_of("plan_only").get("roc_auc")
+    above_echo = ladder.place_of("echo").get("roc_auc")
+    if above_plan is None or above_echo is None:
+        return None
+    if above_echo.ci_low > 0:
+        return "above echo: the writer adds knowledge beyond its grounding data"
+    if above_plan.ci_low > 0 and above_echo.ci_high >= 0:
+        return "above plan only and level with echo: the writer restates its grounding data"
+    if above_plan.ci_low > 0:
+        return "between plan only and echo: the writer echoes part of its grounding data"
+    if above_plan.ci_high < 0:
+        return "below plan only: the writer's texts lose signal the plan alone carries"
+    return "level with plan only: the writer adds nothing beyond the drug and label it was asked for"
+
+
+def ladder_blocks(result: EvaluationMetrics) -> list[Block]:
+    ladder = result.ladder
+    if ladder is None:
+        return []
+    if ladder.skipped:
+        return [Text(f"Utility ladder not computed: {ladder.skipped}.", warning=True)]
+    from synthtrials.evals.ladder import RUNGS
+
+    blocks: list[Block] = [Text(f"Utility ladder: {count(ladder.n)} of {count(ladder.n_synthetic)} synthetic trials "
+                                f"against three controls of the same size drawn from the {count(ladder.pool)} real "
+                                "training trials (the grounding split). " + LADDER_READING)]
+    blocks += [Text(w, warning=True) for w in ladder.warnings]
+    rows = []
+    for name in RUNGS:
+        arm = ladder.arms[name]
+        boot = arm.bootstrap().get("roc_auc")
+        rows.append([RUNG_NAMES[name], count(arm.n), mean_std(arm.tstr.roc_auc), mean_std(arm.tstr.pr_auc),
+                     mean_std(arm.hybrid.roc_auc), interval(boot) if boot else "per seed in metrics.json"])
+    blocks.append(Table(["rung", "trials", "ROC-AUC trained alone", "PR-AUC trained alone", "ROC-AUC real + rung",
+                         "real + rung − real ROC-AUC [95% CI]"], rows))
+    places = [(c, ladder.place_of(c).get("roc_auc")) for c in ("plan_only", "echo")]
+    if all(b for _, b in places):
+        text = "; ".join(f"synthetic − {RUNG_NAMES[c]} {interval(b)}" for c, b in places)  # type: ignore[arg-type]
+        blocks.append(Text(f"The writer's place, ROC-AUC trained alone, paired bootstrap over the test trials: {text}: "
+                           f"{ladder_verdict(ladder)}."))
+    blocks.append(ladder_plot(ladder, result))
+    return blocks
+
+
+def real_arm_blocks(result: EvaluationMetrics) -> list[Block]:
+    arm = result.real_arm
+    if arm is None:
+        return []
+    missing = f"; {count(arm.not_in_file)} listed trials are not in the training file" if arm.not_in_file else ""
+    return [Text(f"Like for like: the synthetic run grounded on a sample of {percent(arm.ground_sample)} of its "
+                 f"grounding split, so the real arm, the hybrid's real part and the ladder's controls use exactly "
+                 f"those trials: {count(arm.trials)} of the {count(arm.of)} real training trials ({arm.source}"
+                 f"{missing}).")]
 
 
 def dcr_plot(fidelity: FidelitySummary) -> Figure:
@@ -467,13 +573,14 @@ def evaluation_section(source: str, result: EvaluationMetrics) -> Section:
     ]
     if result.field_set:
         blocks.append(Text(f"The classifiers read: {words(result.field_set)}."))
-    blocks += leakage_blocks(result.leakage) + collapsed_blocks(result)
+    blocks += real_arm_blocks(result) + leakage_blocks(result.leakage) + collapsed_blocks(result)
     if result.synthetic_dropped_warning:
         blocks.append(Text(result.synthetic_dropped_warning, warning=True))
     if result.synthetic_dropped_per_seed:
         dropped = dotted(f"seed {s}: {count(n)}" for s, n in result.synthetic_dropped_per_seed.items())
         blocks.append(Text(f"Synthetic trials left out per seed (grounded on its held-out trials): {dropped}."))
-    blocks += [metrics_table(result), *bootstrap_blocks(result), metric_bars(result), *sweep_blocks(result)]
+    blocks += [metrics_table(result), *bootstrap_blocks(result), metric_bars(result), *ladder_blocks(result),
+               *sweep_blocks(result)]
     return Section(f"Outcome prediction: {classifier_name(result)}", blocks)
 
 
@@ -520,7 +627,22 @@ def fidelity_section(f: FidelitySummary, embeddings: tuple[np.ndarray, np.ndarra
         Table(["measure", "synthetic", "real (reference)"], rows),
         Text("Fields: shares per phase; medians with the 10th–90th percentile range in brackets."),
         Table(["field", "synthetic", "real"], fields),
+        *shape_blocks(f),
         dcr_plot(f), projection_plot(*embeddings)])
+
+
+def shape_blocks(f: FidelitySummary) -> list[Block]:
+    """Shape parity: are the synthetic trials the size of real ones (two-sample Kolmogorov-Smirnov test)?"""
+    if f.shape is None:
+        return []
+    rows = [[name, decimal(test.synthetic_median), decimal(test.real_median), decimal(test.median_ratio),
+             decimal(test.ks_statistic), decimal(test.ks_pvalue, 4)]
+            for name, test in (("criteria per trial", f.shape.criteria_per_trial),
+                               ("words per trial", f.shape.words_per_trial),
+                               ("words per criterion", f.shape.words_per_criterion))]
+    return [Text("Shape: medians, their ratio (synthetic / real; 1 = the same size) and the two-sample "
+                 "Kolmogorov-Smirnov test (a small p: the sizes are distributed differently)."),
+            Table(["size", "synthetic median", "real median", "ratio", "KS statistic", "KS p"], rows)]
 
 
 def score_text(score: ScoreSummary) -> str:

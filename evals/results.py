@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field
+from synthtrials.evals.decontamination import DecontaminationReport
 from synthtrials.evals.leakage import LeakageReport
 
 
@@ -73,6 +74,65 @@ class LowResourcePoint(SweepMetrics):
 
     real_fraction: float
     with_synthetic: bool
+    real_duplicated: bool = Field(False, description="the share of real trials duplicated to the hybrid's size "
+                                                     "(fractions below 1)")
+
+
+class RealArm(BaseModel):
+    """The real training trials of the evaluation when the synthetic run grounded on a sample of its
+    grounding split (`generate --ground-sample F`, recorded in its grounding.json): the "real" arm, the
+    hybrid's real part and the ladder's controls' pool are exactly that sample (like for like)."""
+
+    ground_sample: float
+    ground_sample_seed: int | None = None
+    trials: int = Field(description="real training trials used: those of the file whose ids grounding.json lists")
+    of: int = Field(description="real training trials in the given file")
+    listed: int = Field(description="trial ids grounding.json lists")
+    not_in_file: int = Field(0, description="listed ids the training file does not hold")
+    source: str = Field(description="the grounding.json read")
+
+
+class LadderArm(BaseModel):
+    """One rung of the utility ladder: trained on it alone (TSTR, on the real test set) and on real + it."""
+
+    n: int
+    tstr: MetricSummaries
+    hybrid: MetricSummaries
+    hybrid_minus_real: dict[str, Any] = Field(
+        description="files split: metric -> BootstrapDifference; paper split: seed -> metric -> BootstrapDifference")
+
+    def bootstrap(self) -> dict[str, BootstrapDifference]:
+        return {k: BootstrapDifference.model_validate(v) for k, v in self.hybrid_minus_real.items()
+                if k in BOOTSTRAP_METRICS}
+
+
+#: the ladder's rungs, lowest first: `synthetic` is placed among the three controls
+LADDER_CONTROLS = ("shuffled", "plan_only", "echo")
+
+
+class LadderMetrics(BaseModel):
+    """The utility ladder (evals.ladder): the synthetic set against three controls of the same N drawn from
+    the grounding split (the real training trials), per classifier and seed of the evaluation."""
+
+    skipped: str | None = Field(None, description="one line: why the ladder was not computed")
+    n_synthetic: int = 0
+    n: int = Field(0, description="synthetic trials on the ladder (each control has as many)")
+    no_grounding_drug: int = Field(0, description="synthetic trials whose first drug has no grounding trial: "
+                                                  "left out of the ladder")
+    no_grounding_label: int = Field(0, description="synthetic trials whose drug has grounding trials, none of "
+                                                   "their label (no echo): left out of the ladder")
+    left_out_example: str | None = None
+    pool: int = Field(0, description="real grounding trials the controls are drawn from")
+    arms: dict[str, LadderArm] = Field(default_factory=dict, description="synthetic, shuffled, plan_only, echo")
+    place: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="TSTR synthetic - plan_only and synthetic - echo: metric -> "
+                                          "BootstrapDifference (paper split: seed -> metric -> ...)")
+    warnings: list[str] = Field(default_factory=list)
+
+    def place_of(self, control: str) -> dict[str, BootstrapDifference]:
+        """TSTR synthetic - `control` per metric (files split)."""
+        boot = self.place.get(f"synthetic_minus_{control}", {})
+        return {k: BootstrapDifference.model_validate(v) for k, v in boot.items() if k in BOOTSTRAP_METRICS}
 
 
 class EvaluationMetrics(BaseModel):
@@ -86,11 +146,16 @@ class EvaluationMetrics(BaseModel):
     field_set: list[str] = Field(default_factory=list, description="the fields every classifier read (like for like)")
     training_sets: dict[str, TrainingSetMetrics]
     leakage: LeakageReport | None = None
+    decontamination: DecontaminationReport | None = Field(
+        None, description="the synthetic trials' text against the held-out trials (evals.decontamination)")
     synthetic_dropped_per_seed: dict[str, int] | None = None
     synthetic_dropped_warning: str | None = None
     bootstrap_hybrid_minus_real: dict[str, Any] | None = Field(
         None, description="files split: metric -> BootstrapDifference; paper split: seed -> metric -> BootstrapDifference")
     sweeps: dict[str, Any] | None = None
+    real_arm: RealArm | None = Field(None, description="the real training trials were the synthetic run's "
+                                                       "grounding sample (grounding.json ground_sample)")
+    ladder: LadderMetrics | None = None
 
     def bootstrap(self) -> dict[str, BootstrapDifference]:
         """hybrid - real per metric (files split)."""
@@ -164,6 +229,24 @@ class FieldDistributions(BaseModel):
     words: Spread
 
 
+class ShapeTest(BaseModel):
+    """One size measure, real against synthetic: medians and the two-sample Kolmogorov-Smirnov test."""
+
+    real_median: float | None
+    synthetic_median: float | None
+    median_ratio: float | None = Field(None, description="synthetic median / real median")
+    ks_statistic: float | None
+    ks_pvalue: float | None
+
+
+class ShapeComparison(BaseModel):
+    """Shape parity: are synthetic trials the size of real ones (like for like: the same field set)?"""
+
+    criteria_per_trial: ShapeTest
+    words_per_trial: ShapeTest
+    words_per_criterion: ShapeTest
+
+
 class FieldComparison(BaseModel):
     real: FieldDistributions
     synthetic: FieldDistributions
@@ -217,6 +300,7 @@ class FidelitySummary(BaseModel):
     dcr_holdout: list[float] | None = Field(None, description="the same for each real holdout trial")
     dcr_summary: DcrSummary
     copied_8gram_share: CopiedShare | None = Field(None, description="8-grams copied from the trial's examples")
+    shape: ShapeComparison | None = Field(None, description="criteria and words per trial, words per criterion")
 
     def to_json(self) -> dict[str, Any]:
         """What fidelity.json holds: everything but the per-trial distances."""

@@ -25,6 +25,11 @@ class GenerationConfig(BaseModel):
     ground_on: list[Split] | None = Field(
         None, description="the splits generation may read (retriever, neighbours, vocabulary, critic knowledge); "
                           "None: train when the store has a train split, else pool (settled when a run starts)")
+    ground_sample: float | None = Field(
+        None, gt=0, le=1, description="ground on a seeded, label-stratified fraction of the grounding splits (plan, "
+                                      "examples, evidence, the critic's knowledge and calibration): an honest "
+                                      "low-resource run; `evaluate` then trains its real arm on the same trials")
+    ground_sample_ids: list[str] | None = Field(None, description="the sampled grounding trials (settled)")
     draft: DraftSpec | None = Field(
         None, description="the fields and bounds the writer writes; None: measured on the grounding trials")
     writer_adapter: str | None = Field(
@@ -55,6 +60,9 @@ class GenerationConfig(BaseModel):
         "auto", description="the writer's JSON-schema grammar: always, or only when a freely decoded answer does not "
                             "parse or fit the schema (on_failure); auto: always (measured: 27 of 29 free answers of a "
                             "writer adapted on 60 trials needed the grammar, benchmarks/RESULTS.md)")
+    label_fit: bool = Field(False, description="the critic also asks a TF-IDF classifier of the grounding trials "
+                                                "whether a draft fits its label (tools/knowledge/label_fit.py; off: "
+                                                "measured in benchmarks/RESULTS.md)")
     thresholds: CriticThresholds = Field(default_factory=CriticThresholds)
     seed: int = 0
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -66,13 +74,15 @@ class GenerationConfig(BaseModel):
             missing.append("thresholds")
         if self.reasoner == "auto":
             missing.append("reasoner")
+        if self.ground_sample is not None and self.ground_sample_ids is None:
+            missing.append("ground_sample_ids")
         return missing
 
     def grounding(self) -> TrialFilter:
         """The real trials of the grounding splits (settled: see `graphs.resolve`)."""
         if self.ground_on is None:
             raise ValueError("ground_on is not settled: resolve the configuration against the store first")
-        return grounding_filter(self.ground_on)
+        return grounding_filter(self.ground_on, self.ground_sample_ids)
 
     def writer_grammar_mode(self) -> Literal["always", "on_failure"]:
         if self.writer_grammar == "auto":

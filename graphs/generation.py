@@ -43,6 +43,7 @@ def make_finalize_node(resources: Resources):
             reasons = (last.failed_checks if last is not None else []) or ["rejected"]
         provenance = SyntheticProvenance(
             run_id=runtime.context.run_id, plan_index=state.target.index, target=state.target.model_dump(),
+            anchor=state.target.anchor,
             ground_on=cfg.ground_on, examples=state.examples, neighbours=state.neighbours,
             critic_neighbours=sorted({i for c in state.critiques for i in c.neighbours}),
             reasons=state.reasons, reasons_source=state.reasons_source,

@@ -1,26 +1,36 @@
-"""The sampling plan: which (intervention, label) each planned synthetic trial targets.
+"""The sampling plan: which (drug, label) each planned synthetic trial targets, and for an anchored
+plan which real grounding trial it is modelled on.
 
 The plan is a deterministic sequence: target i depends only on the run seed, the mode and the
-eligible interventions, so a resumed or extended run draws exactly the same targets.
+eligible drugs (or the grounding trials), so a resumed or extended run draws exactly the same targets.
+Modes (`PLAN_MODES`, each with when to use it):
+
+- ``anchored`` (default): target i is a labelled real grounding trial (every one once before any
+  twice); it fixes the drug, label, conditions and phase, and its examples are other grounding trials
+  of the same drug and label. The synthetic set then keeps the real data's P(label | drug, condition).
+- ``contrastive``: every eligible drug equally often, both outcomes pair by pair (the seed paper's
+  design): for studying what separates success from failure within a drug, not for training a
+  classifier on the synthetic data alone (it sets P(success | drug) to one half for every drug).
+- ``proportional``, ``list``: contrastive over drugs weighted by their trials, or over named drugs.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 from synthtrials.graphs.state import Target
-from synthtrials.tools.records.eligibility import EligibleIntervention
+from synthtrials.tools.records.eligibility import EligibleIntervention, first_drug
+from synthtrials.tools.records.trial import Trial
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.records.normalize import normalize_intervention
 from synthtrials.tools.seeds import stream
 
 #: bumped whenever a mode's targets change for the same seed (part of a run's fingerprint: a resumed run
 #: never silently re-targets its draws)
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 #: eligible by the counting rule (TOP lists placebo as a drug) but not something to write a trial *of*
 NOT_A_TARGET = ("placebo", "sham", "saline", "vehicle")
@@ -28,6 +38,28 @@ NOT_A_TARGET = ("placebo", "sham", "saline", "vehicle")
 
 def is_target(name: str) -> bool:
     return not any(word in name.split() for word in NOT_A_TARGET)
+
+
+class Anchor(BaseModel):
+    """A labelled real grounding trial an anchored target is modelled on (never shown to the writer)."""
+
+    nct_id: str
+    drug: str
+    label: Literal[0, 1]
+    conditions: list[str] = Field(default_factory=list)
+    phase: str | None = None
+
+
+def anchors_of(trials: list[Trial]) -> list[Anchor]:
+    """Every labelled grounding trial with a drug that can be a target, in id order."""
+    out = []
+    for trial in sorted(trials, key=lambda t: t.nct_id):
+        drug = first_drug(trial)
+        if trial.label in (0, 1) and drug and is_target(drug):
+            out.append(Anchor(nct_id=trial.nct_id, drug=drug, label=trial.label,  # type: ignore[arg-type]
+                              conditions=[c.strip()[:120] for c in trial.conditions if c.strip()][:10],
+                              phase=trial.phase.value if trial.phase is not None else None))
+    return out
 
 
 # --- plan modes: each is one `PlanModeRule` and one line in PLAN_MODES -------------------------------------
@@ -52,31 +84,64 @@ def listed_drugs(eligible: list[EligibleIntervention], only: list[str] | None) -
     return [by_name[n] for n in wanted]
 
 
-def uniform_choice(drugs: list[EligibleIntervention], label: int, rng: random.Random) -> EligibleIntervention:
-    return rng.choice(drugs)
+def no_drugs(eligible: list[EligibleIntervention], only: list[str] | None) -> list[EligibleIntervention]:
+    """An anchored plan draws trials, not drugs."""
+    return []
 
 
-def proportional_choice(drugs: list[EligibleIntervention], label: int, rng: random.Random) -> EligibleIntervention:
-    """A drug drawn in proportion to its grounding trials with the target's label."""
-    weights = [e.successes if label == 1 else e.failures for e in drugs]
-    return rng.choices(drugs, weights=weights, k=1)[0]
+def balanced_label(plan: SamplingPlan, index: int) -> int:
+    """Each consecutive pair of targets holds one success and one failure, in a seeded order."""
+    first = stream(plan.seed, "pair", index // 2).randint(0, 1)
+    return first if index % 2 == 0 else 1 - first
+
+
+def uniform_target(plan: SamplingPlan, index: int) -> Target:
+    """Every planned drug equally often, both labels pair by pair."""
+    drug = stream(plan.seed, "plan", index).choice(plan.interventions)
+    return Target(index=index, intervention=drug.intervention, label=balanced_label(plan, index))  # type: ignore[arg-type]
+
+
+def proportional_target(plan: SamplingPlan, index: int) -> Target:
+    """A drug drawn in proportion to its grounding trials with the target's label (labels pair by pair)."""
+    label = balanced_label(plan, index)
+    weights = [e.successes if label == 1 else e.failures for e in plan.interventions]
+    drug = stream(plan.seed, "plan", index).choices(plan.interventions, weights=weights, k=1)[0]
+    return Target(index=index, intervention=drug.intervention, label=label)  # type: ignore[arg-type]
+
+
+def anchored_target(plan: SamplingPlan, index: int) -> Target:
+    """Target i is grounding trial perm_c[i mod n], perm_c a seeded permutation per cycle c = i div n:
+    every grounding trial once before any twice. It fixes the drug, label, conditions and phase."""
+    cycle, position = divmod(index, len(plan.anchors))
+    order = list(range(len(plan.anchors)))
+    stream(plan.seed, "plan", "cycle", cycle).shuffle(order)
+    anchor = plan.anchors[order[position]]
+    return Target(index=index, intervention=anchor.drug, label=anchor.label, anchor=anchor.nct_id,
+                  conditions=anchor.conditions, phase=anchor.phase)
 
 
 @dataclass(frozen=True)
 class PlanModeRule:
-    """A plan mode: which eligible drugs it plans, and how target i picks one for its label."""
+    """A plan mode: which eligible drugs it plans (or none: it draws grounding trials) and target i."""
 
     drugs: Callable[[list[EligibleIntervention], list[str] | None], list[EligibleIntervention]]
-    choose: Callable[[list[EligibleIntervention], int, random.Random], EligibleIntervention]
+    target: Callable[[SamplingPlan, int], Target]
     use: str  #: when a user wants it (shown by `generate --help` and the README)
+    anchored: bool = False  #: its targets are grounding trials (`Anchor`s), not drugs
 
 
 PLAN_MODES: dict[str, PlanModeRule] = {
-    "uniform": PlanModeRule(active_drugs, uniform_choice, "every eligible drug equally often: the seed paper's design"),
-    "proportional": PlanModeRule(active_drugs, proportional_choice,
-                                 "drugs as often as they have grounding trials of the label"),
-    "list": PlanModeRule(listed_drugs, uniform_choice, "only the drugs named with --intervention"),
+    "anchored": PlanModeRule(no_drugs, anchored_target, "each target a real labelled grounding trial (its drug, label, "
+                             "conditions and phase; never shown): synthetic data distributed like the real data "
+                             "(the default, for training classifiers)", anchored=True),
+    "contrastive": PlanModeRule(active_drugs, uniform_target, "every eligible drug equally often with both outcomes "
+                                "pair by pair: the seed paper's design (studying what separates success from failure "
+                                "per drug; it erases the drug's outcome signal)"),
+    "proportional": PlanModeRule(active_drugs, proportional_target,
+                                 "contrastive, drugs as often as they have grounding trials of the label"),
+    "list": PlanModeRule(listed_drugs, uniform_target, "contrastive over the drugs named with --intervention"),
 }
+DEFAULT_PLAN_MODE = "anchored"
 
 
 def check_plan_mode(mode: str) -> str:
@@ -91,26 +156,22 @@ PlanMode = Annotated[str, AfterValidator(check_plan_mode)]
 class SamplingPlan(BaseModel):
     run_id: str
     seed: int
-    mode: PlanMode = "uniform"
-    balanced_labels: bool = True
+    mode: PlanMode = DEFAULT_PLAN_MODE
     interventions: list[EligibleIntervention] = Field(default_factory=list)
+    anchors: list[Anchor] = Field(default_factory=list)
 
     @classmethod
-    def create(cls, run_id: str, seed: int, eligible: list[EligibleIntervention], mode: str = "uniform",
-               only: list[str] | None = None, balanced_labels: bool = True) -> SamplingPlan:
+    def create(cls, run_id: str, seed: int, eligible: list[EligibleIntervention], mode: str = DEFAULT_PLAN_MODE,
+               only: list[str] | None = None, anchors: list[Anchor] | None = None) -> SamplingPlan:
+        rule = PLAN_MODES[check_plan_mode(mode)]
+        if rule.anchored:
+            if not anchors:
+                raise ConfigError(f"--plan {mode}: the grounding split has no labelled trial with a drug to anchor on")
+            return cls(run_id=run_id, seed=seed, mode=mode, anchors=anchors)
         if not eligible:
             raise ConfigError("no eligible intervention: lower --k or ingest more labelled trials")
-        drugs = PLAN_MODES[check_plan_mode(mode)].drugs(eligible, only)
-        ordered = sorted(drugs, key=lambda e: e.intervention)
-        return cls(run_id=run_id, seed=seed, mode=mode, balanced_labels=balanced_labels, interventions=ordered)
+        ordered = sorted(rule.drugs(eligible, only), key=lambda e: e.intervention)
+        return cls(run_id=run_id, seed=seed, mode=mode, interventions=ordered)
 
     def target(self, index: int) -> Target:
-        rng = stream(self.seed, "plan", index)
-        if self.balanced_labels:
-            # each consecutive pair holds one success and one failure, in a seeded order
-            first = stream(self.seed, "pair", index // 2).randint(0, 1)
-            label = first if index % 2 == 0 else 1 - first
-        else:
-            label = rng.randint(0, 1)
-        choice = PLAN_MODES[self.mode].choose(self.interventions, label, rng)
-        return Target(index=index, intervention=choice.intervention, label=label)  # type: ignore[arg-type]
+        return PLAN_MODES[self.mode].target(self, index)

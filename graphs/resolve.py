@@ -27,6 +27,7 @@ from synthtrials.tools.store.protocol import (
     grounding_filter,
 )
 from synthtrials.tools.records.writer_format import DraftSpec
+from synthtrials.tools.seeds import stream
 
 #: models whose LLM-critic judgement was measured no better than chance (benchmarks/bench_critic.py:
 #: SmolLM2 called every real and every spoiled trial consistent, AUC 0.50 on each kind): their
@@ -60,7 +61,7 @@ def settle_reasoner(config: GenerationConfig, store: TrialStore, llm: Callable[[
     if saved is None or saved.get("validator") != REASON_VALIDATOR_VERSION:  # measured by older rules: again
         if say:
             say(f"measuring the validity of {config.llm.model_label()}'s reasons on a few draws (once per store and model)")
-        validity = measure_reason_validity(llm(), store, config, build_knowledge(store, config.ground_on or []))
+        validity = measure_reason_validity(llm(), store, config, build_knowledge(store, config.ground_on or [], sample=config.ground_sample_ids))
         saved = {"validity": round(validity, 3), "threshold": MIN_REASON_VALIDITY, "validator": REASON_VALIDATOR_VERSION}
         store.save_calibration(key, saved)
     return "llm" if saved["validity"] >= MIN_REASON_VALIDITY else "evidence"
@@ -77,17 +78,35 @@ def settle_grounding(store: TrialStore, ground_on: list[str] | None, what: str =
     return splits
 
 
-def settle_draft(store: TrialStore, splits: list[str]) -> DraftSpec:
+def settle_ground_sample(store: TrialStore, splits: list[str], fraction: float | None, seed: int) -> list[str] | None:
+    """`--ground-sample F`: a seeded, label-stratified fraction F of the grounding trials (at least one of each
+    label present), the same for `generate` and `adapt` given the same splits, F and seed."""
+    if fraction is None:
+        return None
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"--ground-sample must lie in (0, 1], got {fraction:g}")
+    by_label: dict[int | None, list[str]] = {}
+    for trial in store.filter(grounding_filter(splits)):
+        by_label.setdefault(trial.label, []).append(trial.nct_id)
+    chosen: list[str] = []
+    for label in sorted(by_label, key=lambda value: -1 if value is None else value):
+        ids = sorted(by_label[label])
+        chosen += stream(seed, "ground_sample", label).sample(ids, max(1, round(fraction * len(ids))))
+    return sorted(chosen)
+
+
+def settle_draft(store: TrialStore, splits: list[str], sample: list[str] | None = None) -> DraftSpec:
     """The writer's output format, measured on the grounding trials."""
-    return DraftSpec.from_trials(store.filter(grounding_filter(splits)))
+    return DraftSpec.from_trials(store.filter(grounding_filter(splits, sample)))
 
 
 def settle_thresholds(thresholds: CriticThresholds, store: TrialStore, splits: list[str],
-                      knowledge: DomainKnowledge | None = None, say: SayFn | None = None) -> CriticThresholds:
+                      knowledge: DomainKnowledge | None = None, say: SayFn | None = None,
+                      sample: list[str] | None = None) -> CriticThresholds:
     """The critic's thresholds with the store's calibration for `splits` (computed and saved once)."""
     if thresholds.calibrated:
         return thresholds
-    calibration = load_or_calibrate(store, splits, knowledge, say=say)
+    calibration = load_or_calibrate(store, splits, knowledge, say=say, sample=sample)
     return thresholds.model_copy(update={"calibrated": calibration.thresholds, "calibration": calibration.key})
 
 
@@ -99,8 +118,9 @@ def settle_generation(config: GenerationConfig, store: TrialStore, say: SayFn | 
     if not config.unsettled():
         return config
     ground_on = settle_grounding(store, config.ground_on)
+    sample = config.ground_sample_ids or settle_ground_sample(store, ground_on, config.ground_sample, config.seed)
     settled = config.model_copy(update={
-        "ground_on": ground_on, "draft": config.draft or settle_draft(store, ground_on),
-        "thresholds": settle_thresholds(config.thresholds, store, ground_on, say=say),
+        "ground_on": ground_on, "ground_sample_ids": sample, "draft": config.draft or settle_draft(store, ground_on, sample),
+        "thresholds": settle_thresholds(config.thresholds, store, ground_on, say=say, sample=sample),
         "llm_critic": config.llm_critic or default_llm_critic(config.llm)})
     return settled.model_copy(update={"reasoner": settle_reasoner(settled, store, llm, say)})

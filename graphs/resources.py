@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 from synthtrials.tools.knowledge.calibration import build_knowledge
 from synthtrials.tools.knowledge.domain import DomainKnowledge
+from synthtrials.tools.knowledge.label_fit import LabelFit
 from synthtrials.tools.llm.client import LLMClient
-from synthtrials.tools.store.protocol import TrialStore
+from synthtrials.tools.store.protocol import TrialFilter, TrialStore
 
 
 class SyntheticIndex:
@@ -49,8 +51,10 @@ class Resources:
     llm: LLMClient
     writer_llm: LLMClient | None = None
     synthetic: SyntheticIndex = field(default_factory=SyntheticIndex)
-    _knowledge: dict[tuple[str, ...], DomainKnowledge] = field(default_factory=dict, repr=False)
+    _knowledge: dict[tuple[tuple[str, ...], tuple[str, ...] | None], DomainKnowledge] = field(default_factory=dict,
+                                                                                             repr=False)
     _knowledge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _label_fits: dict[tuple[TrialFilter, tuple[str, ...]], LabelFit] = field(default_factory=dict, repr=False)
 
     @property
     def embeddings(self):
@@ -60,10 +64,18 @@ class Resources:
     def writer(self) -> LLMClient:
         return self.writer_llm or self.llm
 
-    def knowledge(self, splits: list[str]) -> DomainKnowledge:
-        """The critic's domain knowledge of the grounding splits, built once per process."""
-        key = tuple(sorted(splits))
+    def knowledge(self, splits: list[str], sample: list[str] | None = None) -> DomainKnowledge:
+        """The critic's domain knowledge of the grounding splits (a `--ground-sample` of them), built once per process."""
+        key = (tuple(sorted(splits)), tuple(sorted(sample)) if sample is not None else None)
         with self._knowledge_lock:
             if key not in self._knowledge:
-                self._knowledge[key] = build_knowledge(self.store, list(key))
+                self._knowledge[key] = build_knowledge(self.store, list(key[0]), sample=sample)
             return self._knowledge[key]
+
+    def label_fit(self, grounding: TrialFilter, fields: Collection[str]) -> LabelFit:
+        """The label-consistency classifier of the grounding trials (`--label-fit`), fit once per process."""
+        key = (grounding, tuple(fields))
+        with self._knowledge_lock:
+            if key not in self._label_fits:
+                self._label_fits[key] = LabelFit(fields).fit(self.store.filter(grounding))
+            return self._label_fits[key]

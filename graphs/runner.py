@@ -21,7 +21,7 @@ from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.generation import build_graph
-from synthtrials.graphs.plan import PLAN_VERSION, PlanMode, SamplingPlan
+from synthtrials.graphs.plan import DEFAULT_PLAN_MODE, PLAN_MODES, PLAN_VERSION, PlanMode, SamplingPlan, anchors_of
 from synthtrials.graphs.resolve import settle_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState
@@ -67,7 +67,7 @@ class RunOptions(BaseModel):
     out: Path
     n: int
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    plan_mode: PlanMode = "uniform"
+    plan_mode: PlanMode = DEFAULT_PLAN_MODE
     interventions: list[str] | None = None
     eligibility_rule: str = "first"
     concurrency: int | None = Field(None, ge=1, description="parallel draws; None: the backend's default "
@@ -356,9 +356,12 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     budget it was trained for, its grammar mode; the reasoner and critic keep the base model."""
     if not generation.writer_adapter:
         return None
+    trained = read_adapter(generation.writer_adapter).options  # the budgets it was adapted with
+    prompt_tokens = int(trained.get("prompt_tokens") or PROMPT_TOKENS)
+    answer_tokens = int(trained.get("answer_tokens") or ANSWER_TOKENS)
     return LLMClient(generation.llm.model_copy(update={
-        "adapter": generation.writer_adapter, "max_tokens": ANSWER_TOKENS + 64,
-        "n_ctx": max(1024, PROMPT_TOKENS + ANSWER_TOKENS + 128), "grammar": generation.writer_grammar_mode()}))
+        "adapter": generation.writer_adapter, "max_tokens": answer_tokens + 64,
+        "n_ctx": max(1024, prompt_tokens + answer_tokens + 128), "grammar": generation.writer_grammar_mode()}))
 
 
 def effective_concurrency(options: RunOptions) -> int:
@@ -409,19 +412,32 @@ def _settle_and_run(options: RunOptions, on_progress: Callable[[RunProgress], No
     transport = options.generation.llm.model_copy(
         update={"max_concurrency": max(options.generation.llm.max_concurrency, concurrency)})
     generation = settled_generation(options, store, llm=lambda: llm or LLMClient(transport), say=say)
-    min_trials = options.plan_min_trials or generation.k
-    drugs = eligible(store, k=min_trials, rule=options.eligibility_rule,  # type: ignore[arg-type]
-                     flt=generation.grounding())
-    if not drugs:
-        raise ConfigError(f"{options.store}: no intervention has {min_trials} successful and {min_trials} failed "
-                          f"trials in the grounding split(s) {', '.join(generation.ground_on or [])} (lower --k)")
+    plan = plan_for(options, generation, store)  # refused here, before the run folder is written
     run_id = prepare_run_folder(options, generation)
-    plan = SamplingPlan.create(run_id, generation.seed, drugs, options.plan_mode, options.interventions)
+    plan = plan.model_copy(update={"run_id": run_id})
     generation = generation.model_copy(deep=True)
     generation.llm.cache_path = str(options.out / LLM_CACHE_FILE)
     generation.llm.max_concurrency = transport.max_concurrency
     generation.llm.server_log_dir = str(options.out)
     return _run(options, generation, store, plan, run_id, concurrency, llm, on_progress)
+
+
+def plan_for(options: RunOptions, generation: GenerationConfig, store: Any) -> SamplingPlan:
+    """The run's sampling plan: over the grounding trials (anchored) or the eligible drugs."""
+    grounding = generation.grounding()
+    if PLAN_MODES[options.plan_mode].anchored:
+        anchors = anchors_of(store.filter(grounding))
+        if not anchors:
+            raise ConfigError(f"{options.store}: --plan {options.plan_mode}: no labelled trial with a drug in the "
+                              f"grounding split(s) {', '.join(generation.ground_on or [])}")
+        return SamplingPlan.create("", generation.seed, [], options.plan_mode, anchors=anchors)
+    min_trials = options.plan_min_trials or generation.k
+    drugs = eligible(store, k=min_trials, rule=options.eligibility_rule,  # type: ignore[arg-type]
+                     flt=grounding)
+    if not drugs:
+        raise ConfigError(f"{options.store}: no intervention has {min_trials} successful and {min_trials} failed "
+                          f"trials in the grounding split(s) {', '.join(generation.ground_on or [])} (lower --k)")
+    return SamplingPlan.create("", generation.seed, drugs, options.plan_mode, options.interventions)
 
 
 def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: SamplingPlan, run_id: str,
@@ -431,7 +447,9 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
     write_run_grounding(options.out, RunGrounding(
         store=str(options.store), splits=list(generation.ground_on or []),
         trial_ids=sorted(store.filter_ids(generation.grounding())), adapter=generation.writer_adapter,
-        adapter_trial_ids=adapter.trained_on if adapter else []))
+        adapter_trial_ids=adapter.trained_on if adapter else [], plan=plan.mode,
+        anchor_ids=[a.nct_id for a in plan.anchors], ground_sample=generation.ground_sample,
+        ground_sample_seed=generation.seed if generation.ground_sample is not None else None))
     llm = llm or LLMClient(generation.llm)
     resources = Resources(store=store, llm=llm, writer_llm=adapted_writer_client(generation))
     clients = [llm] + ([resources.writer_llm] if resources.writer_llm else [])

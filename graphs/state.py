@@ -13,11 +13,15 @@ from synthtrials.tools.records.trial import Trial
 
 
 class Target(BaseModel):
-    """What one thread must produce: a trial of `intervention` with outcome `label`."""
+    """What one thread must produce: a trial of `intervention` with outcome `label`; in an anchored plan
+    also the conditions and phase of the grounding trial `anchor` it is modelled on (never shown)."""
 
     index: int
     intervention: str
     label: Literal[0, 1]
+    anchor: str | None = None
+    conditions: list[str] = Field(default_factory=list)
+    phase: str | None = None
 
 
 class Critique(BaseModel):

@@ -118,7 +118,10 @@ def phase1_store_path(phase1_data, tmp_path_factory):
 def phase1_knowledge(phase1_store_path):
     """The critic's domain knowledge of the phase I store's train split and its saved calibration
     (`calibrate` on that knowledge, run once by `phase1_store_path`)."""
-    from synthtrials.tools.knowledge.calibration import build_knowledge, load_or_calibrate
+    from synthtrials.tools.knowledge.calibration import (
+        build_knowledge,
+        load_or_calibrate,
+    )
     from synthtrials.tools.store.trial_store import open_store
 
     store = open_store(phase1_store_path, create=False)

@@ -124,9 +124,9 @@ def drug_complete_subset(source: Path, target: Path, k: int = 3, also: frozenset
     counts, its eligibility and its evidence are those of the whole file."""
     import csv
 
+    from synthtrials.tools.readers import read_trials
     from synthtrials.tools.records.eligibility import eligible_trials
     from synthtrials.tools.records.normalize import normalize_intervention
-    from synthtrials.tools.readers import read_trials
 
     trials = read_trials([source])
     drugs = {e.intervention for e in eligible_trials(trials, k)} | set(also)

@@ -80,8 +80,8 @@ DRUGS = [EligibleIntervention(intervention=name, successes=s, failures=f)
 
 
 def test_plan_modes_are_registered_once():
-    assert set(PLAN_MODES) == {"uniform", "proportional", "list"}
-    for mode in ("uniform", "proportional"):
+    assert set(PLAN_MODES) == {"anchored", "contrastive", "proportional", "list"}
+    for mode in ("contrastive", "proportional"):
         plan = SamplingPlan.create("r", 0, DRUGS, mode)
         assert {e.intervention for e in plan.interventions} == {"aspirin", "metformin"}  # no placebo target
         targets = [plan.target(i) for i in range(200)]
@@ -91,7 +91,7 @@ def test_plan_modes_are_registered_once():
     assert successes.count("aspirin") > 3 * successes.count("metformin")
     listed = SamplingPlan.create("r", 0, DRUGS, "list", ["Metformin 500 mg"])
     assert {listed.target(i).intervention for i in range(10)} == {"metformin"}
-    with pytest.raises(ConfigError, match="unknown plan mode 'anchoredx' \\(uniform, proportional, list\\)"):
+    with pytest.raises(ConfigError, match="unknown plan mode 'anchoredx' \\(anchored, contrastive, proportional, list\\)"):
         SamplingPlan.create("r", 0, DRUGS, "anchoredx")
 
 

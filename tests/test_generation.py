@@ -20,6 +20,7 @@ from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.runner import adapted_writer_client
 from synthtrials.graphs.state import GenerationState, Target
 from synthtrials.tools.llm.client import LLMClient
+from synthtrials.tools.records.eligibility import first_drug
 from synthtrials.tools.store.protocol import (
     TrialFilter,
     eligible,
@@ -92,10 +93,20 @@ def test_finished_run_is_not_redone(phase1_store_path, tmp_path):
     ids, rows = _accepted(out)
     assert len(set(ids)) == 3 and all(i.startswith("SYN-") for i in ids)
     plan = json.loads((out / "plan.json").read_text())
+    grounding = json.loads((out / "grounding.json").read_text())
+    assert plan["mode"] == "anchored" and grounding["plan"] == "anchored"  # the default plan
+    store = open_store(phase1_store_path, create=False)
     for row in rows:
         target = plan["targets"][row["provenance"]["plan_index"]]
         assert row["label"] == target["label"] and row["interventions"][0]["name"] == target["intervention"]
-        assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v2"
+        assert row["provenance"]["examples"] and row["provenance"]["templates"]["writer"] == "writer-v3"
+        # each trial is modelled on a real train trial: its drug and label, never shown to the writer
+        anchor = store.get(row["provenance"]["anchor"])
+        assert anchor.nct_id == target["anchor"] and anchor.nct_id in grounding["anchor_ids"]
+        assert (first_drug(anchor), anchor.label) == (target["intervention"], target["label"])
+        assert anchor.nct_id not in row["provenance"]["examples"]
+        assert all(store.get(e).label == anchor.label for e in row["provenance"]["examples"])
+    store.close()
     first = json.loads((out / "summary.json").read_text())
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:  # another port: still the same run
         again = cli(*_generate_args(phase1_store_path, out, server, n=3))
@@ -172,7 +183,8 @@ def test_bad_generate_inputs(phase1_store_path, tmp_path):
         # the console entry point in its own process: the exit status the shell sees
         zero = run_cli(*_generate_args(phase1_store_path, tmp_path / "a", server, n=0))
         assert zero.returncode == 2 and "--n must be positive" in zero.stderr
-        high_k = cli(*_generate_args(phase1_store_path, tmp_path / "b", server, extra=("--k", "10")))
+        high_k = cli(*_generate_args(phase1_store_path, tmp_path / "b", server, extra=("--k", "10", "--plan",
+                                                                                      "contrastive")))
         assert high_k.returncode == 2 and "no intervention has 10 successful" in high_k.stderr
         empty = tmp_path / "empty_store"
         open_store(empty).close()
@@ -190,3 +202,32 @@ def test_backend_failing_every_call_stops_cleanly(phase1_store_path, tmp_path):
     assert result.returncode == 2 and "generation stopped" in result.stderr and "HTTP 500" in result.stderr
     assert "Traceback" not in result.stderr
     assert (out / "run.json").exists() and json.loads((out / "summary.json").read_text())["complete"] is False
+
+
+def test_a_ground_sample_grounds_everything_on_the_same_stratified_subset(phase1_store_path, tmp_path):
+    """`--ground-sample 0.25`: plan, examples and the critic read a seeded, label-stratified quarter of train,
+    recorded in grounding.json; `adapt` with the same option and seed samples the same trials."""
+    from synthtrials.graphs.resolve import settle_ground_sample
+
+    store = open_store(phase1_store_path, create=False)
+    train = store.filter(TrialFilter(source="real", splits=frozenset({"train"})))
+    sample = settle_ground_sample(store, ["train"], 0.25, seed=0)
+    assert sample == settle_ground_sample(store, ["train"], 0.25, seed=0) != settle_ground_sample(store, ["train"], 0.25, 1)
+    for label in (0, 1):
+        of_label = [t.nct_id for t in train if t.label == label]
+        assert abs(sum(i in sample for i in of_label) - 0.25 * len(of_label)) <= 1  # stratified by label
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        result = cli(*_generate_args(phase1_store_path, out, server, n=2, extra=["--ground-sample", "0.25"]))
+        assert result.returncode == 0, result.stderr
+        bad = cli(*_generate_args(phase1_store_path, tmp_path / "bad", server, n=2, extra=["--ground-sample", "1.5"]))
+    assert bad.returncode == 2 and "ground_sample" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    grounding = json.loads((out / "grounding.json").read_text())
+    assert grounding["ground_sample"] == 0.25 and sorted(grounding["trial_ids"]) == sample
+    assert set(grounding["anchor_ids"]) <= set(sample)
+    for row in _accepted(out)[1]:
+        provenance = row["provenance"]
+        assert provenance["anchor"] in sample and set(provenance["examples"]) <= set(sample)
+        assert set(provenance["critic_neighbours"]) <= set(sample)
+    store.close()

@@ -13,8 +13,10 @@ from synthtrials.tools.run_folder import RunGrounding, write_run_grounding
 
 def synthetic_rows(n: int, grounded_on: list[str], start: int = 0) -> list[dict]:
     """Real toy_valid trials recorded as synthetic (a stand-in: these tests check the guard, not
-    generation), each naming `grounded_on` as its examples."""
-    trials = read_trials([TOP / "toy_valid.csv"])[start:start + n]
+    generation), each naming `grounded_on` as its examples. The 28 toy_valid trials that are phase_I_test
+    trials are left out: their text is a held-out trial's, which decontamination refuses."""
+    held_out = {t.nct_id for t in read_trials([TOP / "phase_I_test.csv", TOP / "phase_I_valid.csv"])}
+    trials = [t for t in read_trials([TOP / "toy_valid.csv"]) if t.nct_id not in held_out][start:start + n]
     return [t.model_copy(update={"nct_id": f"SYN-{i:08x}", "source": "synthetic", "overall_status": None,
                                  "why_stopped": None, "provenance": {"examples": grounded_on, "neighbours": []}})
             .model_dump(mode="json") for i, t in enumerate(trials)]

@@ -22,9 +22,14 @@ from pydantic import BaseModel
 from support import cli
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.runner import RunOptions, run_generation
-from synthtrials.tools.llm.llama_server import BIN_ENV, HOST, running_servers, stop_servers
 from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError
 from synthtrials.tools.llm.errors import LLMConfigError
+from synthtrials.tools.llm.llama_server import (
+    BIN_ENV,
+    HOST,
+    running_servers,
+    stop_servers,
+)
 from synthtrials.tools.llm.merged_weights import merged_weights
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthtrials.tools.llm import lora_gguf
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.llm import lora_gguf
 from synthtrials.tools.llm.client import resolve_gguf
 
 PROMPT = "The patient was enrolled in a phase II trial of metformin for"

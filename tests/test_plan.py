@@ -1,5 +1,10 @@
+from collections import Counter
+
 import pytest
-from synthtrials.graphs.plan import SamplingPlan
+from support import TOP
+from synthtrials.graphs.plan import SamplingPlan, anchors_of
+from synthtrials.tools.readers import read_trials
+from synthtrials.tools.records.eligibility import first_drug
 from synthtrials.tools.records.eligibility import EligibleIntervention
 from synthtrials.tools.errors import ConfigError
 
@@ -8,13 +13,13 @@ ELIGIBLE = [EligibleIntervention(intervention=name, successes=s, failures=f)
 
 
 def test_plan_is_balanced_deterministic_and_skips_comparators():
-    plan = SamplingPlan.create("run", 7, ELIGIBLE)
+    plan = SamplingPlan.create("run", 7, ELIGIBLE, mode="contrastive")
     targets = [plan.target(i) for i in range(200)]
     assert {t.intervention for t in targets} == {"sorafenib", "metformin"}  # placebo is not a target
     for i in range(0, 200, 2):
         assert {targets[i].label, targets[i + 1].label} == {0, 1}
     assert [plan.target(i) for i in range(200)] == targets  # same seed, same targets (resume, extension)
-    other = SamplingPlan.create("run", 8, ELIGIBLE)
+    other = SamplingPlan.create("run", 8, ELIGIBLE, mode="contrastive")
     assert [other.target(i) for i in range(20)] != targets[:20]
 
 
@@ -28,4 +33,30 @@ def test_proportional_and_list_modes():
     with pytest.raises(ConfigError, match="not eligible"):
         SamplingPlan.create("run", 0, ELIGIBLE, mode="list", only=["aspirin"])
     with pytest.raises(ConfigError, match="no eligible intervention"):
-        SamplingPlan.create("run", 0, [])
+        SamplingPlan.create("run", 0, [], mode="contrastive")
+
+
+def test_anchored_plan_draws_every_grounding_trial_once_before_any_twice():
+    """The default plan: target i is a labelled real grounding trial (real phase I train), whose drug, label,
+    conditions and phase it fixes; the targets follow the real data's drugs and labels."""
+    train = read_trials([TOP / "phase_I_train.csv"])
+    anchors = anchors_of(train)
+    assert len(anchors) > 0.9 * len(train)  # placebo-first and unlabelled trials are the only ones left out
+    assert all(a.drug == first_drug(t) for a, t in zip(anchors, sorted(train, key=lambda t: t.nct_id)) if a.nct_id == t.nct_id)
+    plan = SamplingPlan.create("run", 3, [], anchors=anchors)
+    assert plan.mode == "anchored"
+    n = len(anchors)
+    first = [plan.target(i) for i in range(n)]
+    assert sorted(t.anchor for t in first) == sorted(a.nct_id for a in anchors)  # each once
+    second = [plan.target(i) for i in range(n, n + 50)]
+    assert len({t.anchor for t in second}) == 50 and [t.anchor for t in first[:50]] != [t.anchor for t in second]
+    by_id = {t.nct_id: t for t in train}
+    for target in first[:100]:
+        real = by_id[target.anchor]
+        assert (target.intervention, target.label) == (first_drug(real), real.label)
+        assert target.conditions == [c.strip()[:120] for c in real.conditions if c.strip()][:10]
+        assert target.phase == (real.phase.value if real.phase else None)
+    assert Counter(t.label for t in first) == Counter(a.label for a in anchors)  # the real labels, not balanced
+    assert [plan.target(i) for i in range(20)] == first[:20]  # resume draws the same targets
+    with pytest.raises(ConfigError, match="no labelled trial with a drug to anchor on"):
+        SamplingPlan.create("run", 0, [], anchors=[])

@@ -115,19 +115,36 @@ def test_ids_are_synthetic_deterministic_and_the_source_id_stays_in_provenance(i
 
 def test_labels_follow_file_number_order(by_number, tmp_path):
     assert {n: t.label for n, t in by_number.items()} == {0: 1, 1: 0, 2: 1, 3: 0, 4: 1, 5: 0, 10: 0}
-    assert by_number[10].label_source == "seed-paper labels file retrieval_reasoning_label.txt, line 9"
+    assert by_number[10].label_source == "seed-paper labels file retrieval_reasoning_label.txt, line 11"
     folder = tmp_path / "reports"
     folder.mkdir()
     for number, name in ((0, "10.json"), (1, "2.json"), (3, "report_1.json")):
         shutil.copy(REPORTS / NAME.format(number), folder / name)
     (folder / "notes.txt").write_text("not a report")
     labels = tmp_path / "labels.txt"
-    labels.write_text("1\n0\n1\n\n")
+    labels.write_text("1\n0\n1\n1\n1\n1\n1\n1\n1\n1\n0\n\n")  # line n + 1 for report n, whatever is present
     result = read_seed_reports(folder, labels)
     assert [(t.provenance["source_file"], t.label) for t in result.trials] == [
-        ("report_1.json", 1), ("2.json", 0), ("10.json", 1)]
+        ("report_1.json", 0), ("2.json", 1), ("10.json", 0)]
     assert [p.line for p in result.problems] == [
         f"{folder / 'notes.txt'}: no report number in the file name, so no label; skipped"]
+
+
+def test_a_subset_of_the_release_imports_with_the_full_labels_file(by_number, tmp_path):
+    """A user who downloaded part of the release: each report keeps the label of its number."""
+    subset = tmp_path / "part"
+    subset.mkdir()
+    for number in (3, 10, 5):
+        shutil.copy(REPORTS / NAME.format(number), subset / NAME.format(number))
+    full = tmp_path / "retrieval_reasoning_label.txt"
+    full.write_text(LABELS.read_text() + "1\n" * 3347)  # 3,358 labels, as released
+    result = read_seed_reports(subset, full)
+    assert result.reports == 3 and not result.problems
+    assert [(t.provenance["source_file"], t.label) for t in result.trials] == [
+        (NAME.format(n), by_number[n].label) for n in (3, 5, 10)]
+    assert [t.label_source for t in result.trials] == [
+        f"seed-paper labels file {full.name}, line {n + 1}" for n in (3, 5, 10)]
+    assert [t.nct_id for t in result.trials] == [by_number[n].nct_id for n in (3, 5, 10)]
 
 
 def test_zip_input_reads_like_the_folder(imported, tmp_path):
@@ -143,22 +160,37 @@ def test_zip_input_reads_like_the_folder(imported, tmp_path):
 
 
 def test_a_single_file_is_one_report_and_its_problem_is_an_error(tmp_path):
-    one_label = tmp_path / "labels.txt"
-    one_label.write_text("0\n")
-    trial, = read_seed_reports(REPORTS / NAME.format(1), one_label).trials
-    assert trial.label == 0 and trial.brief_title.startswith("Ixabepilone")
+    trial, = read_seed_reports(REPORTS / NAME.format(1), LABELS).trials
+    assert trial.label == 0 and trial.brief_title.startswith("Ixabepilone")  # line 2 for report 1
+    assert trial.label_source.endswith("line 2")
     with pytest.raises(InputError, match="no clinical_study object"):
-        read_seed_reports(REPORTS / NAME.format(7), one_label)
+        read_seed_reports(REPORTS / NAME.format(7), LABELS)
     with pytest.raises(InputError, match="not valid JSON"):
-        read_seed_reports(REPORTS / NAME.format(6), one_label)
+        read_seed_reports(REPORTS / NAME.format(6), LABELS)
+    unnumbered = tmp_path / "report.json"
+    shutil.copy(REPORTS / NAME.format(1), unnumbered)
+    one_label = tmp_path / "labels.txt"
+    one_label.write_text("1\n")
+    assert [t.label for t in read_seed_reports(unnumbered, one_label).trials] == [1]  # the only label
+    with pytest.raises(InputError) as error:
+        read_seed_reports(unnumbered, LABELS)
+    assert error.value.line.startswith(f"{unnumbered}: no report number in the file name, so no label among the 11")
 
 
 def test_bad_labels_and_bad_sources_raise_one_line(tmp_path):
     many = tmp_path / "many.txt"
     many.write_text("1\n" * 1001)
+    assert len(read_seed_reports(REPORTS / NAME.format(0), many).trials) == 1  # more labels than reports: a subset
+    few = tmp_path / "few.txt"
+    few.write_text("1\n0\n")
     with pytest.raises(InputError) as error:
-        read_seed_reports(REPORTS / NAME.format(0), many)
-    assert error.value.line == f"{many}: 1,001 labels for 1 report"
+        read_seed_reports(REPORTS / NAME.format(2), few)
+    assert error.value.line == (f"{REPORTS / NAME.format(2)}: report number 2 is beyond the labels file {few} "
+                                "(2 labels, for reports 0-1)")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(InputError, match="the labels file is empty"):
+        read_seed_reports(REPORTS, empty)
     bad = tmp_path / "bad.txt"
     bad.write_text("1\n0\nyes\n")
     with pytest.raises(InputError) as error:
@@ -210,13 +242,14 @@ def test_cli_imports_end_to_end(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_cli_label_count_mismatch_is_one_line_and_writes_nothing(tmp_path):
+def test_cli_report_beyond_the_labels_file_is_one_line_and_writes_nothing(tmp_path):
     labels = tmp_path / "labels.txt"
-    labels.write_text(LABELS.read_text() + "1\n")
+    labels.write_text("".join(LABELS.read_text().splitlines(keepends=True)[:9]))  # reports 0-8: not 10
     out = tmp_path / "trials.jsonl"
     result = cli("import-synthetic", str(REPORTS), "--labels", str(labels), "--out", str(out))
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {labels}: 10 labels for 9 reports"]
+    assert errors == [f"error: {REPORTS / NAME.format(10)}: report number 10 is beyond the labels file {labels} "
+                      "(9 labels, for reports 0-8)"]
     assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == [labels]

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 from support import TOP, XML_FILE
 from synthtrials.tools.errors import ConfigError
-from synthtrials.tools.store.ingest import ingest
-from synthtrials.tools.records.normalize import normalize_intervention
 from synthtrials.tools.readers import read_trials
+from synthtrials.tools.records.normalize import normalize_intervention
+from synthtrials.tools.records.trial import Phase
+from synthtrials.tools.store.ingest import ingest
 from synthtrials.tools.store.protocol import (
     TrialFilter,
     eligible,
 )
 from synthtrials.tools.store.trial_store import open_store
-from synthtrials.tools.records.trial import Phase
 
 
 def test_store_counts_and_eligibility_rules(top_store):

@@ -78,11 +78,14 @@ class RunGrounding(BaseModel):
     ground_sample: float | None = Field(None, description="`generate --ground-sample F`: the run grounded on a seeded, "
                                                          "label-stratified fraction F of the grounding splits (trial_ids)")
     ground_sample_seed: int | None = None
+    plan: str | None = Field(None, description="the run's plan mode")
+    anchor_ids: list[str] = Field(default_factory=list, description="anchored plan: the grounding trials targets "
+                                                                    "are modelled on (never shown to the writer)")
     adapter: str | None = Field(None, description="the adapted writer's folder, if any")
     adapter_trial_ids: list[str] = Field(default_factory=list, description="the trials the writer was adapted on")
 
     def ids(self) -> set[str]:
-        return set(self.trial_ids) | set(self.adapter_trial_ids)
+        return set(self.trial_ids) | set(self.adapter_trial_ids) | set(self.anchor_ids)
 
 
 class GenerationSummary(BaseModel):

@@ -27,6 +27,8 @@ Stream = Literal[
     "epoch",         # the adaptation's batches in one epoch
     "llm",           # one LLM sample: a node at a draw and revision
     "judge",         # the real trials the LLM judge scores beside the synthetic ones
+    "ladder",        # the evaluation's utility-ladder controls (evals.ladder), per evaluation seed
+    "ground_sample", # a `--ground-sample` of the grounding trials, per label
 ]
 
 #: the LLM nodes, each its own sample stream

@@ -75,7 +75,8 @@ def ingest(
 @one_line_errors
 def import_synthetic(
     path: Annotated[Path, typer.Argument(help="A seed-paper report (.json/.txt), a folder of them or a zip.")],
-    labels: Annotated[Path, typer.Option(help="The seed paper's labels file: one 0/1 per line, in report-number order.")],
+    labels: Annotated[Path, typer.Option(help="The seed paper's labels file: one 0/1 per line in report-number "
+                                         "order (report n takes line n+1: the full file serves any subset).")],
     out: Annotated[Path, typer.Option(help="Write the synthetic trials here (JSONL); skipped reports go to OUT.rejected.jsonl.")],
 ) -> None:
     """Import the seed paper's released synthetic reports (Xu et al. 2024) as synthetic trials."""

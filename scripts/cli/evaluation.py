@@ -38,10 +38,12 @@ def evaluate(
     synthetic: Annotated[Optional[Path], typer.Option(help="A run folder or a JSONL of synthetic trials.", rich_help_panel="Data")] = None,
     split_mode: Annotated[Optional[str], typer.Option("--split-mode", "--split", help="files (default: the given train/valid/test) or paper (60/20/20 of --real-pool per seed).", rich_help_panel="Data")] = None,
     no_provenance_check: Annotated[bool, typer.Option("--no-provenance-check", help="Accept synthetic trials without provenance (metrics.json says so).", rich_help_panel="Data")] = False,
+    drop_contaminated: Annotated[bool, typer.Option("--drop-contaminated", help="Drop synthetic trials whose text reproduces a test or validation trial (13-gram overlap or embedding similarity above the threshold calibrated on real train-vs-held-out pairs) instead of refusing the set; metrics.json lists them.", rich_help_panel="Data")] = False,
     classifier: Annotated[Optional[str], typer.Option(help="tfidf (default) or transformer.", rich_help_panel="Classifier")] = None,
     model: Annotated[Optional[str], typer.Option(help="Transformer: Hugging Face id or local path (default bundled MiniLM).", rich_help_panel="Classifier")] = None,
     seeds: Annotated[Optional[list[int]], typer.Option(help="Seeds (default 40 41 42): --seeds 40 41, --seeds 40,41 or repeated.", rich_help_panel="Classifier")] = None,
     sweeps: Annotated[Optional[list[str]], typer.Option(help="ratio, low_resource, generalisation, fidelity.", rich_help_panel="Classifier")] = None,
+    ladder: Annotated[Optional[bool], typer.Option("--ladder/--no-ladder", help="The utility ladder: the synthetic set against shuffled, plan-only and echo controls from the real training trials (default: on for tfidf; for transformer 8 more fine-tunings per seed, so ask).", rich_help_panel="Classifier")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Transformer: tokens per trial.", rich_help_panel="Classifier")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Transformer: epochs.", rich_help_panel="Classifier")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Transformer: learning rate.", rich_help_panel="Classifier")] = None,
@@ -49,8 +51,9 @@ def evaluate(
 ) -> None:
     """Train classifiers on real / synthetic / hybrid trials over seeds; write metrics.json.
 
-    Synthetic trials grounded on a test or validation trial are refused (the leakage guard), and
-    every classifier reads the fields most real training trials have (like for like).
+    Synthetic trials grounded on a test or validation trial are refused (the leakage guard), so are
+    those whose text reproduces one (decontamination; --drop-contaminated drops them), and every
+    classifier reads the fields most real training trials have (like for like).
     """
     from pydantic import ValidationError
     from synthtrials.evals.experiment import EvalOptions, Evaluation
@@ -59,19 +62,25 @@ def evaluate(
 
     try:
         options = EvalOptions(out=out, real_pool=[str(p) for p in real_pool or []],
-                              provenance_check=not no_provenance_check, sweeps=sweeps or [], **given(
+                              provenance_check=not no_provenance_check, drop_contaminated=drop_contaminated,
+                              sweeps=sweeps or [], **given(
                                   real_train=str(real_train) if real_train else None,
                                   real_test=str(real_test) if real_test else None,
                                   real_valid=str(real_valid) if real_valid else None,
                                   labels=str(labels) if labels else None,
                                   synthetic=str(synthetic) if synthetic else None, classifier=classifier, model=model,
                                   seeds=seeds, split_mode=split_mode, max_length=max_length, epochs=epochs,
-                                  learning_rate=learning_rate, batch_size=batch_size))
+                                  learning_rate=learning_rate, batch_size=batch_size, ladder=ladder))
     except ValidationError as exc:
         raise ConfigError(f"evaluate options: {describe(exc)}") from None
     evaluation = Evaluation(options)  # reads and checks every input (the leakage guard too) before any bar is drawn
     for warning in evaluation.leakage.warnings if evaluation.leakage else []:
         err_console.print(f"[yellow]{warning}[/]")
+    if evaluation.decontamination is not None and evaluation.decontamination.dropped:
+        found = evaluation.decontamination
+        err_console.print(f"[yellow]dropped {len(found.dropped)} of {found.checked} synthetic trials that reproduce "
+                          f"held-out trials (e.g. {found.contaminated[0].id} ~ {found.contaminated[0].held_out_id}; "
+                          "--drop-contaminated)[/]")
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
         steps = progress.add_task("training steps", total=None, visible=False)
@@ -93,6 +102,23 @@ def evaluate(
     console.print(table)
     for key, value in result.bootstrap().items():
         console.print(f"hybrid - real {key}: {value.difference:+.3f} (95% CI {value.ci_low:+.3f} to {value.ci_high:+.3f})")
+    if result.real_arm is not None:
+        arm = result.real_arm
+        console.print(f"real arm: the run's grounding sample ({arm.ground_sample:g}): {arm.trials} of {arm.of} real "
+                      "training trials")
+    if result.ladder is not None and result.ladder.skipped:
+        err_console.print(f"[yellow]utility ladder skipped: {result.ladder.skipped}[/]")
+    elif result.ladder is not None:
+        ladder = result.ladder
+        for warning in ladder.warnings:
+            err_console.print(f"[yellow]{warning}[/]")
+        rungs = ", ".join(f"{name} {arm.tstr.roc_auc.mean:.3f}" for name, arm in ladder.arms.items())
+        console.print(f"utility ladder ({ladder.n} trials per rung), ROC-AUC trained alone: {rungs}")
+        for control in ("plan_only", "echo"):
+            b = ladder.place_of(control).get("roc_auc")
+            if b is not None:
+                console.print(f"synthetic - {control} ROC-AUC: {b.difference:+.3f} (95% CI {b.ci_low:+.3f} to "
+                              f"{b.ci_high:+.3f})")
 
 
 @app.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from synthtrials.graphs.plan import PLAN_MODES
+from synthtrials.graphs.plan import DEFAULT_PLAN_MODE, PLAN_MODES
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -63,13 +63,15 @@ def generate(
     price_prompt: Annotated[Optional[float], typer.Option(help="USD per million prompt tokens (cost accounting).", rich_help_panel=MODEL_PANEL)] = None,
     price_completion: Annotated[Optional[float], typer.Option(help="USD per million completion tokens.", rich_help_panel=MODEL_PANEL)] = None,
     ground_on: Annotated[Optional[list[str]], typer.Option(help="Splits generation may read (default: train when the store has one, else pool); valid/test only when named.", rich_help_panel="Grounding")] = None,
+    ground_sample: Annotated[Optional[float], typer.Option(help="Ground on a seeded, label-stratified fraction of the grounding splits (0-1]: an honest low-resource run; give `adapt` the same.", rich_help_panel="Grounding")] = None,
     k: Annotated[Optional[int], typer.Option(help="Real examples per draw (default 3).", rich_help_panel="Grounding")] = None,
     neighbours: Annotated[Optional[str], typer.Option(help="Semantic neighbours: off, fallback (default) or add.", rich_help_panel="Grounding")] = None,
-    plan: Annotated[Optional[str], typer.Option(help="Plan mode (default uniform): " + "; ".join(f"{name}: {rule.use}" for name, rule in PLAN_MODES.items()) + ".", rich_help_panel="Grounding")] = None,
+    plan: Annotated[Optional[str], typer.Option(help=f"Plan mode (default {DEFAULT_PLAN_MODE}): " + "; ".join(f"{name}: {rule.use}" for name, rule in PLAN_MODES.items()) + ".", rich_help_panel="Grounding")] = None,
     intervention: Annotated[Optional[list[str]], typer.Option(help="With --plan list: a drug (repeatable).", rich_help_panel="Grounding")] = None,
     rule: Annotated[Optional[str], typer.Option(help="Eligibility: first (default) or any listed drug.", rich_help_panel="Grounding")] = None,
     plan_min_trials: Annotated[Optional[int], typer.Option(help="Successful and failed grounding trials a planned drug needs (default: k; below k, neighbours fill in).", rich_help_panel="Grounding")] = None,
     reasoner: Annotated[Optional[str], typer.Option(help="Reasons from: auto (default), llm, evidence or none.", rich_help_panel="Agents")] = None,
+    label_fit: Annotated[Optional[bool], typer.Option("--label-fit/--no-label-fit", help="The critic also rejects drafts a TF-IDF classifier of the grounding trials finds unlikely for their label (off by default: see benchmarks/RESULTS.md).", rich_help_panel="Agents")] = None,
     reasons: Annotated[Optional[int], typer.Option(help="Reasons per draw (default 5).", rich_help_panel="Agents")] = None,
     revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 2).", rich_help_panel="Agents")] = None,
     llm_critic: Annotated[Optional[str], typer.Option(help="LLM critic: off, advisory or enforce (default: advisory for the embedded models, else enforce).", rich_help_panel="Agents")] = None,
@@ -95,8 +97,8 @@ def generate(
     try:
         generation = GenerationConfig(llm=llm, **given(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
-            reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar,
-            ground_on=[check_split(s) for s in ground_on] if ground_on else None,
+            reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar, label_fit=label_fit,
+            ground_on=[check_split(s) for s in ground_on] if ground_on else None, ground_sample=ground_sample,
             writer_adapter=str(adapter) if adapter else None,
             writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))
         options = RunOptions(store=store, out=out, n=n, generation=generation, force=force, hf_dataset=hf_dataset,
@@ -144,12 +146,14 @@ def adapt(
     store: StoreOpt,
     out: Annotated[Path, typer.Option(help="Adapter folder (PEFT adapter, llama.cpp GGUF adapter, adapter.json); resumable.")],
     ground_on: Annotated[Optional[list[str]], typer.Option(help="Splits to adapt on (default: train when the store has one, else pool).")] = None,
+    ground_sample: Annotated[Optional[float], typer.Option(help="Adapt on a seeded, label-stratified fraction of them (0-1], the same trials `generate --ground-sample` with the same seed grounds on.")] = None,
     base: Annotated[Optional[str], typer.Option(help="Base model: smollm2 (default), a GGUF path, or a Hugging Face causal LM folder or cached id.")] = None,
     max_trials: Annotated[Optional[int], typer.Option(help="Adapt on this many grounding trials (seeded sample).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the trials (default 1).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop at the first step boundary after this long (re-run to continue).")] = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default 16).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+    answer_tokens: Annotated[Optional[int], typer.Option(help="Answer budget in tokens, the same at generation (default 384; TOP phase I train answers: median 544, 95th percentile 1,342: see benchmarks/RESULTS.md).")] = None,
 ) -> None:
     """Adapt the writer (LoRA) to the real trials of the grounding splits, for offline generation."""
     from pydantic import ValidationError
@@ -159,7 +163,8 @@ def adapt(
     from synthtrials.tools.records.splits import check_split
 
     given = {"ground_on": [check_split(s) for s in ground_on] if ground_on else None, "base": base,
-             "max_trials": max_trials, "epochs": epochs, "minutes": minutes, "rank": rank, "seed": seed}
+             "max_trials": max_trials, "epochs": epochs, "minutes": minutes, "rank": rank, "seed": seed,
+             "answer_tokens": answer_tokens, "ground_sample": ground_sample}
     try:
         options = AdaptOptions(store=store, out=out, **{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -197,6 +202,7 @@ def check(
     from collections import Counter
 
     from synthtrials.agents.critic import check_trials
+    from synthtrials.evals.decontamination import CONTAMINATED, MEASURES, check_store
     from synthtrials.graphs.resolve import settle_draft, settle_grounding, settle_thresholds
     from synthtrials.tools.atomic import write_jsonl_atomic
     from synthtrials.tools.knowledge.calibration import build_knowledge
@@ -217,11 +223,25 @@ def check(
         knowledge = build_knowledge(store_backend, splits)
         thresholds = settle_thresholds(CriticThresholds(), store_backend, splits, knowledge, say=progress.console.print)
         task = progress.add_task("checking", total=len(trials))
+        fields = settle_draft(store_backend, splits).fields
         verdicts = check_trials(trials, store=store_backend, splits=splits, knowledge=knowledge, thresholds=thresholds,
-                                fields=settle_draft(store_backend, splits).fields, llm=llm,
+                                fields=fields, llm=llm,
                                 llm_mode=llm_critic,  # type: ignore[arg-type]
                                 progress=lambda d, t: progress.update(task, completed=d))
+        progress.update(task, description="against the held-out trials")
+        held_out = check_store(trials, store_backend, splits, fields)
     store_backend.close()
+    if held_out is not None:  # decontamination: a trial that reproduces a held-out (valid/test) trial fails
+        limits = held_out.calibration.thresholds
+        for verdict, score, matched in zip(verdicts, held_out.scores, held_out.matched):
+            verdict.scores |= {f"held_out_{m}": getattr(score, m) for m in MEASURES}
+            if exceeded := score.exceeded(limits):
+                measure = exceeded[0]
+                verdict.verdict = "reject"
+                verdict.failed_checks = sorted({*verdict.failed_checks, CONTAMINATED})
+                verdict.problems.append(f"reproduces held-out trial {matched[measure]} ({measure} "
+                                        f"{getattr(score, measure):.3f} > {getattr(limits, measure):.3f}, calibrated "
+                                        "on the store's real trials)")
     write_jsonl_atomic(out, (v.model_dump() for v in verdicts))
     failed = Counter(c for v in verdicts for c in v.failed_checks)
     accepted = sum(v.verdict == "accept" for v in verdicts)
@@ -236,6 +256,14 @@ def check(
     console.print(table)
     if any(t.overall_status or t.why_stopped for t in trials):
         console.print("status and why-stopped were dropped before checking (no draft has them)")
+    if held_out is None:
+        console.print("no held-out (valid/test) real trials in the store: not checked for contamination")
+    else:
+        limits = held_out.calibration.thresholds
+        console.print(f"{CONTAMINATED}: reproduces a held-out trial (13-gram overlap above {limits.text_ngram:.3f}, "
+                      f"of the criteria above {limits.criteria_ngram:.3f}, or similarity above {limits.similarity:.3f}: "
+                      f"calibrated on {held_out.calibration.train_trials} real grounding trials against "
+                      f"{held_out.calibration.held_out_trials} held-out ones)", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -56,8 +56,9 @@ class Calibration(BaseModel):
     scored: dict[str, int] = Field(description="real trials each score applies to")
 
 
-def calibration_key(store: TrialStore, splits: list[str]) -> str:
-    ids = sorted(store.filter_ids(grounding_filter(splits)))
+def calibration_key(store: TrialStore, splits: list[str], sample: list[str] | None = None) -> str:
+    """Names a calibration by everything it depends on: the grounding trials (`sample`: a `--ground-sample` of them)."""
+    ids = sorted(store.filter_ids(grounding_filter(splits, sample)))
     digest = hashlib.sha256("\n".join([CALIBRATION_VERSION, store.embedding_model, *sorted(splits), *ids]).encode())
     return digest.hexdigest()[:16]
 
@@ -200,25 +201,27 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
                        spoiled_caught={k: round(float(_rejected(v, thresholds).mean()), 4) for k, v in spoiled.items()})
 
 
-def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None) -> DomainKnowledge:
+def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None,
+                    sample: list[str] | None = None) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials: their sections embedded once and cached
     with the store; a draft's new sections embedded by the store's encoder (never cached there)."""
-    trials = store.filter(grounding_filter(splits))
+    trials = store.filter(grounding_filter(splits, sample))
     return DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
                            encode=lambda texts: store.embeddings.embed_array(texts))
 
 
 def load_or_calibrate(store: TrialStore, splits: list[str], knowledge: DomainKnowledge | None = None,
-                      say: SayFn | None = None, progress: ProgressFn | None = None) -> Calibration:
+                      say: SayFn | None = None, progress: ProgressFn | None = None,
+                      sample: list[str] | None = None) -> Calibration:
     """The store's calibration for `splits`, computed and saved on the spot when there is none."""
-    key = calibration_key(store, splits)
+    key = calibration_key(store, splits, sample)
     saved = store.load_calibration(key)
     if saved is not None:
         return Calibration.model_validate(saved)
     if say:
         say(f"calibrating the critic on the real {'/'.join(splits)} trials (once per store; "
             f"`synthtrials store calibrate` does it ahead of time)")
-    knowledge = knowledge or build_knowledge(store, splits, progress)
+    knowledge = knowledge or build_knowledge(store, splits, progress, sample)
     calibration = calibrate(knowledge, key, splits, progress=progress)
     store.save_calibration(key, calibration.model_dump())
     return calibration

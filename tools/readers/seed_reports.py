@@ -3,7 +3,8 @@
 The release (github.com/XuZR3x/Retrieval_Reasoning_Clinical_Trial_Generation, `data/synthetic/`)
 holds 3,358 reports `retrieval_reasoning_reports/synthetic_clinical_report_{0..3357}.txt` and their
 labels `retrieval_reasoning_label.txt`, one 0/1 per line in report-number order (1: the model was
-asked for a successful trial, 0: a failed one). Each report is gpt-4o-mini's raw answer: a legacy
+asked for a successful trial, 0: a failed one): report n (the number at the end of its file name)
+takes the label on line n + 1, so any subset of the release imports with the full labels file. Each report is gpt-4o-mini's raw answer: a legacy
 ClinicalTrials.gov record as xmltodict-style JSON (`{"clinical_study": {...}}`), often in a markdown
 code fence, sometimes with `//` comments or one closing brace too many or too few.
 
@@ -288,7 +289,7 @@ def _import(report: _Report, label: Literal[0, 1], label_source: str, result: Se
 # --- Files, folders, zips and the labels file ---------------------------------------------------
 
 def read_seed_labels(path: str | Path) -> list[Literal[0, 1]]:
-    """The labels file: one 0 or 1 per line (trailing blank lines ignored)."""
+    """The labels file: one 0 or 1 per line, line n + 1 for report n (trailing blank lines ignored)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "labels file not found")
@@ -302,6 +303,8 @@ def read_seed_labels(path: str | Path) -> list[Literal[0, 1]]:
         if value not in {"0", "1"}:
             raise InputError(str(path), f"label {value!r} is not 0 or 1", where=f"line {number}")
         labels.append(1 if value == "1" else 0)
+    if not labels:
+        raise InputError(str(path), "the labels file is empty")
     return labels
 
 
@@ -348,23 +351,39 @@ def _zip_reports(path: Path) -> list[_Report]:
     return reports
 
 
-def _in_number_order(source: Path, reports: list[_Report]) -> tuple[list[_Report], list[InputError]]:
-    """Reports sorted by the number in their names (2 before 10); unnumbered ones set aside."""
+def _report_number(file_name: str) -> int | None:
+    """The release's report number: the last number in the file name's stem (`..._12.txt` -> 12)."""
+    numbers = _NUMBER.findall(Path(file_name).stem)
+    return int(numbers[-1]) if numbers else None
+
+
+def _in_number_order(source: Path, reports: list[_Report]) -> tuple[list[tuple[int, _Report]], list[InputError]]:
+    """(number, report) sorted by the number in their names (2 before 10); unnumbered ones set aside."""
     numbered: dict[int, _Report] = {}
     unnumbered = []
     for report in reports:
-        numbers = _NUMBER.findall(Path(report.file_name).stem)
-        if not numbers:
+        number = _report_number(report.file_name)
+        if number is None:
             unnumbered.append(InputError(report.name, "no report number in the file name, so no label; skipped"))
             continue
-        number = int(numbers[-1])
         if number in numbered:
             raise InputError(str(source), f"two reports numbered {number}: {numbered[number].name} and {report.name}")
         numbered[number] = report
-    return [numbered[n] for n in sorted(numbered)], unnumbered
+    return [(n, numbered[n]) for n in sorted(numbered)], unnumbered
 
 
-def _reports(path: Path, labels_path: Path) -> tuple[list[_Report], list[InputError]]:
+def _single_report(path: Path, labels: int) -> list[tuple[int, _Report]]:
+    """One report file: its number from the name; an unnumbered one takes a one-label file's label."""
+    number = _report_number(path.name)
+    if number is None:
+        if labels != 1:
+            raise InputError(str(path), f"no report number in the file name, so no label among the {labels:,} "
+                             "in the labels file (name it ..._<number>.json, or give a one-label file)")
+        number = 0
+    return [(number, _file_report(path))]
+
+
+def _reports(path: Path, labels_path: Path, labels: int) -> tuple[list[tuple[int, _Report]], list[InputError]]:
     if not path.exists():
         raise InputError(str(path), "no such file or directory")
     if path.is_dir():
@@ -372,7 +391,7 @@ def _reports(path: Path, labels_path: Path) -> tuple[list[_Report], list[InputEr
     if path.suffix.lower() == ".zip":
         return _in_number_order(path, _zip_reports(path))
     if path.suffix.lower() in REPORT_SUFFIXES:
-        return [_file_report(path)], []
+        return _single_report(path, labels), []
     raise InputError(str(path), f"unknown file type {path.suffix or '(none)'}; expected .json, .txt, a folder or .zip")
 
 
@@ -384,19 +403,25 @@ def read_seed_reports(path: str | Path, labels: str | Path,
                       on_report: Callable[[int, int], None] | None = None) -> SeedImport:
     """Read a report file, a folder or a zip of reports with the seed paper's labels file.
 
-    The k-th label goes to the k-th report in file-number order. A report that cannot be repaired
-    is skipped and reported in `problems` (the batch goes on); for a single-file input it raises.
-    Raises `InputError` for input that cannot be read at all, and when the number of labels is
-    not the number of reports. `on_report(done, total)` is called after each report.
+    Report n (the number at the end of its file name, as the release numbers them from 0) takes
+    the label on line n + 1, so any subset of the release imports with its full labels file. A
+    report that cannot be repaired is skipped and reported in `problems` (the batch goes on); for
+    a single-file input it raises. Raises `InputError` for input that cannot be read at all and
+    for a report numbered beyond the labels file (nothing is imported then).
+    `on_report(done, total)` is called after each report.
     """
     path, labels_path = Path(path), Path(labels)
     label_values = read_seed_labels(labels_path)
-    reports, unnumbered = _reports(path, labels_path)
-    if len(label_values) != len(reports):
-        raise InputError(str(labels_path), f"{_count(len(label_values), 'label')} for {_count(len(reports), 'report')}")
+    reports, unnumbered = _reports(path, labels_path, len(label_values))
+    beyond = [(number, report) for number, report in reports if number >= len(label_values)]
+    if beyond:
+        number, report = beyond[0]
+        others = f" (and {_count(len(beyond) - 1, 'other report')})" if len(beyond) > 1 else ""
+        raise InputError(report.name, f"report number {number} is beyond the labels file {labels_path} "
+                         f"({_count(len(label_values), 'label')}, for reports 0-{len(label_values) - 1}){others}")
     result = SeedImport(reports=len(reports), problems=unnumbered)
-    for index, (report, label) in enumerate(zip(reports, label_values), start=1):
-        _import(report, label, f"seed-paper labels file {labels_path.name}, line {index}", result)
+    for index, (number, report) in enumerate(reports, start=1):
+        _import(report, label_values[number], f"seed-paper labels file {labels_path.name}, line {number + 1}", result)
         if on_report:
             on_report(index, len(reports))
     if path.is_file() and path.suffix.lower() != ".zip" and result.problems:

@@ -315,6 +315,13 @@ class LocalTrialStore:
             row = self._vectors.row_of(nct_id)
             if row is not None:
                 mask[row] = False
+        if flt.ids is not None:
+            allowed = np.zeros_like(mask)
+            for nct_id in flt.ids:
+                row = self._vectors.row_of(nct_id)
+                if row is not None:
+                    allowed[row] = True
+            mask &= allowed
         return mask
 
     def filter_ids(self, flt: TrialFilter | None = None) -> list[str]:

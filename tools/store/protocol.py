@@ -53,6 +53,7 @@ class TrialFilter:
     source: Literal["real", "synthetic"] | None = None
     splits: frozenset[str] | None = None
     exclude_ids: frozenset[str] = frozenset()
+    ids: frozenset[str] | None = None  #: only these trials (a `--ground-sample`); None: no restriction
 
     def normalised(self) -> TrialFilter:
         phase = parse_phase(self.phase) if isinstance(self.phase, str) else self.phase
@@ -64,6 +65,7 @@ class TrialFilter:
             source=self.source,
             splits=frozenset(check_split(s) for s in self.splits) if self.splits is not None else None,
             exclude_ids=self.exclude_ids,
+            ids=self.ids,
         )
 
     def narrowed(self, **changes: object) -> TrialFilter:
@@ -71,9 +73,10 @@ class TrialFilter:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def grounding_filter(splits: Iterable[str]) -> TrialFilter:
-    """The real trials of the grounding splits: all that generation may read."""
-    return TrialFilter(source="real", splits=frozenset(splits))
+def grounding_filter(splits: Iterable[str], ids: Iterable[str] | None = None) -> TrialFilter:
+    """The real trials of the grounding splits (only `ids` of them, where given: a `--ground-sample`): all that
+    generation may read."""
+    return TrialFilter(source="real", splits=frozenset(splits), ids=frozenset(ids) if ids is not None else None)
 
 
 class SearchHit(BaseModel):

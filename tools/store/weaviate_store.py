@@ -156,6 +156,8 @@ class WeaviateTrialStore:
             parts.append(Filter.by_property("conditions").contains_any([flt.condition]))
         if flt.exclude_ids:
             parts.append(Filter.by_property("nct_id").contains_none(sorted(flt.exclude_ids)))
+        if flt.ids is not None:
+            parts.append(Filter.by_property("nct_id").contains_any(sorted(flt.ids) or [""]))
         if not parts:
             return None
         return Filter.all_of(parts) if len(parts) > 1 else parts[0]
