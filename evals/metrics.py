@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -53,6 +54,26 @@ def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
     return out
 
 
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC-AUC as `sklearn.metrics.roc_auc_score` gives it (ties count half: Mann-Whitney with mid-ranks),
+    without its input checks: the bootstrap calls it thousands of times."""
+    ranks = rankdata(p)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """Average precision as `sklearn.metrics.average_precision_score` gives it (one step per distinct score)."""
+    order = np.argsort(-p, kind="mergesort")
+    scores, hits = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last trial of each distinct score
+    tps = np.cumsum(hits)[last]
+    precision = tps / (last + 1)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def paired_bootstrap(y_true: np.ndarray, proba_a: list[np.ndarray], proba_b: list[np.ndarray],
                      n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, float]]:
     """CI of mean-over-seeds (metric(b) - metric(a)) on ROC-AUC and PR-AUC, resampling test trials.
@@ -60,9 +81,10 @@ def paired_bootstrap(y_true: np.ndarray, proba_a: list[np.ndarray], proba_b: lis
     a and b hold one probability vector per seed over the same test trials (paired).
     """
     rng = np.random.default_rng(seed)
-    y_true = np.asarray(y_true)
+    y_true = np.asarray(y_true).astype(int)
+    proba_a, proba_b = [np.asarray(a, dtype=float) for a in proba_a], [np.asarray(b, dtype=float) for b in proba_b]
     n = len(y_true)
-    scorers = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}
+    scorers = {"roc_auc": roc_auc, "pr_auc": average_precision}  # scikit-learn's numbers, without its checks
     draws: dict[str, list[float]] = {k: [] for k in scorers}
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)

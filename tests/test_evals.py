@@ -25,8 +25,15 @@ from synthtrials.tools.llm.client import LLMConfig
 from synthtrials.tools.readers import read_trials
 
 
+def held_out_ids() -> set[str]:
+    """Phase I test and validation trials: a stand-in "synthetic" trial that is one of them is (rightly) refused
+    by the evaluation's decontamination."""
+    return {t.nct_id for t in read_trials([TOP / "phase_I_test.csv"]) + read_trials([TOP / "phase_I_valid.csv"])}
+
+
 def stand_in_synthetic(path, n=200, skip=0):
-    trials = read_trials([TOP / "toy_valid.csv"]) + read_trials([TOP / "toy_test.csv"])
+    held = held_out_ids()
+    trials = [t for t in read_trials([TOP / "toy_valid.csv"]) + read_trials([TOP / "toy_test.csv"]) if t.nct_id not in held]
     rows = []
     for i, t in enumerate(trials[skip:skip + n]):
         rows.append(t.model_copy(update={"nct_id": f"SYN-{i:08x}", "source": "synthetic", "overall_status": None,
@@ -41,13 +48,18 @@ def synthetic_file(tmp_path_factory):
 
 
 def test_tfidf_grid_with_bootstrap(tmp_path, synthetic_file):
+    # the stand-ins are real trials of other files: one shares most of a test trial's criteria (a sister
+    # protocol), which decontamination drops and records
     result = run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_train.csv"), real_test=str(TOP / "phase_I_test.csv"),
-                                        synthetic=str(synthetic_file), out=tmp_path, n_boot=200))
+                                        synthetic=str(synthetic_file), out=tmp_path, n_boot=200, drop_contaminated=True))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["training_sets"]) == {"real", "synthetic", "hybrid"}
     real = saved["training_sets"]["real"]
     assert len(real["roc_auc"]["per_seed"]) == 3 and 0.55 < real["roc_auc"]["mean"] < 0.8
-    assert saved["sizes"] == {"real": 1044, "synthetic": 200, "hybrid": 1244, "test": 627}
+    dropped = saved["decontamination"]["dropped"]
+    assert len(dropped) <= 3 and {c["id"] for c in saved["decontamination"]["contaminated"]} == set(dropped)
+    kept = 200 - len(dropped)
+    assert saved["sizes"] == {"real": 1044, "synthetic": kept, "hybrid": 1044 + kept, "test": 627}
     for metric in ("roc_auc", "pr_auc"):
         b = saved["bootstrap_hybrid_minus_real"][metric]
         assert b["ci_low"] <= b["difference"] <= b["ci_high"]
@@ -58,13 +70,17 @@ def test_tfidf_grid_with_bootstrap(tmp_path, synthetic_file):
 def test_paper_split_and_sweeps(tmp_path, synthetic_file):
     result = run_evaluation(EvalOptions(real_pool=[str(TOP / "phase_I_train.csv"), str(TOP / "phase_I_test.csv")],
                                         split="paper", synthetic=str(synthetic_file), seeds=[1, 2], out=tmp_path,
-                                        sweeps=["ratio", "low_resource", "generalisation", "fidelity"], n_boot=50))
+                                        sweeps=["ratio", "low_resource", "generalisation", "fidelity"], n_boot=50,
+                                        drop_contaminated=True))
+    kept = 200 - len(result.decontamination.dropped)
     assert result.sizes["test"] < 627 and set(result.bootstrap_hybrid_minus_real) == {"1", "2"}
     ratio = result.sweeps["ratio"]
     assert [r["ratio"] for r in ratio] == [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
-    assert ratio[0]["synthetic_used"] == 0 and ratio[-1]["synthetic_used"] == 200  # capped at what exists
+    assert ratio[0]["synthetic_used"] == 0 and ratio[-1]["synthetic_used"] == kept  # capped at what exists
     low = result.sweeps["low_resource"]
-    assert len(low) == 8 and low[0]["train_size"] < low[-1]["train_size"]
+    # 4 fractions x (real, hybrid), plus real duplicated to the hybrid's size below 100%
+    assert len(low) == 11 and low[0]["train_size"] < low[-1]["train_size"]
+    assert sum(bool(row.get("real_duplicated")) for row in low) == 3
     assert set(result.sweeps["generalisation"]) == {"real", "hybrid"}
     fidelity = result.sweeps["fidelity"]
     # the stand-in "synthetic" trials are real trials with their real labels: a real-trained model ranks them
@@ -254,8 +270,9 @@ def test_report_is_self_contained(tmp_path, synthetic_file):
         requested=40, accepted=40, draws=50, rejected=10, acceptance_rate=0.8, rejections_by_reason={"label": 10},
         revisions=0, revisions_by_reason={}, writer_calls=50, writer_valid_share=1.0, errors=0, tokens={},
         tokens_per_accepted=900.0, accepted_per_minute=2.0, seconds=1200.0, backend="llamacpp", model="smollm2"))
-    run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_valid.csv"), real_test=str(TOP / "toy_valid.csv"),
-                               synthetic=str(run), out=run / "eval", seeds=[1, 2], n_boot=50, sweeps=["ratio"]))
+    run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_valid.csv"), real_test=str(TOP / "toy_test.csv"),
+                               synthetic=str(run), out=run / "eval", seeds=[1, 2], n_boot=50, sweeps=["ratio"],
+                               drop_contaminated=True))  # real stand-ins: a sister protocol of a test trial may be one
     result = cli("report", str(run), "--real", str(TOP / "phase_I_valid.csv"))
     assert result.returncode == 0, result.stderr
     page = (run / "report.html").read_text()

@@ -41,10 +41,16 @@ RAW_REPRS = ("{'", "': ", "['")
 LONG_FLOAT = re.compile(r"\d\.\d{5,}")
 
 
+def stand_ins() -> list:
+    """Real toy_valid trials that are no phase I test or validation trial (decontamination refuses those)."""
+    held = {t.nct_id for t in read_trials([TOP / "phase_I_test.csv"]) + read_trials([TOP / "phase_I_valid.csv"])}
+    return [t for t in read_trials([TOP / "toy_valid.csv"]) if t.nct_id not in held]
+
+
 def write_stand_in_trials(run: Path, n: int = 30) -> None:
     rows = [t.model_copy(update={"nct_id": f"SYN-{i:08x}", "source": "synthetic", "overall_status": None,
                                  "why_stopped": None, "provenance": {"examples": []}}).model_dump_json()
-            for i, t in enumerate(read_trials([TOP / "toy_valid.csv"])[:n])]
+            for i, t in enumerate(stand_ins()[:n])]
     (run / "trials.jsonl").write_text("\n".join(rows) + "\n")
 
 
