@@ -109,12 +109,28 @@ def proportional_target(plan: SamplingPlan, index: int) -> Target:
     return Target(index=index, intervention=drug.intervention, label=label)  # type: ignore[arg-type]
 
 
+def stratified_order(labels: list[int], rng: random.Random) -> list[int]:
+    """A seeded order of the positions of `labels`: shuffled within each label, then interleaved so that every
+    prefix holds the labels in their overall proportion (a small run gets both outcomes as the data has them)."""
+    groups = {label: [i for i, value in enumerate(labels) if value == label] for label in sorted(set(labels))}
+    for members in groups.values():
+        rng.shuffle(members)
+    order: list[int] = []
+    taken = dict.fromkeys(groups, 0)
+    for step in range(1, len(labels) + 1):
+        # the label furthest behind its share of the first `step` targets (ties: the smaller label)
+        label = max(groups, key=lambda g: (step * len(groups[g]) / len(labels) - taken[g], -g))
+        order.append(groups[label][taken[label]])
+        taken[label] += 1
+    return order
+
+
 def anchored_target(plan: SamplingPlan, index: int) -> Target:
-    """Target i is grounding trial perm_c[i mod n], perm_c a seeded permutation per cycle c = i div n:
-    every grounding trial once before any twice. It fixes the drug, label, conditions and phase."""
+    """Target i is grounding trial order_c[i mod n], order_c a seeded, label-stratified order per cycle c = i div n
+    (`stratified_order`): every grounding trial once before any twice. It fixes the drug, label, conditions and
+    phase."""
     cycle, position = divmod(index, len(plan.anchors))
-    order = list(range(len(plan.anchors)))
-    stream(plan.seed, "plan", "cycle", cycle).shuffle(order)
+    order = stratified_order([a.label for a in plan.anchors], stream(plan.seed, "plan", "cycle", cycle))
     anchor = plan.anchors[order[position]]
     return Target(index=index, intervention=anchor.drug, label=anchor.label, anchor=anchor.nct_id,
                   conditions=anchor.conditions, phase=anchor.phase)

@@ -14,13 +14,30 @@ from support import TOP, cli
 from synthtrials.tools.store.trial_store import open_store
 
 
+def copy_store(source, target):
+    """A copy of a local store that other tests of this process keep open. The database is copied with SQLite's
+    backup API: reading it with plain file calls (`shutil.copytree`) would close a descriptor of this process on
+    the database file, which drops every POSIX lock this process holds on it (SQLite's documented pitfall) and
+    left the shared store's WAL unreadable ("disk I/O error") for later tests."""
+    import sqlite3
+    from contextlib import closing
+
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name.startswith("trials.sqlite"):
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, target / item.name)
+    with closing(sqlite3.connect(source / "trials.sqlite")) as db, closing(sqlite3.connect(target / "trials.sqlite")) as copy:
+        db.backup(copy)
+
+
 def test_demo_runs_every_stage(phase1_data, phase1_store_path, tmp_path):
     """The demo on the session's phase I files (real rows, fewer of them: a quick test), its store
     pre-built: the session's store of the same train and test files, with their embeddings, the
     critic's section vectors and calibration. The demo's ingest still reads all three files (the 40
     valid trials are new to the store) and finds the rest stored; every later stage runs in full."""
     out = tmp_path / "demo"
-    shutil.copytree(phase1_store_path, out / "store")
+    copy_store(phase1_store_path, out / "store")
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         result = cli("demo", "--data", str(phase1_data), "--out", str(out), "--n", "6", "--minutes", "3",
                      "--backend", "openai", "--model", "scripted", "--base-url", server.base_url,

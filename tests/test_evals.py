@@ -51,7 +51,8 @@ def test_tfidf_grid_with_bootstrap(tmp_path, synthetic_file):
     # the stand-ins are real trials of other files: one shares most of a test trial's criteria (a sister
     # protocol), which decontamination drops and records
     result = run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_train.csv"), real_test=str(TOP / "phase_I_test.csv"),
-                                        synthetic=str(synthetic_file), out=tmp_path, n_boot=200, drop_contaminated=True))
+                                        synthetic=str(synthetic_file), out=tmp_path, n_boot=200, drop_contaminated=True,
+                                        ladder=False))  # the ladder has its own tests (test_ladder)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["training_sets"]) == {"real", "synthetic", "hybrid"}
     real = saved["training_sets"]["real"]
@@ -71,7 +72,7 @@ def test_paper_split_and_sweeps(tmp_path, synthetic_file):
     result = run_evaluation(EvalOptions(real_pool=[str(TOP / "phase_I_train.csv"), str(TOP / "phase_I_test.csv")],
                                         split="paper", synthetic=str(synthetic_file), seeds=[1, 2], out=tmp_path,
                                         sweeps=["ratio", "low_resource", "generalisation", "fidelity"], n_boot=50,
-                                        drop_contaminated=True))
+                                        drop_contaminated=True, ladder=False))
     kept = 200 - len(result.decontamination.dropped)
     assert result.sizes["test"] < 627 and set(result.bootstrap_hybrid_minus_real) == {"1", "2"}
     ratio = result.sweeps["ratio"]

@@ -60,3 +60,12 @@ def test_anchored_plan_draws_every_grounding_trial_once_before_any_twice():
     assert [plan.target(i) for i in range(20)] == first[:20]  # resume draws the same targets
     with pytest.raises(ConfigError, match="no labelled trial with a drug to anchor on"):
         SamplingPlan.create("run", 0, [], anchors=[])
+
+
+def test_every_prefix_of_an_anchored_plan_holds_both_outcomes_in_proportion():
+    anchors = anchors_of(read_trials([TOP / "phase_I_train.csv"]))
+    plan = SamplingPlan.create("run", 5, [], anchors=anchors)
+    share = sum(a.label for a in anchors) / len(anchors)
+    labels = [plan.target(i).label for i in range(60)]
+    for n in (2, 6, 20, 60):
+        assert abs(sum(labels[:n]) - share * n) <= 1  # a 6-trial demo gets both outcomes as the data has them
