@@ -50,6 +50,7 @@ def copies(held_out, donors, seed=0):
     return out
 
 
+@pytest.mark.slow  # MiniLM over the 2,532 phase I trials
 def test_real_train_trials_are_never_refused(phase1):
     train, test, valid, _, features = phase1
     held, real = features.subset(ids(test + valid)), features.subset(ids(train))
@@ -67,6 +68,7 @@ def test_real_train_trials_are_never_refused(phase1):
     assert find_contaminated(features.subset(ids(shuffled[half:])), held, on_half, {})[2] == []
 
 
+@pytest.mark.slow  # MiniLM over the 2,532 phase I trials
 def test_every_criteria_copy_of_a_held_out_trial_is_refused(phase1):
     """All 744 held-out trials, each copied twice (n-grams alone suffice here: no vectors needed)."""
     train, test, valid, fields, features = phase1
@@ -80,6 +82,7 @@ def test_every_criteria_copy_of_a_held_out_trial_is_refused(phase1):
     assert [c.held_out_id for c in found] == sources
 
 
+@pytest.mark.slow  # MiniLM over the 2,532 phase I trials
 def test_decontaminate_refuses_in_one_line_or_drops_the_copies(phase1):
     train, test, valid, fields, _ = phase1
     rng = random.Random(1)
