@@ -208,7 +208,7 @@ def test_sigkilled_run_leaves_no_server_and_resumes(phase1_store_path, tmp_path)
     run = tmp_path / "run"
     args = [sys.executable, "-m", "synthtrials.scripts.cli", "generate", "--store", str(phase1_store_path),
             "--n", "2", "--out", str(run), "--backend", "llamacpp-server", "--concurrency", "2", "--k", "2",
-            "--reasoner", "evidence", "--llm-critic", "off", "--revisions", "0", "--max-tokens", "300",
+            "--reasoner", "evidence", "--llm-critic", "off", "--revisions", "0", "--max-tokens", "120",
             "--plan-min-trials", "1", "--max-minutes", "1.5"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "COLUMNS": "200"})
@@ -248,7 +248,7 @@ def _server_pid_latest(run: Path) -> int | None:
 def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_store_path, tmp_path):
     run = tmp_path / "run"
     generation = GenerationConfig(k=2, reasoner="evidence", llm_critic="off", max_revisions=0,
-                                  llm=LLMConfig(backend="llamacpp-server", max_tokens=300, max_retries=0))
+                                  llm=LLMConfig(backend="llamacpp-server", max_tokens=120, max_retries=0))
     options = RunOptions(store=str(phase1_store_path), out=run, n=2, generation=generation, concurrency=2,
                          plan_min_trials=1, max_minutes=1.0)
     outcome: dict = {}
@@ -275,7 +275,7 @@ def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_
     finished = _finished_threads(run)
     resumed = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(run), "--backend",
                       "llamacpp-server", "--concurrency", "2", "--k", "2", "--reasoner", "evidence", "--llm-critic",
-                      "off", "--revisions", "0", "--max-tokens", "300", "--max-retries", "0", "--plan-min-trials",
+                      "off", "--revisions", "0", "--max-tokens", "120", "--max-retries", "0", "--plan-min-trials",
                       "1", "--max-minutes", "0.3")
     assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-400:]
     assert "different configuration" not in resumed.stderr
