@@ -202,15 +202,24 @@ def _server_pid(run: Path) -> int | None:
     return None
 
 
+#: answer tokens per writer call in the run tests below: their draws only have to finish (a truncated
+#: answer is a rejected draft), not to be valid
+RUN_TEST_TOKENS = 120
+
+
+def _generate_args(store: Path, run: Path, max_minutes: str, *extra: str) -> list[str]:
+    """The `generate` command line of the run tests below (a small base-model run through llama-server)."""
+    return ["generate", "--store", str(store), "--n", "2", "--out", str(run), "--backend", "llamacpp-server",
+            "--concurrency", "2", "--k", "2", "--reasoner", "evidence", "--llm-critic", "off", "--revisions", "0",
+            "--max-tokens", str(RUN_TEST_TOKENS), *extra, "--plan-min-trials", "1", "--max-minutes", max_minutes]
+
+
 def test_sigkilled_run_leaves_no_server_and_resumes(phase1_store_path, tmp_path):
     """The generate process is SIGKILLed while its llama-server slots are busy: the kernel ends the
     server with it (no orphan); the same command then resumes the run."""
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "synthtrials.scripts.cli", "generate", "--store", str(phase1_store_path),
-            "--n", "2", "--out", str(run), "--backend", "llamacpp-server", "--concurrency", "2", "--k", "2",
-            "--reasoner", "evidence", "--llm-critic", "off", "--revisions", "0", "--max-tokens", "120",
-            "--plan-min-trials", "1", "--max-minutes", "1.5"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    process = subprocess.Popen([sys.executable, "-m", "synthtrials.scripts.cli", *_generate_args(phase1_store_path, run, "1.5")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "COLUMNS": "200"})
     deadline = time.monotonic() + 300
     pid = None
@@ -230,7 +239,7 @@ def test_sigkilled_run_leaves_no_server_and_resumes(phase1_store_path, tmp_path)
     finished_before = _finished_threads(run)
     # the same command line resumed, in this process (only the kill needs a process of its own), with a
     # shorter time budget (not part of the run's configuration)
-    resumed = cli(*args[3:-1], "0.3")
+    resumed = cli(*_generate_args(phase1_store_path, run, "0.3"))
     assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-500:]
     assert _finished_threads(run) >= finished_before
     summary = json.loads((run / "summary.json").read_text())
@@ -248,7 +257,7 @@ def _server_pid_latest(run: Path) -> int | None:
 def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_store_path, tmp_path):
     run = tmp_path / "run"
     generation = GenerationConfig(k=2, reasoner="evidence", llm_critic="off", max_revisions=0,
-                                  llm=LLMConfig(backend="llamacpp-server", max_tokens=120, max_retries=0))
+                                  llm=LLMConfig(backend="llamacpp-server", max_tokens=RUN_TEST_TOKENS, max_retries=0))
     options = RunOptions(store=str(phase1_store_path), out=run, n=2, generation=generation, concurrency=2,
                          plan_min_trials=1, max_minutes=1.0)
     outcome: dict = {}
@@ -273,10 +282,7 @@ def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_
     assert isinstance(error, LLMError) and "died mid-run" in str(error) and "\n" not in str(error)
     assert not running_servers()
     finished = _finished_threads(run)
-    resumed = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(run), "--backend",
-                      "llamacpp-server", "--concurrency", "2", "--k", "2", "--reasoner", "evidence", "--llm-critic",
-                      "off", "--revisions", "0", "--max-tokens", "120", "--max-retries", "0", "--plan-min-trials",
-                      "1", "--max-minutes", "0.3")
+    resumed = cli(*_generate_args(phase1_store_path, run, "0.3", "--max-retries", "0"))
     assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-400:]
     assert "different configuration" not in resumed.stderr
     assert _finished_threads(run) >= finished  # finished draws kept, none redone
