@@ -5,6 +5,7 @@ label fidelity). Writes `metrics.json`.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from synthtrials.evals.classifiers import (
     DEFAULT_ENCODER,
     EncoderFeatureCache,
+    TfidfClassifier,
     check_labels,
     make_classifier,
     resolve_encoder,
@@ -276,6 +278,27 @@ class Evaluation:
 
     def fit_predict(self, kind: str, train: list[Trial], valid: list[Trial] | None, test: list[Trial],
                     seed: int) -> Prediction:
+        """A classifier of `kind` fitted on `train` (threshold chosen on `valid`), its test probabilities.
+        TF-IDF's fit does not depend on the seed (`TfidfClassifier.SEED_FREE`): the seeds of a fixed
+        split, the ladder's real arm and a sweep's repeated sets get the one fit of their data."""
+        if kind == "tfidf" and TfidfClassifier.SEED_FREE:
+            key = self._data_key(train, valid, test)
+            memo: dict[str, Prediction] = self.__dict__.setdefault("_seed_free_predictions", {})
+            if key not in memo:
+                memo[key] = self._fit_predict(kind, train, valid, test, seed)
+            return memo[key]
+        return self._fit_predict(kind, train, valid, test, seed)
+
+    def _data_key(self, train: list[Trial], valid: list[Trial] | None, test: list[Trial]) -> str:
+        digest = hashlib.sha256()
+        for part, trials in (("train", train), ("valid", valid or []), ("test", test)):
+            digest.update(part.encode())
+            for text, label in zip(self.texts(trials), labels_of(trials)):
+                digest.update(f"\x1e{label}\x1f{text}".encode())
+        return digest.hexdigest()
+
+    def _fit_predict(self, kind: str, train: list[Trial], valid: list[Trial] | None, test: list[Trial],
+                     seed: int) -> Prediction:
         params: dict[str, Any] = {}
         if kind == "transformer":
             params = dict(max_length=self.o.max_length, epochs=self.o.epochs, learning_rate=self.o.learning_rate,

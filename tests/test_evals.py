@@ -140,6 +140,30 @@ def test_threshold_is_chosen_on_validation(tmp_path):
     assert TfidfClassifier().fit(train, [t.label for t in train]).threshold_ == 0.5
 
 
+def test_tfidf_does_not_depend_on_the_seed_so_an_evaluation_fits_each_data_once(tmp_path):
+    """`TfidfClassifier.SEED_FREE` (lbfgs ignores random_state): the seeds of a fixed split would fit
+    the same model, so the evaluation fits it once and the three seeds report the one result."""
+    train = read_trials([TOP / "phase_I_valid.csv"])
+    test = read_trials([TOP / "phase_I_test.csv"])[:200]
+    y = [t.label for t in train]
+    assert np.array_equal(TfidfClassifier(seed=0).fit(train, y).predict_proba(test),
+                          TfidfClassifier(seed=7).fit(train, y).predict_proba(test))
+    fits = []
+    original = TfidfClassifier.fit
+
+    def counted(self, *args, **kwargs):
+        fits.append(self.seed)
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TfidfClassifier, "fit", counted)
+        result = run_evaluation(EvalOptions(real_train=str(TOP / "phase_I_valid.csv"), real_test=str(TOP / "phase_I_test.csv"),
+                                            out=tmp_path, n_boot=50, ladder=False))
+    assert fits == [40]  # one fit for the three seeds of the real set (the first seed's)
+    per_seed = result.training_sets["real"].roc_auc.per_seed
+    assert len(per_seed) == 3 and len(set(per_seed)) == 1
+
+
 def _skewed_train(path, successes=120, failures=8):
     """A CSV of phase I training trials, nearly all successes: a classifier learns to call everything positive."""
     with (TOP / "phase_I_train.csv").open(newline="") as handle:

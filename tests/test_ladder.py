@@ -14,7 +14,7 @@ from support import TOP, cli, head_csv
 from synthtrials.evals.data import labels_of
 from synthtrials.evals.experiment import EvalOptions, Evaluation, run_evaluation
 from synthtrials.evals.ladder import controls, duplicated
-from synthtrials.evals.metrics import average_precision, roc_auc
+from synthtrials.evals.metrics import average_precision, resampled_scores, roc_auc
 from sklearn.metrics import average_precision_score, roc_auc_score
 from synthtrials.evals.report import (
     Figure,
@@ -104,6 +104,11 @@ def test_duplicated_real_and_the_quick_bootstrap(train):
     for p in a + b:  # the bootstrap's scorers give scikit-learn's numbers, ties included
         assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
         assert average_precision(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    for _ in range(20):  # a resample scored by its draw counts, vectorised: scikit-learn's numbers on the resampled set
+        idx = rng.integers(0, 150, 150)
+        scores = resampled_scores(y, b[0], np.bincount(idx, minlength=150)[None].astype(float))
+        assert scores["roc_auc"][0] == pytest.approx(roc_auc_score(y[idx], b[0][idx]), abs=1e-12)
+        assert scores["pr_auc"][0] == pytest.approx(average_precision_score(y[idx], b[0][idx]), abs=1e-12)
 
 
 def test_evaluate_writes_the_ladder_and_the_report_draws_it(tmp_path, files, train):
