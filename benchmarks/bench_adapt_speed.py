@@ -12,7 +12,9 @@ length-grouped plan, the first step a warm-up left out of the timing:
 - after_dropout: `agents.writer_adaptation.train_step` as `adapt` runs it (one padding-free pass per
   sequence, bf16 autocast where the CPU has bf16 units, `--precision` to force one) but with the old
   LoRA dropout 0.05;
-- after: as `adapt` runs now (no LoRA dropout).
+- after_cast: no LoRA dropout, the frozen projections kept in fp32 and cast to bf16 by autocast at
+  every use (as `adapt` ran until 2026-12-04);
+- after: as `adapt` runs now (no LoRA dropout, the frozen projections stored in bf16: `store_in_bf16`).
 
 Tokens per second count real (non-padding) tokens; "per CPU-second" divides by the process's CPU
 time, which other jobs on shared cores disturb less than wall time. The epoch estimate is an
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import OUT, print_table  # noqa: E402
 
 OLD_DROPOUT = 0.05
-ARMS = ("before", "after_dropout", "after")
+ARMS = ("before", "after_dropout", "after_cast", "after")
 
 
 def prepare(store_path: str, max_trials: int | None, cached_count: bool, one_thread: bool) -> dict:
@@ -90,7 +92,10 @@ def run_arm(arm: str, data_file: str, steps: int, precision: str, threads: int |
     tokenizer, model = wa.load_base(options.base)
     resolved = "fp32" if arm == "before" else wa.resolve_precision(precision, "cpu")  # type: ignore[arg-type]
     torch.manual_seed(options.seed)
-    model = wa.lora_model(model, options, "cpu", resolved, dropout=None if arm == "after" else OLD_DROPOUT)
+    if arm in ("before", "after_dropout", "after_cast"):  # the frozen weights as they were: fp32, cast at every use
+        wa.store_in_bf16 = lambda layer: None
+    model = wa.lora_model(model, options, "cpu", resolved,
+                          dropout=None if arm in ("after", "after_cast") else OLD_DROPOUT)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.learning_rate)
     model.train()
     rows = []

@@ -127,6 +127,41 @@ def test_bf16_autocast_is_close_to_fp32(tiny_lora):
     assert bf16 == pytest.approx(fp32, rel=0.02)
 
 
+def test_frozen_weights_stored_in_bf16_give_autocasts_step_to_the_bit(tiny_lora):
+    """`store_in_bf16` only moves autocast's cast of a frozen weight to load time: the same loss and the
+    same LoRA gradients, bit for bit, and the LoRA weights stay fp32."""
+    import copy
+
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    model, encoded = tiny_lora
+    stored = copy.deepcopy(model)
+    projections = [m.get_base_layer() for m in stored.modules() if isinstance(m, LoraLayer)]
+    for layer in projections:
+        wa.store_in_bf16(layer)
+        layer.register_forward_hook(wa._to_fp32)
+    assert projections and all(layer.weight.dtype == torch.bfloat16 for layer in projections)
+    assert all(p.dtype == torch.float32 for n, p in stored.named_parameters() if p.requires_grad)
+    results = []
+    for m in (model, stored):
+        if m is model:  # autocast over the fp32 weights, with the same fp32 sum of base and LoRA outputs
+            hooks = [mod.get_base_layer().register_forward_hook(wa._to_fp32) for mod in m.modules()
+                     if isinstance(mod, LoraLayer)]
+        m.zero_grad()
+        loss, _, _ = wa.train_step(m, encoded, [0, 1, 2], 0, "cpu", "bf16")
+        results.append((loss, _gradients(m)))
+        if m is model:
+            for hook in hooks:
+                hook.remove()
+    (loss, grads), (stored_loss, stored_grads) = results
+    assert stored_loss == loss
+    assert grads.keys() == stored_grads.keys()
+    for name, grad in grads.items():
+        assert torch.equal(stored_grads[name], grad), name
+    model.zero_grad()
+
+
 def test_precision_auto_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(wa, "cpu_has_bf16", lambda: True)
     assert wa.resolve_precision("auto", "cpu") == "bf16"
