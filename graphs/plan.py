@@ -16,6 +16,7 @@ Modes (`PLAN_MODES`, each with when to use it):
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal

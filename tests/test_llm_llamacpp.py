@@ -1,5 +1,6 @@
 """The embedded llama.cpp backend on the bundled SmolLM2 model: real generation, real cache."""
 
+import json
 import re
 import sqlite3
 
@@ -141,3 +142,25 @@ def test_a_repair_that_would_overflow_the_context_drops_the_invalid_answer(small
     short = client._repair_history(prompt, "{}", "not JSON")
     assert len(short) == 3 and short[1].content == "{}"  # it fits: the model sees what it wrote
     assert client._repair_history([HumanMessage(content="word " * 395)], "{}", "bad") is None  # only a fresh try
+
+
+@pytest.mark.slow
+def test_an_answer_cut_at_its_token_limit_keeps_its_whole_items(tmp_path):
+    """A grammar-constrained answer that runs past `max_tokens` is closed after its last whole list
+    item (counted in `closed_at_limit`), not sent back for a repair."""
+    from pydantic import BaseModel, Field
+
+    class Criteria(BaseModel):
+        criteria: list[str] = Field(min_length=1)
+
+    client = LLMClient(LLMConfig(max_tokens=80, temperature=0.0, repair_retries=0))
+    # the grammar asks for forty items, which 80 tokens cannot hold; validation asks for one
+    constraint = Criteria.model_json_schema()
+    constraint["properties"]["criteria"]["minItems"] = 40
+    prompt = "List the eligibility criteria of a phase 1 trial of metformin in type 2 diabetes, one short line each."
+    result = client.structured([HumanMessage(content=prompt)], Criteria, seed=0, json_schema=constraint)
+    with pytest.raises(ValueError):
+        extract_json(result.raw)  # the answer itself was cut
+    assert client.usage.closed_at_limit == 1 and client.usage.repairs == 0 and result.attempts == 1
+    assert 1 <= len(result.value.criteria) < 40
+    assert all(json.dumps(c, ensure_ascii=False) in result.raw for c in result.value.criteria)

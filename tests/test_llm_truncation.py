@@ -24,3 +24,19 @@ def test_a_truncated_answer_is_returned_as_its_text():
 def test_other_errors_are_not_answers():
     assert truncated_answer(ValueError("no")) is None
     assert truncated_answer(openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1/v1"))) is None
+
+
+def test_a_cut_constrained_answer_is_closed_after_its_last_whole_list_item():
+    from synthtrials.tools.llm.client import close_cut_answer
+
+    cut = '{"phase": "phase 1", "conditions": ["asthma"], "inclusion_criteria": ["Age 18-65", "FEV1 \\"70%\\" or more", "Non-sm'
+    assert close_cut_answer(cut) == {"phase": "phase 1", "conditions": ["asthma"],
+                                     "inclusion_criteria": ["Age 18-65", 'FEV1 "70%" or more']}
+    # cut after a key, or inside an object: back to the last whole item
+    assert close_cut_answer('{"a": ["x"], "exclusion_criteria"') == {"a": ["x"]}
+    assert close_cut_answer('{"a": [{"name": "d", "type": "drug"}, {"name": "e", "ty') == \
+        {"a": [{"name": "d", "type": "drug"}]}
+    # nothing whole to keep
+    assert close_cut_answer('{"a": [{"name": "d", "type": "dr') is None
+    assert close_cut_answer('{"brief_title": "A phase 1 stu') is None
+    assert close_cut_answer('["a", "b') is None  # not an object: no answer of ours

@@ -42,7 +42,7 @@ from synthtrials.tools.llm.failures import classify, malformed_answer
 from synthtrials.tools.llm.usage import Usage, UsageCallback
 
 __all__ = ["BUNDLED_GGUF", "CHAT_TOKENS_PER_MESSAGE", "DEFAULT_GGUF", "LLMClient", "LLMConfig", "LLMConfigError",
-           "LLMError", "StructuredOutputError", "StructuredResult", "Usage", "extract_json", "grammar_schema",
+           "LLMError", "StructuredOutputError", "StructuredResult", "Usage", "close_cut_answer", "extract_json", "grammar_schema",
            "resolve_gguf"]
 
 T = TypeVar("T", bound=BaseModel)
@@ -63,6 +63,42 @@ def extract_json(text: str) -> Any:
     if start == -1 or end <= start:
         raise ValueError("the answer holds no JSON object")
     return json.loads(cleaned[start:end + 1], strict=False)
+
+
+def close_cut_answer(text: str) -> Any | None:
+    """The JSON of a grammar-constrained answer cut at its token limit, up to its last whole value:
+    the cut is moved back to the end of the last complete list item (a string, an object) or list,
+    and the brackets still open are closed (a criterion cut mid-sentence is dropped, as `adapt` drops the criteria
+    over its answer budget from the end of the lists); None where no such prefix parses. Only a
+    constrained answer is closed: the grammar makes every prefix of it a prefix of valid JSON."""
+    text = text.strip()
+    stack: list[str] = []
+    in_string = escaped = False
+    cuts: list[tuple[int, str]] = []  # (end of a complete value, the closers it needs)
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                if stack and stack[-1] == "]":  # a whole list item (a key or an object's field is no place to stop)
+                    cuts.append((i + 1, "".join(reversed(stack))))
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+            cuts.append((i + 1, "".join(reversed(stack))))
+    for end, closers in reversed(cuts):
+        try:  # a cut after an object's key does not parse: the value before it is tried next
+            value = json.loads(text[:end] + closers, strict=False)
+        except json.JSONDecodeError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
 
 
 #: bounds llama.cpp's grammar would unroll into that many nested rules: longer ones are left to validation
@@ -128,6 +164,7 @@ class LLMClient:
             total.repairs += self._extra.repairs
             total.free_calls += self._extra.free_calls
             total.grammar_fallbacks += self._extra.grammar_fallbacks
+            total.closed_at_limit += self._extra.closed_at_limit
         return total
 
     @property
@@ -268,8 +305,20 @@ class LLMClient:
                     raw = json.dumps(data)
                 else:
                     raw = str(answer.content)
-                    data = extract_json(raw)
-                return StructuredResult(value=schema.model_validate(data), raw=raw, attempts=attempt, usage=usage)
+                    closed = False
+                    try:
+                        data = extract_json(raw)
+                    except ValueError:
+                        # a constrained answer that does not parse was cut at its token limit
+                        data = close_cut_answer(raw) if method in ("json_object_schema", "json_schema") else None
+                        if data is None:
+                            raise
+                        closed = True
+                value = schema.model_validate(data)
+                if method != "tool_calling" and closed:
+                    with self._extra_lock:
+                        self._extra.closed_at_limit += 1
+                return StructuredResult(value=value, raw=raw, attempts=attempt, usage=usage)
             except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
                 problem = describe(exc)
                 if attempt > self.config.repair_retries:

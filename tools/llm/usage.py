@@ -28,6 +28,7 @@ class Usage:
     repairs: int = 0
     free_calls: int = 0  #: structured calls first decoded without the grammar (`LLMConfig.grammar`)
     grammar_fallbacks: int = 0  #: of those, answers that did not fit and were asked again under the grammar
+    closed_at_limit: int = 0  #: constrained answers cut at the token limit, kept up to their last whole value
 
     @property
     def total_tokens(self) -> int:
