@@ -51,7 +51,7 @@ class GenerationConfig(BaseModel):
     critic_temperature: float = Field(0.0, ge=0, le=2)
     llm_critic: Literal["off", "advisory", "enforce"] | None = Field(
         None, description="the LLM domain-consistency judgement: ignored, recorded, or able to send drafts back; "
-                          "None: advisory for models whose judgement was measured no better than chance "
+                          "None: off for models whose judgement was measured no better than chance "
                           "(benchmarks/bench_critic.py), else enforce")
     constrain_vocabulary: Literal["auto", "on", "off"] = Field(
         "auto", description="restrict the writer's conditions and phase to those of the intervention's real trials, "

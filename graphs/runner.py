@@ -364,6 +364,14 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
         "n_ctx": max(1024, prompt_tokens + answer_tokens + 128), "grammar": generation.writer_grammar_mode()}))
 
 
+def base_model_needed(generation: GenerationConfig) -> bool:
+    """Whether a settled run's graph calls the base model: it writes (no adapter), reasons or
+    judges. An adapted writer with templated reasons and the LLM critic off never does, so no
+    second server runs beside the writer's (it took 13 of 29 CPU minutes of a run for a judgement
+    that was only recorded)."""
+    return not generation.writer_adapter or generation.reasoner == "llm" or generation.llm_critic != "off"
+
+
 def effective_concurrency(options: RunOptions) -> int:
     """Parallel draws: a model in this process answers one call at a time; a server several."""
     backend = backend_of(options.generation.llm)
@@ -450,7 +458,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
         adapter_trial_ids=adapter.trained_on if adapter else [], plan=plan.mode,
         anchor_ids=[a.nct_id for a in plan.anchors], ground_sample=generation.ground_sample,
         ground_sample_seed=generation.seed if generation.ground_sample is not None else None))
-    llm = llm or LLMClient(generation.llm)
+    llm = llm or LLMClient(generation.llm, lazy=not base_model_needed(generation))
     resources = Resources(store=store, llm=llm, writer_llm=adapted_writer_client(generation))
     clients = [llm] + ([resources.writer_llm] if resources.writer_llm else [])
     checkpointer = open_checkpointer(options.out)

@@ -286,3 +286,32 @@ def test_server_death_mid_run_stops_the_run_with_one_line_and_it_resumes(phase1_
     assert resumed.returncode in (0, 2) and "Traceback" not in resumed.stderr, resumed.stderr[-400:]
     assert "different configuration" not in resumed.stderr
     assert _finished_threads(run) >= finished  # finished draws kept, none redone
+
+
+def test_a_lazy_client_starts_its_server_at_the_first_call():
+    client = LLMClient(LLMConfig(backend="llamacpp-server", max_concurrency=1, n_ctx=1024, max_tokens=60), lazy=True)
+    try:
+        assert not client.started and not running_servers()
+        assert _ask(client).value.drug == "metformin"
+        assert client.started and len(running_servers()) == 1
+    finally:
+        stop_servers()
+
+
+def test_an_adapted_run_without_base_model_work_starts_only_the_writers_server(phase1_store_path, tiny_adapter,
+                                                                               tmp_path):
+    """An adapted writer, templated reasons and the embedded model's LLM critic off by default (its
+    judgement was measured at chance): the graph never calls the base model, so no base-model server
+    runs beside the writer's."""
+    tiny_adapter, _ = tiny_adapter
+    run = tmp_path / "run"
+    generation = GenerationConfig(k=2, reasoner="evidence", max_revisions=0, writer_adapter=str(tiny_adapter),
+                                  llm=LLMConfig(backend="llamacpp-server", max_retries=0))
+    summary = run_generation(RunOptions(store=str(phase1_store_path), out=run, n=1, generation=generation,
+                                        concurrency=1, max_minutes=0.05))
+    assert summary.draws >= 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["generation"]["llm_critic"] == "off"
+    logs = sorted(log.name for log in run.glob("llama-server.*.log"))
+    assert len(logs) == 1 and logs[0].startswith("llama-server.merged-"), logs
+    assert not running_servers()

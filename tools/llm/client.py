@@ -145,14 +145,32 @@ class StructuredResult:
 class LLMClient:
     """A chat model plus its configuration, usage accounting and structured-output strategy."""
 
-    def __init__(self, config: LLMConfig, model: BaseChatModel | None = None) -> None:
+    def __init__(self, config: LLMConfig, model: BaseChatModel | None = None, *, lazy: bool = False) -> None:
+        """`lazy`: the chat model (for a local server, the server itself) starts at the first call,
+        not here: a run whose graph may never call this model starts nothing for it."""
         self.config = config
-        self.model = model if model is not None else make_chat_model(config)
+        self._model = model
+        self._model_lock = threading.Lock()
+        if not lazy:
+            _ = self.model
         self.usage_callback = UsageCallback()
         self.chat_backend = backend_of(config)  # what differs between backends is asked of it
         self._lock = threading.Lock() if self.chat_backend.in_process else None  # in process: one call at a time
         self._extra = Usage()
         self._extra_lock = threading.Lock()
+
+    @property
+    def model(self) -> BaseChatModel:
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = make_chat_model(self.config)
+        return self._model
+
+    @property
+    def started(self) -> bool:
+        """Whether the chat model exists (a lazy client's first call builds it)."""
+        return self._model is not None
 
     @property
     def usage(self) -> Usage:
