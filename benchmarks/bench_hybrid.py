@@ -73,7 +73,7 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
             hybrid_p.append(hybrid.proba)
             real_m.append(binary_metrics(y, *real))
             hybrid_m.append(binary_metrics(y, *hybrid))
-            if fraction < 1:
+            if fraction < 1 or arm is not None:  # part of train: what the hybrid must beat
                 grown = duplicated(train, len(train) + len(synthetic), stream(seed, "ladder", "duplicate", fraction))
                 say(f"{classifier} seed {seed}: {fraction:.0%} real duplicated to {len(grown)}")
                 dup_m.append(binary_metrics(y, *evaluation.fit_predict(classifier, grown, split.valid, split.test,
