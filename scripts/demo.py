@@ -50,6 +50,7 @@ class DemoOptions(BaseModel):
     minutes: float = Field(4.0, gt=0, description="time budget for generation")
     adapt_trials: int = Field(60, ge=1, description="grounding trials the writer is adapted on")
     adapt_minutes: float = Field(4.0, gt=0, description="time budget for the adaptation (about 40k training tokens)")
+    adapt_learning_rate: float = Field(2e-4, gt=0, description="the adaptation's peak learning rate")
     judge_trials: int = Field(10, ge=1, description="synthetic trials the LLM judge scores")
     backend: Annotated[str, AfterValidator(embedded_backend)] = Field(
         "llamacpp-server", description="the embedded model's backend when no model option is given: llama.cpp's "
@@ -98,7 +99,8 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
             f"{options.adapt_minutes:g} min; cached: a re-run skips it)")
         adapter = out / "adapter"
         info = adapt(AdaptOptions(store=str(out / "store"), out=adapter, ground_on=["train"], base=llm.model_path or "smollm2",
-                                  max_trials=options.adapt_trials, minutes=options.adapt_minutes),
+                                  max_trials=options.adapt_trials, minutes=options.adapt_minutes,
+                                  learning_rate=options.adapt_learning_rate),
                      progress=(lambda step, steps, loss, speed: stage_progress("adapting", step, steps))
                      if stage_progress else None, say=lambda m: say("    " + m))
         results["adapter"] = info.model_dump(exclude={"draft", "trained_on", "loss"})

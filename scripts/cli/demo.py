@@ -32,6 +32,7 @@ def demo(
     minutes: Annotated[Optional[float], typer.Option(help="Time budget for generation (default 4).")] = None,
     adapt_trials: Annotated[Optional[int], typer.Option(help="Train trials the writer is adapted on (default 60).")] = None,
     adapt_minutes: Annotated[Optional[float], typer.Option(help="Time budget for the adaptation (default 4).")] = None,
+    adapt_learning_rate: Annotated[Optional[float], typer.Option(help="The adaptation's peak learning rate (default 2e-4).")] = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
@@ -45,6 +46,7 @@ def demo(
     from synthtrials.tools.errors import describe
 
     given = {"n": n, "minutes": minutes, "adapt_trials": adapt_trials, "adapt_minutes": adapt_minutes,
+             "adapt_learning_rate": adapt_learning_rate,
              "transformer_train": transformer_train}
     try:
         options = DemoOptions(**{k: v for k, v in given.items() if v is not None})
