@@ -28,11 +28,11 @@ app = typer.Typer()  # the top-level command of this module (merged into the roo
 def demo(
     data: Annotated[Path, typer.Option(help="Folder with the TOP CSVs (phase_I_train/valid/test.csv ...).")],
     out: Annotated[Path, typer.Option(help="Demo output folder (re-run to resume).")] = Path("demo_out"),
-    n: Annotated[Optional[int], typer.Option("--n", help="Synthetic trials to aim for (default 30).")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Synthetic trials to aim for (default 20).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget for generation (default 4).")] = None,
     adapt_trials: Annotated[Optional[int], typer.Option(help="Train trials the writer is adapted on (default 60).")] = None,
     adapt_minutes: Annotated[Optional[float], typer.Option(help="Time budget for the adaptation (default 4).")] = None,
-    adapt_learning_rate: Annotated[Optional[float], typer.Option(help="The adaptation's peak learning rate (default 2e-4).")] = None,
+    adapt_learning_rate: Annotated[Optional[float], typer.Option(help="The adaptation's peak learning rate (default 1e-3).")] = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
