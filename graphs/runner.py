@@ -488,7 +488,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
         progress.rejected = sum(s.verdict == "reject" for s in finished)
         progress.revisions = sum(1 for s in finished for c in s.critiques if c.verdict == "revise")
         progress.errors = errors
-        progress.tokens = llm.usage.total_tokens
+        progress.tokens = sum(client.usage.total_tokens for client in clients)  # the writer's own client too
         progress.elapsed_s = time.perf_counter() - start
         if on_progress:
             on_progress(progress)

@@ -307,9 +307,12 @@ def test_an_adapted_run_without_base_model_work_starts_only_the_writers_server(p
     run = tmp_path / "run"
     generation = GenerationConfig(k=2, reasoner="evidence", max_revisions=0, writer_adapter=str(tiny_adapter),
                                   llm=LLMConfig(backend="llamacpp-server", max_retries=0))
+    seen: list[int] = []
     summary = run_generation(RunOptions(store=str(phase1_store_path), out=run, n=1, generation=generation,
-                                        concurrency=1, max_minutes=0.05))
+                                        concurrency=1, max_minutes=0.05),
+                             on_progress=lambda progress: seen.append(progress.tokens))
     assert summary.draws >= 1
+    assert seen[-1] == summary.tokens["total_tokens"] > 0  # the progress counts the writer's tokens
     config = json.loads((run / "config.json").read_text())
     assert config["generation"]["llm_critic"] == "off"
     logs = sorted(log.name for log in run.glob("llama-server.*.log"))
