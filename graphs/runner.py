@@ -367,8 +367,7 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
 def base_model_needed(generation: GenerationConfig) -> bool:
     """Whether a settled run's graph calls the base model: it writes (no adapter), reasons or
     judges. An adapted writer with templated reasons and the LLM critic off never does, so no
-    second server runs beside the writer's (it took 13 of 29 CPU minutes of a run for a judgement
-    that was only recorded)."""
+    second server runs beside the writer's (`graphs.resolve.CHANCE_CRITIC_MODELS` says what it cost)."""
     return not generation.writer_adapter or generation.reasoner == "llm" or generation.llm_critic != "off"
 
 
