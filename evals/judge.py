@@ -6,6 +6,7 @@ the LLM cache and an append-only results file make a run resumable.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,21 +84,38 @@ def run_judge(synthetic: list[Trial], real: list[Trial], config: LLMConfig, out:
                 done[f"{row['source']}:{row['nct_id']}"] = row
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut by an interruption is redone
-    with results_file.open("a", encoding="utf-8") as handle:
-        for number, (source, trial) in enumerate(items, 1):
-            key = f"{source}:{trial.nct_id}"
-            if key not in done:
-                try:
-                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, **judge_trial(llm, trial, llm_seed(seed, "judge", number))}
-                except LLMError as exc:
-                    if exc.fatal:
-                        raise
-                    row = {"source": source, "nct_id": trial.nct_id, "label": trial.label, "error": str(exc)}
+    def judged(number: int, source: str, trial: Trial) -> dict[str, Any]:
+        try:
+            return {"source": source, "nct_id": trial.nct_id, "label": trial.label,
+                    **judge_trial(llm, trial, llm_seed(seed, "judge", number))}
+        except LLMError as exc:
+            if exc.fatal:
+                raise
+            return {"source": source, "nct_id": trial.nct_id, "label": trial.label, "error": str(exc)}
+
+    todo = [(number, source, trial) for number, (source, trial) in enumerate(items, 1)
+            if f"{source}:{trial.nct_id}" not in done]
+    finished = len(items) - len(todo)
+    if progress:
+        progress(finished, len(items))
+    # the judge's calls travel in parallel, as many as the model's client takes (a server's slots, a
+    # hosted API's concurrency); each row is appended as it comes, so an interruption keeps it
+    workers = max(1, min(len(todo), config.max_concurrency))
+    with results_file.open("a", encoding="utf-8") as handle, ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(judged, *item) for item in todo]
+        try:
+            for future in as_completed(futures):
+                row = future.result()
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
-                done[key] = row
-            if progress:
-                progress(number, len(items))
+                done[f"{row['source']}:{row['nct_id']}"] = row
+                finished += 1
+                if progress:
+                    progress(finished, len(items))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     rows = list(done.values())
     sides: dict[str, JudgeSide] = {}
     for source in ("synthetic", "real"):

@@ -11,7 +11,8 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,7 @@ class EarlierSessions:
 
 def summarize(results: dict[int, GenerationState], accepted: list[Trial], options: RunOptions,
               clients: list[LLMClient], seconds: float, errors: int, final: bool,
-              earlier: EarlierSessions | None = None) -> GenerationSummary:
+              earlier: EarlierSessions | None = None, stopped_draws: int = 0) -> GenerationSummary:
     finished = list(results.values())
     rejected = [s for s in finished if s.verdict == "reject"]
     by_reason: Counter = Counter()
@@ -318,14 +319,14 @@ def summarize(results: dict[int, GenerationState], accepted: list[Trial], option
         backend=llm.backend, model=llm.model_label(), writer_model=clients[-1].config.model_label()
         + (" + adapter" if clients[-1].config.adapter else ""),
         surplus_accepted=sum(1 for s in finished if s.verdict == "accept" and s.draft and s.draft.nct_id not in accepted_ids),
-        concurrency=effective_concurrency(options), free_decoded=usage.free_calls,
+        stopped_draws=stopped_draws, concurrency=effective_concurrency(options), free_decoded=usage.free_calls,
         grammar_fallbacks=usage.grammar_fallbacks,
         complete=final and len(accepted) == options.n, sessions=earlier.sessions + 1)
 
 
 def write_outputs(options: RunOptions, generation: GenerationConfig, plan: SamplingPlan,
                   results: dict[int, GenerationState], clients: list[LLMClient], seconds: float, errors: int,
-                  final: bool, earlier: EarlierSessions | None = None) -> GenerationSummary:
+                  final: bool, earlier: EarlierSessions | None = None, stopped_draws: int = 0) -> GenerationSummary:
     out = options.out
     accepted = select_accepted(results, options.n)
     write_jsonl_atomic(out / TRIALS_FILE, (t.model_dump(mode="json") for t in accepted))
@@ -338,7 +339,7 @@ def write_outputs(options: RunOptions, generation: GenerationConfig, plan: Sampl
     write_jsonl_atomic(out / REJECTED_FILE, rejected_rows)
     write_json_atomic(out / PLAN_FILE, {**plan.model_dump(mode="json"),
                                         "targets": [plan.target(i).model_dump() for i in range(max(results, default=-1) + 1)]})
-    summary = summarize(results, accepted, options, clients, seconds, errors, final, earlier)
+    summary = summarize(results, accepted, options, clients, seconds, errors, final, earlier, stopped_draws)
     if final:
         write_parquet(out / PARQUET_FILE, accepted)
         if options.hf_dataset:
@@ -351,6 +352,32 @@ def write_outputs(options: RunOptions, generation: GenerationConfig, plan: Sampl
     return summary
 
 
+def stop_inflight(inflight: dict[Future, int], results: dict[int, GenerationState], clients: list[LLMClient],
+                  release_servers: Callable[[], None]) -> int:
+    """End the draws a run no longer needs at their current model call, not at their last revision:
+    every client refuses further calls and the servers the run started stop (a local server's
+    answers in decoding end with it; a hosted call runs to its answer). A draw that still finishes
+    joins `results`; the others keep their checkpoints, so a longer run resumes them. Returns how
+    many were stopped."""
+    stopped = 0
+    with ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(client.calls_stopped())
+        release_servers()
+        for future in as_completed(list(inflight)):
+            try:
+                results[inflight[future]] = future.result()
+            except Exception:  # CallsStopped, or what the stop caused in the graph: the draw is unfinished
+                stopped += 1
+    inflight.clear()
+    return stopped
+
+
+#: the adapted writer's DRY multiplier (`GenerationConfig.writer_sampling`), llama.cpp's suggested value:
+#: no loops, criteria lists as long as the examples' (benchmarks/bench_writer_sampling.py)
+WRITER_DRY_MULTIPLIER = 0.8
+
+
 def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     """The writer's own client when it was adapted: the base model with the adapter, the answer
     budget it was trained for, its grammar mode; the reasoner and critic keep the base model."""
@@ -359,9 +386,11 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     trained = read_adapter(generation.writer_adapter).options  # the budgets it was adapted with
     prompt_tokens = int(trained.get("prompt_tokens") or PROMPT_TOKENS)
     answer_tokens = int(trained.get("answer_tokens") or ANSWER_TOKENS)
+    sampling = {"repeat_penalty": 1.0, "dry_multiplier": WRITER_DRY_MULTIPLIER} if generation.writer_dry() else {}
     return LLMClient(generation.llm.model_copy(update={
         "adapter": generation.writer_adapter, "max_tokens": answer_tokens + 64,
-        "n_ctx": max(1024, prompt_tokens + answer_tokens + 128), "grammar": generation.writer_grammar_mode()}))
+        "n_ctx": max(1024, prompt_tokens + answer_tokens + 128), "grammar": generation.writer_grammar_mode(),
+        **sampling}))
 
 
 def base_model_needed(generation: GenerationConfig) -> bool:
@@ -385,6 +414,7 @@ def check_run_options(options: RunOptions) -> None:
         raise ConfigError(f"--n must be positive, got {options.n}")
     generation = options.generation
     if generation.writer_adapter:
+        generation.writer_dry()  # a sampler the backend lacks is refused here, before anything is written
         llm = generation.llm
         base = resolve_gguf(llm.model_path) if backend_of(llm).local_gguf else None
         checked_adapter(llm.model_copy(update={"adapter": generation.writer_adapter}), base)
@@ -405,14 +435,18 @@ def run_generation(options: RunOptions, on_progress: Callable[[RunProgress], Non
     """
     check_run_options(options)
     servers_before = running_servers()
+
+    def release_servers() -> None:  # the servers this run started end with it
+        stop_servers(keep=servers_before)
+
     try:
-        return _settle_and_run(options, on_progress, llm, say)
+        return _settle_and_run(options, on_progress, llm, say, release_servers)
     finally:
-        stop_servers(keep=servers_before)  # the servers this run started end with it
+        release_servers()
 
 
 def _settle_and_run(options: RunOptions, on_progress: Callable[[RunProgress], None] | None,
-                    llm: LLMClient | None, say: SayFn | None) -> GenerationSummary:
+                    llm: LLMClient | None, say: SayFn | None, release_servers: Callable[[], None]) -> GenerationSummary:
     store = open_store(options.store, create=False)
     concurrency = effective_concurrency(options)
     # a server's parallel slots follow the draws (settlement's calls then reuse the run's server)
@@ -426,7 +460,7 @@ def _settle_and_run(options: RunOptions, on_progress: Callable[[RunProgress], No
     generation.llm.cache_path = str(options.out / LLM_CACHE_FILE)
     generation.llm.max_concurrency = transport.max_concurrency
     generation.llm.server_log_dir = str(options.out)
-    return _run(options, generation, store, plan, run_id, concurrency, llm, on_progress)
+    return _run(options, generation, store, plan, run_id, concurrency, llm, on_progress, release_servers)
 
 
 def plan_for(options: RunOptions, generation: GenerationConfig, store: Any) -> SamplingPlan:
@@ -448,8 +482,8 @@ def plan_for(options: RunOptions, generation: GenerationConfig, store: Any) -> S
 
 
 def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: SamplingPlan, run_id: str,
-         concurrency: int, llm: LLMClient | None, on_progress: Callable[[RunProgress], None] | None
-         ) -> GenerationSummary:
+         concurrency: int, llm: LLMClient | None, on_progress: Callable[[RunProgress], None] | None,
+         release_servers: Callable[[], None] = lambda: None) -> GenerationSummary:
     adapter = read_adapter(generation.writer_adapter) if generation.writer_adapter else None
     write_run_grounding(options.out, RunGrounding(
         store=str(options.store), splits=list(generation.ground_on or []),
@@ -497,6 +531,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
 
     report()
     next_index = 0
+    stopped_draws = 0
     failure: LLMError | None = None
     deadline = start + options.max_minutes * 60 if options.max_minutes else None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -510,6 +545,9 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
                 inflight[pool.submit(run_thread, graph, plan, next_index, context)] = next_index
                 next_index += 1
             if not inflight:
+                break
+            if enough():  # the draws still in flight lie past the selected prefix: they cannot change it
+                stopped_draws = stop_inflight(inflight, results, clients, release_servers)
                 break
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for future in done:
@@ -533,7 +571,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
                               final=False, earlier=earlier)
     seconds = time.perf_counter() - start
     summary = write_outputs(options, generation, plan, results, clients, seconds, errors, final=failure is None,
-                            earlier=earlier)
+                            earlier=earlier, stopped_draws=stopped_draws)
     checkpointer.conn.close()
     if failure is not None:
         raise LLMError(f"generation stopped: {failure} (the run folder is intact; re-run the same command to resume)")

@@ -91,7 +91,12 @@ def test_decontaminate_refuses_in_one_line_or_drops_the_copies(phase1):
     copied = copies(rng.sample(test, 40) + rng.sample(valid, 10), train)
     synthetic = clean[:30] + copied + clean[30:]
     held_out = {"test set phase_I_test.csv": test, "validation set phase_I_valid.csv": valid}
-    encode = get_embeddings().embed_array
+    encoded = []
+
+    def encode(texts):
+        encoded.append(len(texts))
+        return get_embeddings().embed_array(texts)
+
     with pytest.raises(ConfigError) as error:
         decontaminate(synthetic, train, held_out, fields, encode, DEFAULT_EMBEDDING_MODEL, source="trials.jsonl")
     line = str(error.value)
@@ -102,6 +107,13 @@ def test_decontaminate_refuses_in_one_line_or_drops_the_copies(phase1):
     assert [t.nct_id for t in kept] == [t.nct_id for t in clean]
     assert report.dropped == [t.nct_id for t in copied] and report.checked == 160
     assert report.calibration.train_trials == 1044 and report.calibration.held_out_trials == 744
+    # the same check asked again in this process (a second classifier's evaluation) is remembered, not redone
+    assert encoded == [1044 + 744 + 160] and report.drop_contaminated
+    with pytest.raises(ConfigError) as again:
+        decontaminate(synthetic, train, held_out, fields, encode, DEFAULT_EMBEDDING_MODEL, source="trials.jsonl")
+    assert str(again.value) == line and len(encoded) == 1
+    assert decontaminate(synthetic[:30], train, held_out, fields, encode, DEFAULT_EMBEDDING_MODEL,
+                         source="trials.jsonl")[0] == clean[:30] and len(encoded) == 2  # other trials: checked
 
 
 def synthetic_rows(n):

@@ -148,6 +148,17 @@ def test_tfidf_does_not_depend_on_the_seed_so_an_evaluation_fits_each_data_once(
     y = [t.label for t in train]
     assert np.array_equal(TfidfClassifier(seed=0).fit(train, y).predict_proba(test),
                           TfidfClassifier(seed=7).fit(train, y).predict_proba(test))
+    # the remembered analyzer gives scikit-learn's own features and probabilities, to the last bit
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from synthtrials.evals.classifiers import tfidf_pipeline, to_texts
+
+    texts = to_texts(train)
+    plain = tfidf_pipeline().set_params(tfidfvectorizer__analyzer="word", tfidfvectorizer__ngram_range=(1, 2))
+    assert isinstance(plain.steps[0][1], TfidfVectorizer)
+    remembered = tfidf_pipeline()
+    assert np.array_equal(plain.fit(texts, y).predict_proba(to_texts(test)),
+                          remembered.fit(texts, y).predict_proba(to_texts(test)))
+    assert plain[0].get_feature_names_out().tolist() == remembered[0].get_feature_names_out().tolist()
     fits = []
     original = TfidfClassifier.fit
 

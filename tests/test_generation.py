@@ -231,3 +231,61 @@ def test_a_ground_sample_grounds_everything_on_the_same_stratified_subset(phase1
         assert provenance["anchor"] in sample and set(provenance["examples"]) <= set(sample)
         assert set(provenance["critic_neighbours"]) <= set(sample)
     store.close()
+
+
+def test_a_run_with_its_trials_stops_the_draws_in_flight_and_a_longer_run_resumes_them(phase1_store_path, tmp_path):
+    """Once the first n trials in plan order are accepted, the draws still in flight cannot change them:
+    the run stops them at their current call instead of waiting for their last revision, records how
+    many it stopped, and a run resumed with a larger --n continues them from their checkpoints.
+    Draw 0's writer is answered at once; the other draws' writers get invalid answers after a delay, so
+    they are still revising when draw 0 is accepted."""
+    import time
+
+    from synthtrials.tools.seeds import llm_seed
+
+    first_draw = {llm_seed(0, "writer", 0, revision) for revision in range(6)}
+
+    def slow_but_for_draw_0(payload):
+        name = ((payload.get("response_format") or {}).get("json_schema") or {}).get("name", "")
+        if name in ("Reasons", "CriticJudgement") or payload.get("seed") in first_draw:
+            return scripted_trial_answer(payload)
+        time.sleep(3)
+        return "not a trial"
+
+    out = tmp_path / "run"
+    with FakeOpenAIServer(responder=slow_but_for_draw_0) as server:
+        result = cli(*_generate_args(phase1_store_path, out, server, n=1, extra=["--concurrency", "3"]))
+        assert result.returncode == 0, result.stderr
+        held = [r for r in server.requests if r.get("seed") not in first_draw
+                and ((r.get("response_format") or {}).get("json_schema") or {}).get("name") not in ("Reasons", "CriticJudgement")]
+    summary = json.loads((out / "summary.json").read_text())
+    ids, rows = _accepted(out)
+    assert len(ids) == 1 and rows[0]["provenance"]["plan_index"] == 0
+    assert summary["complete"] and summary["draws"] == 1 and summary["stopped_draws"] == 2
+    assert summary["tokens"]["failures"] == 0  # a stopped call is not a failed one
+    assert held  # the other two draws had asked for their drafts: they were in flight
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        again = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=["--concurrency", "3"]))
+        assert again.returncode == 0, again.stderr
+    ids_after, rows_after = _accepted(out)
+    assert ids_after[0] == ids[0] and len(set(ids_after)) == 3 and rows_after[0] == rows[0]
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["complete"] and resumed["sessions"] == 2
+
+
+def test_the_adapted_writer_samples_with_dry_where_the_backend_has_it():
+    """`writer_sampling` auto: llama.cpp's DRY sampler on llamacpp-server (the token repetition penalty closed
+    the criteria lists early: benchmarks/bench_writer_sampling.py), the penalty in process, where DRY is
+    missing; asking for DRY there is a one-line error."""
+    import pytest
+    from synthtrials.graphs.runner import WRITER_DRY_MULTIPLIER
+    from synthtrials.tools.errors import ConfigError
+    from synthtrials.tools.llm.client import LLMConfig
+
+    assert GenerationConfig(llm=LLMConfig(backend="llamacpp-server")).writer_dry()
+    assert not GenerationConfig(llm=LLMConfig(backend="llamacpp")).writer_dry()
+    assert not GenerationConfig(llm=LLMConfig(backend="llamacpp-server"), writer_sampling="penalty").writer_dry()
+    with pytest.raises(ConfigError) as error:
+        GenerationConfig(llm=LLMConfig(backend="llamacpp"), writer_sampling="dry").writer_dry()
+    assert "\n" not in str(error.value) and "llamacpp-server" in str(error.value)
+    assert 0 < WRITER_DRY_MULTIPLIER < 2

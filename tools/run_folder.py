@@ -111,7 +111,10 @@ class GenerationSummary(BaseModel):
     backend: str
     model: str
     writer_model: str | None = None
-    surplus_accepted: int = 0
+    surplus_accepted: int = Field(0, description="accepted draws past the first `requested` in plan order (finished "
+                                                 "before the run had its trials)")
+    stopped_draws: int = Field(0, description="draws still in flight when the run had its trials, stopped at their "
+                                              "current model call (a run resumed with a larger --n continues them)")
     concurrency: int = Field(1, description="parallel draws of the last session")
     free_decoded: int = Field(0, description="structured answers first decoded without the grammar (an adapted "
                                              "writer's: `writer_grammar`)")

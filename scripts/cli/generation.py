@@ -55,7 +55,8 @@ def generate(
     adapter: Annotated[Optional[Path], typer.Option(help="Writer adapted by `synthtrials adapt` (its folder); the reasoner and critic keep the base model.", rich_help_panel=MODEL_PANEL)] = None,
     threads: Annotated[Optional[int], typer.Option(help="llamacpp / llamacpp-server: llama.cpp's threads (default: all cores; fewer where other jobs load the cores).", rich_help_panel=MODEL_PANEL)] = None,
     weights: Annotated[Optional[str], typer.Option(help="llamacpp-server with --adapter: the adapter merged into the base weights as Q4_0 (default, fastest), Q8_0 or F16 (cached beside the adapter), or `adapter` to apply the LoRA at run time.", rich_help_panel=MODEL_PANEL)] = None,
-    writer_grammar: Annotated[Optional[str], typer.Option(help="The writer's JSON-schema grammar: always, on_failure (decode freely, parse, ask again under the grammar when the answer does not fit), or auto (default: on_failure for an adapted writer).", rich_help_panel=MODEL_PANEL)] = None,
+    writer_grammar: Annotated[Optional[str], typer.Option(help="The writer's JSON-schema grammar: always, on_failure (decode freely, parse, ask again under the grammar when the answer does not fit), or auto (default: always; measured in benchmarks/RESULTS.md).", rich_help_panel=MODEL_PANEL)] = None,
+    writer_sampling: Annotated[Optional[str], typer.Option(help="How an adapted writer avoids loops: dry (llama.cpp's DRY: repeated sequences; llamacpp-server), penalty (every repeated token: shorter lists), or auto (default: dry where the backend has it).", rich_help_panel=MODEL_PANEL)] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
     max_retries: Annotated[Optional[int], typer.Option(help="Retries per call: 429/5xx/timeouts, with backoff (default 4).", rich_help_panel=MODEL_PANEL)] = None,
@@ -97,7 +98,7 @@ def generate(
     try:
         generation = GenerationConfig(llm=llm, **given(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
-            reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar, label_fit=label_fit,
+            reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar, writer_sampling=writer_sampling, label_fit=label_fit,
             ground_on=[check_split(s) for s in ground_on] if ground_on else None, ground_sample=ground_sample,
             writer_adapter=str(adapter) if adapter else None,
             writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))

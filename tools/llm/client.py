@@ -17,6 +17,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,7 +39,7 @@ from synthtrials.tools.llm.config import (
     resolve_gguf,
     structured_method,
 )
-from synthtrials.tools.llm.errors import LLMConfigError, LLMError, StructuredOutputError
+from synthtrials.tools.llm.errors import CallsStopped, LLMConfigError, LLMError, StructuredOutputError
 from synthtrials.tools.llm.failures import classify, malformed_answer
 from synthtrials.tools.llm.usage import Usage, UsageCallback
 
@@ -158,6 +160,22 @@ class LLMClient:
         self._lock = threading.Lock() if self.chat_backend.in_process else None  # in process: one call at a time
         self._extra = Usage()
         self._extra_lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @contextmanager
+    def calls_stopped(self) -> Iterator[None]:
+        """Within the block every call raises `CallsStopped` before it reaches the model (calls already
+        with the model end as they would): a run that has its trials ends the draws it no longer
+        needs, then the client serves its caller again."""
+        self._stopped.set()
+        try:
+            yield
+        finally:
+            self._stopped.clear()
+
+    def _refuse_if_stopped(self) -> None:
+        if self._stopped.is_set():
+            raise CallsStopped(f"{self.model_name}: calls stopped (the run has its trials)")
 
     @property
     def model(self) -> BaseChatModel:
@@ -219,10 +237,14 @@ class LLMClient:
         try:
             while True:
                 try:
+                    self._refuse_if_stopped()  # also between the retries of a malformed answer
                     if self._lock is not None:
-                        with self._lock:
+                        with self._lock:  # in process, calls queue here: the stop reaches those that wait
+                            self._refuse_if_stopped()
                             return runnable.invoke(messages, config=config)
                     return runnable.invoke(messages, config=config)
+                except CallsStopped:
+                    raise
                 except Exception as exc:
                     cut = truncated_answer(exc)
                     if cut is not None:  # the answer ran out of tokens: the caller's validation judges it
@@ -233,7 +255,11 @@ class LLMClient:
                     with self._extra_lock:
                         self._extra.repairs += 1
                     time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+        except CallsStopped:
+            raise
         except Exception as exc:
+            if self._stopped.is_set():  # an answer lost when the run stopped its server: not a failure
+                raise CallsStopped(f"{self.model_name}: call ended by the run's stop ({type(exc).__name__})") from None
             with self._extra_lock:
                 self._extra.failures += 1
             from synthtrials.tools.llm.llama_server import dead_server_error

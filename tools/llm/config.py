@@ -35,6 +35,7 @@ class ChatBackend:
     knows_window: ClassVar[bool]  #: the client knows the context window (prompts are checked against `n_ctx`)
     default_concurrency: ClassVar[int]  #: parallel draws when the user gives none
     adapts: ClassVar[bool]  #: a writer adapted by `synthtrials adapt` can run on it (a local model)
+    dry_sampler: ClassVar[bool] = False  #: llama.cpp's DRY sampler (`LLMConfig.dry_multiplier`)
     summary: ClassVar[str] = ""  #: one line for `--backend`'s help
 
     @classmethod
@@ -109,6 +110,10 @@ class LLMConfig(BaseModel):
     weights: WeightFormat = Field(
         "Q4_0", description="llamacpp-server with an adapter: the adapter merged into the base and written in this "
                             "format (fastest measured: Q4_0), or `adapter` to apply the LoRA at run time")
+    repeat_penalty: float = Field(1.1, ge=1.0, description="llamacpp / llamacpp-server: penalty on every token repeated "
+                                                           "within the last 64 (1.0: off)")
+    dry_multiplier: float = Field(0.0, ge=0.0, description="llamacpp-server: llama.cpp's DRY sampler, which penalises "
+                                                           "extending a repeated sequence of tokens (0: off)")
     server_port: int = Field(0, ge=0, le=65535, description="llamacpp-server: port on 127.0.0.1 (0: a free one)")
     server_log_dir: str | None = Field(None, description="llamacpp-server: folder of its log (a run: the run folder)")
     grammar: WriterGrammar = Field(

@@ -21,6 +21,11 @@ class LLMConfigError(LLMError, ConfigError):
     fatal = True
 
 
+class CallsStopped(LLMError):
+    """A call asked of a client whose caller has stopped its calls (`LLMClient.calls_stopped`): a run
+    that has its trials ends the draws still in flight at their current call."""
+
+
 class StructuredOutputError(LLMError):
     """The model did not produce a valid object after the allowed repair retries."""
 

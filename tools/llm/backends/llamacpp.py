@@ -37,7 +37,7 @@ class LlamaCppBackend(ChatBackend):
             return ChatLlamaCppWithUsage(
                 model_path=path, n_ctx=config.n_ctx, temperature=config.temperature, max_tokens=config.max_tokens,
                 n_threads=config.n_threads or max(1, os.cpu_count() or 1), n_batch=512,
-                verbose=False, cache=cache, streaming=False, lora_path=lora_path,
+                verbose=False, cache=cache, streaming=False, lora_path=lora_path, repeat_penalty=config.repeat_penalty,
                 adapter_sha256=adapter_hash,
             )
         except ValueError as exc:

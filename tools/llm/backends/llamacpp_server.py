@@ -23,6 +23,7 @@ class LlamaCppServerBackend(ChatBackend):
     knows_window = True
     default_concurrency = 16
     adapts = True
+    dry_sampler = True
     summary = "llama.cpp's server started on 127.0.0.1: parallel draws, fastest on a laptop"
 
     @classmethod
@@ -48,7 +49,9 @@ class LlamaCppServerBackend(ChatBackend):
         return ChatLlamaServer(
             model=Path(weights).name, base_url=server.url, api_key="not-needed", temperature=config.temperature,
             max_tokens=config.max_tokens, timeout=config.timeout_s, max_retries=config.max_retries, cache=cache,
-            vocab_path=base, adapter_sha256=adapter_hash, extra_body=dict(IN_PROCESS_SAMPLING))
+            vocab_path=base, adapter_sha256=adapter_hash, extra_body={
+                **IN_PROCESS_SAMPLING, "repeat_penalty": config.repeat_penalty,
+                **({"dry_multiplier": config.dry_multiplier} if config.dry_multiplier else {})})
 
     @classmethod
     def count_tokens(cls, model: Any, text: str) -> int:
