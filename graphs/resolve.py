@@ -123,6 +123,5 @@ def settle_generation(config: GenerationConfig, store: TrialStore, say: SayFn | 
     settled = config.model_copy(update={
         "ground_on": ground_on, "ground_sample_ids": sample, "draft": config.draft or settle_draft(store, ground_on, sample),
         "thresholds": settle_thresholds(config.thresholds, store, ground_on, say=say, sample=sample),
-        "llm_critic": config.llm_critic or default_llm_critic(config.llm),
-        "writer_sampling": "dry" if config.writer_dry() else "penalty"})
+        "llm_critic": config.llm_critic or default_llm_critic(config.llm)})
     return settled.model_copy(update={"reasoner": settle_reasoner(settled, store, llm, say)})

@@ -374,7 +374,7 @@ def stop_inflight(inflight: dict[Future, int], results: dict[int, GenerationStat
 
 
 #: the adapted writer's DRY multiplier (`GenerationConfig.writer_sampling`), llama.cpp's suggested value:
-#: no loops, criteria lists as long as the examples' (benchmarks/bench_writer_sampling.py)
+#: no loops, criteria lists 2.7 times as long as under the penalty (benchmarks/bench_writer_sampling.py)
 WRITER_DRY_MULTIPLIER = 0.8
 
 

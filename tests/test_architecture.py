@@ -72,7 +72,7 @@ def test_streams_are_named_reproducible_and_independent():
 def test_the_run_context_holds_only_a_settled_configuration():
     with pytest.raises(ValueError, match="not settled .*ground_on.*settle_generation"):
         RunContext(generation=GenerationConfig())
-    assert GenerationConfig(reasoner="evidence").unsettled() == ["ground_on", "draft", "llm_critic", "thresholds", "writer_sampling"]
+    assert GenerationConfig(reasoner="evidence").unsettled() == ["ground_on", "draft", "llm_critic", "thresholds"]
 
 
 DRUGS = [EligibleIntervention(intervention=name, successes=s, failures=f)

@@ -315,7 +315,7 @@ def test_an_adapted_run_without_base_model_work_starts_only_the_writers_server(p
     assert seen[-1] == summary.tokens["total_tokens"] > 0  # the progress counts the writer's tokens
     config = json.loads((run / "config.json").read_text())
     assert config["generation"]["llm_critic"] == "off"
-    assert config["generation"]["writer_sampling"] == "dry"  # settled: the server has llama.cpp's DRY sampler
+    assert config["generation"]["writer_sampling"] == "penalty"
     logs = sorted(log.name for log in run.glob("llama-server.*.log"))
     assert len(logs) == 1 and logs[0].startswith("llama-server.merged-"), logs
     assert not running_servers()

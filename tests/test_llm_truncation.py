@@ -19,6 +19,14 @@ def _cut(content: str | None) -> openai.LengthFinishReasonError:
 def test_a_truncated_answer_is_returned_as_its_text():
     assert truncated_answer(_cut('{"brief_title": "A phase 1 stu')).content == '{"brief_title": "A phase 1 stu'
     assert truncated_answer(_cut(None)).content == ""
+    # its tokens were spent: they reach the usage totals (summary.json) like any answer's
+    from langchain_core.outputs import ChatGeneration, LLMResult
+    from synthtrials.tools.llm.usage import UsageCallback
+
+    counted = UsageCallback()
+    counted.on_llm_end(LLMResult(generations=[[ChatGeneration(message=truncated_answer(_cut('{"a": 1')))]]))
+    assert (counted.usage.calls, counted.usage.prompt_tokens, counted.usage.completion_tokens) == (1, 247, 448)
+    assert counted.usage.cached_calls == 0
 
 
 def test_other_errors_are_not_answers():

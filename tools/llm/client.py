@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from pydantic import BaseModel, ValidationError
 from synthtrials.tools.errors import describe
 from synthtrials.tools.llm.backends import (
@@ -133,7 +134,12 @@ def truncated_answer(exc: Exception) -> AIMessage | None:
     completion = getattr(exc, "completion", None)
     choices = getattr(completion, "choices", None) or []
     content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
-    return AIMessage(content=content or "")
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        return AIMessage(content=content or "")
+    return AIMessage(content=content or "", usage_metadata={  # its tokens were spent: they count
+        "input_tokens": int(usage.prompt_tokens or 0), "output_tokens": int(usage.completion_tokens or 0),
+        "total_tokens": int(usage.total_tokens or 0)})
 
 
 @dataclass
@@ -248,6 +254,10 @@ class LLMClient:
                 except Exception as exc:
                     cut = truncated_answer(exc)
                     if cut is not None:  # the answer ran out of tokens: the caller's validation judges it
+                        if cut.usage_metadata:  # no callback saw this answer end: its tokens are counted here
+                            ended = LLMResult(generations=[[ChatGeneration(message=cut)]])
+                            for callback in (self.usage_callback, call):
+                                callback.on_llm_end(ended)
                         return cut
                     if not malformed_answer(exc) or attempt >= self.config.max_retries:
                         raise
