@@ -69,15 +69,11 @@ _WORD_BIGRAMS = TfidfVectorizer(ngram_range=(1, 2)).build_analyzer()
 
 
 @functools.lru_cache(maxsize=50_000)
-def _word_bigrams(text: str) -> tuple[str, ...]:
-    return tuple(_WORD_BIGRAMS(text))
-
-
-def word_bigrams(text: str) -> list[str]:
+def word_bigrams(text: str) -> tuple[str, ...]:
     """The TF-IDF analyzer, remembered per text: an evaluation fits the same real trials many times
     (seeds, ladder rungs, ratios), and analysing them was half of each fit. The features are those of
     `TfidfVectorizer(ngram_range=(1, 2))` exactly (tests/test_evals.py compares them)."""
-    return list(_word_bigrams(text))
+    return tuple(_WORD_BIGRAMS(text))
 
 
 def tfidf_pipeline(C: float = 1.0, max_features: int = 50000, seed: int = 0):

@@ -483,7 +483,7 @@ def plan_for(options: RunOptions, generation: GenerationConfig, store: Any) -> S
 
 def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: SamplingPlan, run_id: str,
          concurrency: int, llm: LLMClient | None, on_progress: Callable[[RunProgress], None] | None,
-         release_servers: Callable[[], None] = lambda: None) -> GenerationSummary:
+         release_servers: Callable[[], None]) -> GenerationSummary:
     adapter = read_adapter(generation.writer_adapter) if generation.writer_adapter else None
     write_run_grounding(options.out, RunGrounding(
         store=str(options.store), splits=list(generation.ground_on or []),

@@ -249,9 +249,7 @@ class LLMClient:
                             self._refuse_if_stopped()
                             return runnable.invoke(messages, config=config)
                     return runnable.invoke(messages, config=config)
-                except CallsStopped:
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # CallsStopped is neither cut nor malformed: raised below
                     cut = truncated_answer(exc)
                     if cut is not None:  # the answer ran out of tokens: the caller's validation judges it
                         if cut.usage_metadata:  # no callback saw this answer end: its tokens are counted here
