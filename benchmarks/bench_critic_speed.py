@@ -316,6 +316,8 @@ def main() -> None:
                         help="also time the calibration's scoring of the first N train trials")
     args = parser.parse_args()
     if args.write_fixture:
+        # the tests compare in float32 (tests/conftest.py), which every CPU computes alike
+        os.environ["SYNTHTRIALS_EMBEDDING_PRECISION"] = "float32"
         write_fixture(args.write_fixture, Path(args.store or OUT / "critic_fixture_store"))
     else:
         timing(Path(args.store or OUT / "critic_speed_store"), args.calibration)

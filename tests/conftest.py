@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+#: the suite's recorded figures (the critic's verdicts and calibration: tests/fixtures) are float32's,
+#: which every CPU computes alike; the bfloat16 default of AMX CPUs is tested in test_embeddings
+os.environ.setdefault("SYNTHTRIALS_EMBEDDING_PRECISION", "float32")
 
 from support import TOP, TOP_FILES  # noqa: E402
 
@@ -42,17 +45,17 @@ def shared_vectors():
     from synthtrials.tools.store.embeddings import TransformerEmbeddings
 
     original = TransformerEmbeddings.embed_array
-    memo: dict[tuple[str, int, str], np.ndarray] = {}
+    memo: dict[tuple[str, int, str, str], np.ndarray] = {}
     lock = threading.Lock()
 
     def embed_array(self, texts):
-        keys = [(self.model_name, self.max_length, t) for t in texts]
+        keys = [(self.model_name, self.max_length, self.precision, t) for t in texts]
         with lock:
-            missing = list(dict.fromkeys(k[2] for k in keys if k not in memo))
+            missing = list(dict.fromkeys(k[3] for k in keys if k not in memo))
         if missing:
             vectors = original(self, missing)
             with lock:
-                memo.update(((self.model_name, self.max_length, t), v) for t, v in zip(missing, vectors))
+                memo.update(((self.model_name, self.max_length, self.precision, t), v) for t, v in zip(missing, vectors))
         with lock:
             rows = [memo[k] for k in keys]
         return np.stack(rows).astype(np.float32) if rows else original(self, [])

@@ -156,3 +156,28 @@ def test_a_draft_is_embedded_in_one_call_and_real_sections_never_again(phase1_kn
     real_texts = {text for t in store.filter(grounding_filter(SPLITS))[:CHECK_BATCH + 3]
                   for _, text in trial_sections(t)}
     assert not real_texts & (set(encoder.calls[0] + encoder.calls[1]) - {render_for_embedding(t) for t in others})
+
+
+def test_the_calibrations_chunked_scores_are_each_trials_own(phase1_knowledge):
+    """`scores_of` (the calibration's path: one matrix product per chunk of trials and pair of section
+    kinds) gives each trial the scores and sections `scores` gives it alone, its own trial left out
+    or not; a chunk boundary falls inside the list."""
+    import math
+
+    _, knowledge, _ = phase1_knowledge
+    trials = knowledge.trials[:40] + [knowledge.trials[0].model_copy(update={"interventions": [], "conditions": []})]
+    excludes = [t.nct_id if i % 2 else None for i, t in enumerate(trials)]
+    together = list(knowledge.scores_of(trials, excludes, chunk=16))
+    assert len(together) == len(trials)
+    for trial, exclude, scores in zip(trials, excludes, together):
+        alone = knowledge.scores(trial, exclude=exclude)
+        assert scores.keys() == alone.keys()
+        for name, score in alone.items():
+            assert score.kind == scores[name].kind, name
+            if score.score is None or scores[name].score is None:
+                assert score.score is scores[name].score and score.section == scores[name].section, name
+                continue
+            assert math.isclose(score.score, scores[name].score, abs_tol=1e-5), name
+            # the worst section, but where several tie at 1.0 (texts the real index holds as they are),
+            # which float noise orders
+            assert score.section == scores[name].section or score.score > 1 - 1e-4, name

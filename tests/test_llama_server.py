@@ -101,6 +101,38 @@ def test_server_answers_on_loopback_in_parallel_and_stops():
         socket.create_connection((HOST, server.port), timeout=2).close()
 
 
+def test_a_call_to_a_server_the_run_stopped_is_refused_at_once_not_retried():
+    """The OpenAI SDK retries a refused connection 4 times, 0.5-4 s apart: a run's stopped draws spent
+    6 s there. A server synthtrials stopped answers from its client's transport, with a 400 (which the
+    SDK does not retry): a stopped run's client raises CallsStopped, any other call a one-line error."""
+    import openai
+    from synthtrials.tools.llm.errors import CallsStopped
+
+    client = LLMClient(LLMConfig(backend="llamacpp-server", max_concurrency=1, n_ctx=1024, max_tokens=60))
+    (server,) = running_servers()
+    sent: list[str] = []
+    transport = client.model.root_client._client._transport
+    original = transport.handle_request
+    transport.handle_request = lambda request: sent.append(str(request.url)) or original(request)
+    assert _ask(client).value.drug == "metformin" and len(sent) == 1  # served while it runs
+    stop_servers()
+    assert server.stopped.is_set() and not server.alive()
+    with pytest.raises(openai.BadRequestError) as refused:  # the SDK's own call: no retry, no connection
+        client.model.root_client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert "was stopped by synthtrials" in str(refused.value) and len(sent) == 2
+    with client.calls_stopped(), pytest.raises(CallsStopped):
+        client._invoke(client.model, [_human("hi")])
+    with pytest.raises(LLMError) as error:  # outside a stop: one line naming the server
+        _ask(client)
+    assert "stopped by synthtrials" in str(error.value) and "\n" not in str(error.value)
+
+
+def _human(text: str):
+    from langchain_core.messages import HumanMessage
+
+    return HumanMessage(content=text)
+
+
 def test_free_decoding_falls_back_to_the_grammar_when_the_answer_does_not_fit():
     """grammar=on_failure: the unadapted model's free answer rarely fits the pinned schema; every
     such answer is asked again under the grammar, which always fits; the counts say so."""

@@ -69,8 +69,9 @@ def score_matrix(knowledge: DomainKnowledge, progress: ProgressFn | None = None,
     its id) leave-one-out score (NaN where it does not apply)."""
     trials = knowledge.trials if trials is None else trials
     columns: dict[str, list[float]] = {}
-    for number, trial in enumerate(trials, 1):
-        for name, score in knowledge.scores(trial, exclude=trial.nct_id).items():
+    every = knowledge.scores_of(trials, [trial.nct_id for trial in trials])
+    for number, scores in enumerate(every, 1):
+        for name, score in scores.items():
             columns.setdefault(name, [np.nan] * len(trials))[number - 1] = np.nan if score.score is None else score.score
         if progress and (number % 25 == 0 or number == len(trials)):
             progress(number, len(trials))

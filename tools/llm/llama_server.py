@@ -38,6 +38,10 @@ from synthtrials.tools.llm.errors import LLMConfigError, LLMError
 BIN_ENV = "SYNTHTRIALS_LLAMA_CPP_BIN"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
+#: how long a stopped server may take to exit on SIGTERM before it is killed. With answers in decoding
+#: llama-server does not exit on SIGTERM within 10 s (measured: a run's stop waited the whole 10 s);
+#: it keeps nothing on disk, so a kill loses nothing
+STOP_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -117,6 +121,8 @@ class LlamaServer:
         self.spec = spec
         self.port = spec.port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        #: set when synthtrials stops the server: requests to it are refused without a connection
+        self.stopped = threading.Event()
         log_dir = Path(spec.log_dir) if spec.log_dir else Path(os.environ.get("TMPDIR", "/tmp"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"llama-server.{Path(spec.model_path).stem}.log"
@@ -193,16 +199,39 @@ class LlamaServer:
                 else "check the model file and the log")
         return f"{self.name} {what}: {cause}{f' ({tail})' if tail else ''}; {hint}; log: {self.log_path}"
 
+    def http_client(self) -> httpx.Client:
+        """The HTTP client of the server's `ChatOpenAI`: once the server is stopped, a request is
+        answered at once (`StoppedServerTransport`) instead of being retried against a closed port."""
+        return httpx.Client(transport=StoppedServerTransport(self))
+
     def stop(self) -> None:
+        self.stopped.set()
         process = self.process
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
         _REGISTRY.forget(self)
+
+
+class StoppedServerTransport(httpx.HTTPTransport):
+    """httpx's transport, which answers 400 without connecting once `server` is stopped. The OpenAI
+    SDK retries a refused connection (4 times, 0.5-4 s apart): the draws a run stops waited 6 s in
+    those retries after their server was gone; a 400 is not retried, and the client reads it as the
+    stop (`LLMClient.calls_stopped`) or as a server that is gone."""
+
+    def __init__(self, server: LlamaServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.server.stopped.is_set():
+            message = f"{self.server.name} was stopped by synthtrials; re-run the same command to resume"
+            return httpx.Response(400, json={"error": {"message": message, "type": "server_stopped"}}, request=request)
+        return super().handle_request(request)
 
 
 class ServerRegistry:

@@ -49,7 +49,7 @@ class LlamaCppServerBackend(ChatBackend):
         return ChatLlamaServer(
             model=Path(weights).name, base_url=server.url, api_key="not-needed", temperature=config.temperature,
             max_tokens=config.max_tokens, timeout=config.timeout_s, max_retries=config.max_retries, cache=cache,
-            vocab_path=base, adapter_sha256=adapter_hash, extra_body={
+            http_client=server.http_client(), vocab_path=base, adapter_sha256=adapter_hash, extra_body={
                 **IN_PROCESS_SAMPLING, "repeat_penalty": config.repeat_penalty,
                 **({"dry_multiplier": config.dry_multiplier} if config.dry_multiplier else {})})
 
