@@ -107,11 +107,26 @@ def thread_config(index: int) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id(index)}}
 
 
+#: settings the run fingerprint gained after run folders were made without them, each with the value
+#: that does what those runs did: a folder whose fingerprint lacks one resumes when the run asks for
+#: that value (the adapted writer's sampler: llama.cpp's repetition penalty of 1.1, no DRY)
+ADDED_SETTINGS: dict[str, Any] = {
+    "generation.writer_sampling": "penalty",
+    "generation.llm.repeat_penalty": 1.1,
+    "generation.llm.dry_multiplier": 0.0,
+}
+
+
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The settings (dotted paths) that differ between two fingerprints; a setting `old` lacks is no
+    difference where `new` holds the value `ADDED_SETTINGS` gives it."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+            path = f"{prefix}{key}"
+            if key not in old and path in ADDED_SETTINGS and new[key] == ADDED_SETTINGS[path]:
+                continue
+            out += _diff(old.get(key), new.get(key), f"{path}.")
         return out
     return [prefix.rstrip(".")] if old != new else []
 

@@ -178,6 +178,31 @@ def test_run_folder_with_another_config_is_refused(phase1_store_path, tmp_path):
     assert len(aside) == 1 and (aside[0] / "trials.jsonl").read_text() == before
 
 
+def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did(phase1_store_path, tmp_path):
+    """A folder written before the sampler settings joined the fingerprint (writer_sampling,
+    repeat_penalty, dry_multiplier) resumes with their defaults, which sample as that version did;
+    it is still refused for a setting it recorded otherwise."""
+    out = tmp_path / "run"
+    record = out / "run.json"
+    with FakeOpenAIServer(responder=scripted_trial_answer) as server:
+        assert cli(*_generate_args(phase1_store_path, out, server, n=2)).returncode == 0
+        before = (out / "trials.jsonl").read_text()
+        saved = json.loads(record.read_text())
+        for fingerprint in (saved["fingerprint"], saved["settled"]):  # as the older version wrote them
+            generation = fingerprint.get("generation", fingerprint)
+            generation.pop("writer_sampling")
+            generation["llm"].pop("repeat_penalty")
+            generation["llm"].pop("dry_multiplier")
+        record.write_text(json.dumps(saved))
+        resumed = cli(*_generate_args(phase1_store_path, out, server, n=3))
+        assert resumed.returncode == 0, resumed.stderr
+        assert (out / "trials.jsonl").read_text().startswith(before) and len(_accepted(out)[0]) == 3
+        saved["fingerprint"]["generation"]["k"] = 4  # a setting the folder has, recorded otherwise
+        record.write_text(json.dumps(saved))
+        refused = cli(*_generate_args(phase1_store_path, out, server, n=3))
+        assert refused.returncode == 2 and "different configuration (generation.k)" in refused.stderr
+
+
 def test_bad_generate_inputs(phase1_store_path, tmp_path):
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         # the console entry point in its own process: the exit status the shell sees
