@@ -31,13 +31,14 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(device: str) -> bool:
-    """Whether `device` multiplies bfloat16 natively: a CUDA device, or a CPU with AMX or AVX512-BF16.
-    Measured on this project's 2-core CPU (AMX): all-MiniLM-L6-v2 encodes 2.0-2.7x faster under
-    bfloat16 autocast, each vector within cosine 0.99995 of float32's (benchmarks/RESULTS.md)."""
+    """Whether `device` multiplies bfloat16 natively: a CUDA device that supports it, or a CPU with
+    AMX or AVX512-BF16. Measured on this project's 2-core CPU (AMX): all-MiniLM-L6-v2 encodes
+    1.8-3.1x faster under bfloat16 autocast, each vector within cosine 0.9999 of float32's
+    (benchmarks/bench_embedding_precision.py)."""
     import torch
 
     if device.startswith("cuda"):
-        return True
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device != "cpu":
         return False
     cpu = getattr(torch, "cpu", None)
