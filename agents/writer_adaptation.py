@@ -53,6 +53,7 @@ from synthtrials.agents.writer import (
 from synthtrials.graphs.resolve import settle_draft, settle_ground_sample, settle_grounding
 from synthtrials.tools.atomic import write_text_atomic
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.hardware import cpu_has_bf16
 from synthtrials.tools.records.eligibility import trial_drugs
 from synthtrials.tools.knowledge.evidence import drug_evidence, evidence_reasons
 from synthtrials.tools.llm.adapter_folder import (
@@ -328,16 +329,6 @@ def answer_loss(model, ids, labels, mask, scored: int | None = None):
     if scored is None:
         return F.cross_entropy(logits, targets[keep])
     return F.cross_entropy(logits, targets[keep], reduction="sum") / scored
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 matrix products natively (AMX or AVX512-BF16); without them
-    bf16 is emulated, slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
 
 
 def resolve_precision(precision: Precision, device: str) -> Literal["bf16", "fp32"]:

@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from synthtrials.tools.store.embeddings import TransformerEmbeddings, native_bfloat16
+    from synthtrials.tools.hardware import native_bfloat16
+    from synthtrials.tools.store.embeddings import TransformerEmbeddings
 
     print(f"native bfloat16 on this CPU: {native_bfloat16('cpu')}")
     full, half = TransformerEmbeddings(precision="float32"), TransformerEmbeddings(precision="bfloat16")

@@ -105,12 +105,8 @@ def test_the_encoder_runs_bfloat16_where_the_cpu_has_it_and_float32_on_request(m
     the same nearest criterion; a wrong setting is one line naming the variable."""
     import csv
 
-    from synthtrials.tools.store.embeddings import (
-        PRECISION_ENV,
-        TransformerEmbeddings,
-        native_bfloat16,
-        resolve_precision,
-    )
+    from synthtrials.tools.hardware import native_bfloat16
+    from synthtrials.tools.store.embeddings import PRECISION_ENV, TransformerEmbeddings, resolve_precision
 
     monkeypatch.delenv(PRECISION_ENV, raising=False)
     assert resolve_precision(None, "cpu") == ("bfloat16" if native_bfloat16("cpu") else "float32")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.hardware import native_bfloat16
 
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
 #: a batch's padded tokens at most this many times its real tokens (texts sorted by token length)
@@ -30,24 +31,10 @@ PRECISION_ENV = "SYNTHTRIALS_EMBEDDING_PRECISION"
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def native_bfloat16(device: str) -> bool:
-    """Whether `device` multiplies bfloat16 natively: a CUDA device that supports it, or a CPU with
-    AMX or AVX512-BF16. Measured on this project's 2-core CPU (AMX): all-MiniLM-L6-v2 encodes
-    1.8-3.1x faster under bfloat16 autocast, each vector within cosine 0.9999 of float32's
-    (benchmarks/bench_embedding_precision.py)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device != "cpu":
-        return False
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-
-
 def resolve_precision(precision: str | None, device: str) -> str:
-    """The arithmetic an encoder on `device` runs: `precision`, else the environment's, else "auto"."""
+    """The arithmetic an encoder on `device` runs: `precision`, else the environment's, else "auto".
+    Measured on this project's 2-core CPU (AMX): all-MiniLM-L6-v2 encodes 1.8-3.1x faster under
+    bfloat16 autocast, each vector within cosine 0.9999 of float32's (benchmarks/bench_embedding_precision.py)."""
     chosen = precision or os.environ.get(PRECISION_ENV) or "auto"
     if chosen not in PRECISIONS:
         where = "precision" if precision else PRECISION_ENV
