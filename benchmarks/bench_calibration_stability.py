@@ -1,34 +1,52 @@
-"""How steady the critic's calibration is: its thresholds over bootstrap resamples of the grounding trials.
+"""How steady the critic's calibration is, and whether it keeps its budget on trials it did not see.
 
 The calibration (`tools.knowledge.calibration.calibrate`) scores every grounding trial leave-one-out
-and its spoiled copies, then spends a budget of real rejections (5%) greedily among the checks
-(`allocate_thresholds`). This bench scores once, then re-runs the allocation on `--resamples`
-bootstrap resamples of the grounding trials (each trial drawn with its spoiled copies) and prints,
-per score, the threshold on all trials and the spread of the resamples' thresholds (as quantiles of
-the real scores, which are comparable between scores), and for each allocation the share of real
-and spoiled grounding trials it rejects on all trials. A wide spread means the thresholds, and the
-critic's figures on unseen trials (bench_critic), move with which trials happen to ground it.
+and its spoiled copies, then spends a budget of real rejections (5%) among the checks. Two ways of
+spending it are compared, on scores computed once:
+- `greedy` (calibration version 4): one greedy allocation on all grounding trials
+  (`allocate_thresholds`), the joint rejection on those trials at 5%;
+- `bagged, cross-fitted` (version 5, the one shipped): each score's median quantile over the greedy
+  allocations of 25 bootstrap resamples, their raises above the floor scaled so that the
+  cross-fitted joint rejection is 5%
+  (`allocate_budget`).
 
-    python benchmarks/bench_calibration_stability.py --store demo_out/store [--resamples 20] [--seed 0]
+Tables:
+1. split halves: each way allocates on a random half of the grounding trials (with their spoiled
+   copies) and is judged on the other half: real trials rejected and spoiled trials caught, the
+   mean and standard deviation over `--halves` splits. This is what a calibration does on trials it
+   did not see, which the budget is meant to bound.
+2. bootstrap resamples: each way re-run on `--resamples` resamples of all grounding trials and applied
+   to all of them; the spread of the real and spoiled rates says how much the critic moves with
+   which trials happen to ground it. Per score, the spread of the quantiles is printed too.
+
+    python benchmarks/bench_calibration_stability.py --store demo_out/store [--halves 10] [--resamples 20] [--seed 0]
+
+Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md's float32 tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
+
+Scores = dict[str, np.ndarray]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
+    parser.add_argument("--halves", type=int, default=10)
     parser.add_argument("--resamples", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     from synthtrials.tools.knowledge.calibration import (
         _rejected,
+        _spoiled_rows,
+        allocate_budget,
         allocate_thresholds,
         build_knowledge,
         score_matrix,
@@ -44,47 +62,82 @@ def main() -> None:
     spoiled_trials = spoiled_grounding_trials(knowledge)
     knowledge.embed_with_sections([t for trials in spoiled_trials.values() for t in trials])
     spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
+    copy_of = _spoiled_rows([t.nct_id for t in knowledge.trials], spoiled_trials)
     print(f"scored {len(knowledge.trials)} grounding trials and "
           f"{sum(len(t) for t in spoiled_trials.values())} spoiled copies in {time.perf_counter() - start:.0f} s")
-    ids = [t.nct_id for t in knowledge.trials]
-    spoiled_rows = {kind: {trial.nct_id: row for row, trial in enumerate(trials)} for kind, trials in spoiled_trials.items()}
 
-    def caught(thresholds: dict[str, float]) -> dict[str, float]:
-        return {"real": float(_rejected(real, thresholds).mean()),
-                **{kind: float(_rejected(scores, thresholds).mean()) for kind, scores in spoiled.items()}}
-
-    full_quantiles, full_thresholds, _ = allocate_thresholds(real, spoiled)
-    rng = np.random.default_rng(args.seed)
-    resampled: list[dict[str, float]] = []
-    rates: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for _ in range(args.resamples):
-        drawn = rng.integers(0, len(ids), len(ids))
-        real_b = {name: values[drawn] for name, values in real.items()}
-        spoiled_b = {}
+    def subset(rows: np.ndarray) -> tuple[Scores, dict[str, Scores], dict[str, np.ndarray]]:
+        """The real trials `rows` (repeats allowed), their spoiled copies, and where each one's copy is."""
+        sub_spoiled, sub_copy_of = {}, {}
         for kind, scores in spoiled.items():
-            rows = np.asarray([spoiled_rows[kind][ids[i]] for i in drawn if ids[i] in spoiled_rows[kind]], dtype=int)
-            spoiled_b[kind] = {name: values[rows] for name, values in scores.items()}
-        quantiles, thresholds, _ = allocate_thresholds(real_b, spoiled_b)
-        resampled.append(quantiles)
-        rates.append(caught(thresholds))
-    print(f"{args.resamples} allocations on resamples in {time.perf_counter() - start:.0f} s")
+            copies = copy_of[kind][rows]
+            present = copies[copies >= 0]
+            sub_spoiled[kind] = {name: values[present] for name, values in scores.items()}
+            position = np.cumsum(copies >= 0) - 1
+            sub_copy_of[kind] = np.where(copies >= 0, position, -1)
+        return {name: values[rows] for name, values in real.items()}, sub_spoiled, sub_copy_of
+
+    ways: dict[str, Callable[[Scores, dict[str, Scores], dict[str, np.ndarray]], tuple[dict, dict]]] = {
+        "greedy (version 4)": lambda r, s, c: allocate_thresholds(r, s)[:2],
+        "bagged, cross-fitted (version 5)": lambda r, s, c: allocate_budget(r, s, c)[:2],
+    }
+
+    def rates(thresholds: dict[str, float], rows: np.ndarray) -> dict[str, float]:
+        r, s, _ = subset(rows)
+        return {"real": float(_rejected(r, thresholds).mean()),
+                **{kind: float(_rejected(scores, thresholds).mean()) for kind, scores in s.items()}}
+
+    every = np.arange(len(knowledge.trials))
+    rng = np.random.default_rng(args.seed)
+    halves: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    seen: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    start = time.perf_counter()
+    for _ in range(args.halves):
+        order = rng.permutation(every)
+        fit, judged = order[: len(order) // 2], order[len(order) // 2:]
+        for way, allocate in ways.items():
+            _, thresholds = allocate(*subset(fit))
+            halves[way].append(rates(thresholds, judged))
+            seen[way].append(rates(thresholds, fit))
+    print(f"{args.halves} split halves in {time.perf_counter() - start:.0f} s")
+    kinds = list(halves[next(iter(ways))][0])
     print()
-    print("| score | quantile on all trials | resamples: median | 5% | 95% | resamples that raise it above the floor |")
-    print("|---|---|---|---|---|---|")
-    for name in full_quantiles:
-        values = np.asarray([q.get(name, np.nan) for q in resampled])
-        raised = float((values > min(values.min(), full_quantiles[name]) + 1e-12).mean())
-        print(f"| {name} | {full_quantiles[name]:.3f} | {np.nanmedian(values):.3f} | {np.nanpercentile(values, 5):.3f} | "
-              f"{np.nanpercentile(values, 95):.3f} | {raised:.0%} |")
+    print("| allocated on one half, judged on | " + " | ".join(kinds) + " |")
+    print("|---|" + "---|" * len(kinds))
+    for way in ways:
+        for label, runs in ((f"{way}: the other half", halves[way]), (f"{way}: its own half", seen[way])):
+            print(f"| {label} | " + " | ".join(
+                f"{np.mean([r[k] for r in runs]):.1%} ± {np.std([r[k] for r in runs]):.1%}" for k in kinds) + " |")
+
+    start = time.perf_counter()
+    spread: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    quantiles: dict[str, list[dict[str, float]]] = {way: [] for way in ways}
+    full: dict[str, tuple[dict, dict]] = {way: allocate(*subset(every)) for way, allocate in ways.items()}
+    for _ in range(args.resamples):
+        drawn = rng.integers(0, len(every), len(every))
+        for way, allocate in ways.items():
+            q, thresholds = allocate(*subset(drawn))
+            quantiles[way].append(q)
+            spread[way].append(rates(thresholds, every))
+    print(f"\n{args.resamples} bootstrap resamples in {time.perf_counter() - start:.0f} s")
     print()
-    full = caught(full_thresholds)
-    kinds = list(full)
     print("| allocation (rejects, on all grounding trials) | " + " | ".join(kinds) + " |")
     print("|---|" + "---|" * len(kinds))
-    print("| on all trials | " + " | ".join(f"{full[k]:.1%}" for k in kinds) + " |")
-    for label, pick in (("resamples: 5%", 5), ("resamples: median", 50), ("resamples: 95%", 95)):
-        print(f"| {label} | " + " | ".join(f"{np.percentile([r[k] for r in rates], pick):.1%}" for k in kinds) + " |")
+    for way in ways:
+        on_all = rates(full[way][1], every)
+        print(f"| {way}: on all trials | " + " | ".join(f"{on_all[k]:.1%}" for k in kinds) + " |")
+        for label, pick in (("5%", 5), ("median", 50), ("95%", 95)):
+            print(f"| {way}: resamples {label} | "
+                  + " | ".join(f"{np.percentile([r[k] for r in spread[way]], pick):.1%}" for k in kinds) + " |")
+    print()
+    print("| score | " + " | ".join(f"{way}: quantile on all trials | resamples 5%-95%" for way in ways) + " |")
+    print("|---|" + "---|---|" * len(ways))
+    for name in full[next(iter(ways))][0]:
+        cells = []
+        for way in ways:
+            values = [q[name] for q in quantiles[way]]
+            cells += [f"{full[way][0][name]:.4f}", f"{np.percentile(values, 5):.4f}-{np.percentile(values, 95):.4f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -223,6 +223,8 @@ def main() -> None:
     rows, details = [], {}
     positive_llm = None
     for kind, trials in kinds.items():
+        if not trials:  # --drafts 0
+            continue
         verdicts = check_trials(trials, store=store, splits=splits, knowledge=knowledge, thresholds=thresholds,
                                 fields=spec.fields)
         rejected = [v.verdict == "reject" for v in verdicts]
@@ -248,7 +250,8 @@ def main() -> None:
                          "llm_critic_right": float(np.mean(with_llm)) if with_llm else None, "llm_n": len(sample)}
         rows.append([kind, len(trials), f"{np.mean(correct):.1%} [{low:.1%}, {high:.1%}]",
                      f"{np.mean(with_llm):.1%} (n={len(sample)})" if sample else "-",
-                     "-" if is_positive else f"{critic_auc:.2f}", "-" if is_positive else f"{judge_auc:.2f}",
+                     "-" if is_positive or not sample else f"{critic_auc:.2f}",
+                     "-" if is_positive or not sample else f"{judge_auc:.2f}",
                      ", ".join(f"{k} {n}" for k, n in sorted(failed.items(), key=lambda kv: -kv[1])[:3])])
     print_table(f"Critic on real phase II trials and spoiled copies (store {Path(args.store).name}, grounding "
                 f"{'/'.join(splits)}, calibration {calibration.key}; {time.perf_counter() - start:.0f} s)",

@@ -18,7 +18,8 @@ checks and scores of both paths, and the calibrated thresholds they were judged 
 made as the tests' `phase1_store_path` is (tests/support.py); tests/test_critic_speed.py recomputes
 them with the code of the day. The file was first written by the critic before batching (commit
 ed083e5), which the batched critic of issue 19 matched; issue 20 added the coherence scores and
-spent the calibration budget otherwise, and the file was re-recorded with that critic
+spent the calibration budget otherwise, and the file was re-recorded with that critic (again
+when calibration version 5 bagged and cross-fitted the budget)
 (`critic_files` holds the blob ids of the files that ran). Re-record it whenever the critic's
 verdicts change on purpose, or the tests' store changes:
 

@@ -93,7 +93,8 @@ def run_demo(data: Path, out: Path, options: DemoOptions | None = None, *, llm: 
     store.close()
     say(f"    {report.stored} trials, splits " + ", ".join(f"{name} {c}" for name, c in report.splits.items())
         + f"; {results['eligible']} drugs eligible at k=3; critic calibrated: rejects "
-        f"{calibration.real_rejection:.1%} of real train trials")
+        f"{calibration.real_rejection:.1%} of real train trials"
+        + (f" ({calibration.cross_fitted_rejection:.1%} cross-fitted)" if calibration.cross_fitted_rejection is not None else ""))
 
     adapter = None
     if backend_of(llm).adapts:

@@ -160,9 +160,15 @@ def test_terse_real_criteria_pass_the_domain_checks(knowledge, calibration):
 def test_a_condition_listed_as_a_drug_fails_intervention_fit(knowledge, calibration):
     _, known = knowledge
     trial = _real(knowledge)
+    # the writer's mistake: the trial's own conditions listed as drugs beside the drug. (Condition names
+    # the store does not hold, "fetal alcohol syndrome" and "tuberculosis infection", score between
+    # the two lowest of these 365 real trials: on a store this small the budget, kept on trials the
+    # thresholds were not read from, leaves intervention_fit near its floor; phase_I_train whole catches them.)
     spoiled = trial.model_copy(update={"interventions": trial.interventions[:1] + [
-        Intervention(name="fetal alcohol syndrome"), Intervention(name="tuberculosis infection")]})
-    assert "intervention_fit" in {p.check for p in check_domain(known.scores(spoiled), calibration.thresholds)}
+        Intervention(name=condition) for condition in trial.conditions[:2]]})
+    problems = check_domain(known.scores(spoiled), calibration.thresholds)
+    assert "intervention_fit" in {p.check for p in problems}
+    assert not {p.check for p in check_domain(known.scores(trial), calibration.thresholds)} & {"intervention_fit"}
 
 
 def test_eligibility_of_another_disease_fails_eligibility_fit(knowledge, calibration):

@@ -10,8 +10,12 @@ from support import TOP
 from synthtrials.agents.critic import check_trials, feedback
 from synthtrials.tools.knowledge.calibration import (
     FLOOR_QUANTILE,
+    _rejected,
+    allocate_budget,
     allocate_thresholds,
+    at_level,
     calibrate,
+    cross_fitted_rejection,
     spoiled_grounding_trials,
 )
 from synthtrials.tools.knowledge.checks import CriticThresholds, check_domain
@@ -41,6 +45,38 @@ def test_a_score_that_applies_to_no_spoiled_trial_stays_at_the_floor():
     spoiled = {"kind": {"a": rng.normal(-1.0, 1.0, size=300), "b": np.full(300, np.nan)}}
     quantiles, _, rate = allocate_thresholds(real, spoiled, max_real_rejection=0.05)
     assert rate <= 0.05 and quantiles["b"] == FLOOR_QUANTILE and quantiles["a"] > 0.03
+
+
+def test_the_cross_fitted_rejection_is_the_quantile_on_trials_it_was_not_read_from():
+    rng = np.random.default_rng(3)
+    real = {"a": rng.normal(size=4000)}
+    assert cross_fitted_rejection(real, {"a": 0.1}) == pytest.approx(0.1, abs=0.01)
+    assert cross_fitted_rejection(real, {"a": 0.05}) == pytest.approx(0.05, abs=0.01)
+
+
+def test_the_allocation_levels_keep_the_floors_then_scale_the_raises():
+    shares = {"raised": 0.011, "floor": FLOOR_QUANTILE}
+    assert at_level(shares, 1.0) == pytest.approx({"raised": FLOOR_QUANTILE, "floor": FLOOR_QUANTILE})
+    assert at_level(shares, 2.0) == pytest.approx(shares)
+    assert at_level(shares, 1.5) == pytest.approx({"raised": 0.006, "floor": FLOOR_QUANTILE})
+    assert at_level(shares, 0.5) == pytest.approx({"raised": FLOOR_QUANTILE / 2, "floor": FLOOR_QUANTILE / 2})
+
+
+def test_the_bagged_allocation_keeps_its_budget_on_new_trials_and_spends_it_on_the_useful_score():
+    rng = np.random.default_rng(4)
+
+    def draw(rows: int) -> dict[str, np.ndarray]:
+        return {"useful": rng.normal(size=rows), **{f"noise{i}": rng.normal(size=rows) for i in range(6)}}
+
+    real = draw(1000)
+    spoiled = {"kind": {"useful": rng.normal(-2.0, 1.0, size=400), **{f"noise{i}": rng.normal(size=400) for i in range(6)}}}
+    copy_of = {"kind": np.r_[np.arange(400), np.full(600, -1)]}  # the first 400 real trials have a spoiled copy
+    quantiles, thresholds, rate, cross_fitted = allocate_budget(real, spoiled, copy_of, 0.05, resamples=10)
+    assert cross_fitted <= 0.05 and 0.03 <= rate <= 0.055
+    assert quantiles["useful"] > 0.02 and all(quantiles[f"noise{i}"] < 0.005 for i in range(6))
+    assert thresholds["useful"] == pytest.approx(np.nanquantile(real["useful"], quantiles["useful"]))
+    assert _rejected(draw(50_000), thresholds).mean() <= 0.055  # real trials it never saw
+    assert _rejected(spoiled["kind"], thresholds).mean() > 0.3
 
 
 def test_the_coherence_model_is_leave_one_out_and_refuses_too_few_trials():
@@ -91,7 +127,8 @@ def test_swapped_parts_score_below_the_trials_own(phase1_knowledge):
 
 def test_the_calibration_catches_spoiled_grounding_trials_within_the_real_budget(phase1_knowledge):
     store, known, calibration = phase1_knowledge
-    assert calibration.real_rejection <= 0.05
+    assert calibration.real_rejection <= 0.05 and calibration.cross_fitted_rejection <= 0.05
+    assert calibration.resamples > 1
     assert {"coherence_eligibility", "coherence_criterion", "coherence_conditions"} <= set(calibration.thresholds)
     assert set(calibration.spoiled_caught) == {"unrelated_conditions", "unrelated_eligibility", "off_topic_criterion",
                                                "fragments"}

@@ -88,8 +88,12 @@ def _print_calibration(calibration: dict) -> None:
         table.add_row(name, f"{value:.3f}", f"{quantile:.4f}", f"{calibration['rejection_rates'][name]:.1%}",
                       str(calibration["scored"][name]))
     console.print(table)
+    cross_fitted = calibration.get("cross_fitted_rejection")
     console.print(f"{'/'.join(calibration['splits'])}, {calibration['trials']} real trials: together the checks reject "
-                  f"{calibration['real_rejection']:.1%} of real trials", soft_wrap=True)
+                  f"{calibration['real_rejection']:.1%} of real trials"
+                  + (f" ({cross_fitted:.1%} cross-fitted: on trials the thresholds were not read from; "
+                     f"budget {calibration['max_real_rejection']:.0%})" if cross_fitted is not None else ""),
+                  soft_wrap=True)
     if calibration.get("spoiled_caught"):
         console.print("spoiled grounding trials caught: " + ", ".join(
             f"{kind} {rate:.0%}" for kind, rate in calibration["spoiled_caught"].items()), soft_wrap=True)
