@@ -16,7 +16,8 @@ three steps (`allocate_budget`):
   leave, and on trials it did not see rejected 6% for 5% (benchmarks/bench_calibration_stability.py);
 - those quantiles' raises above the floor scaled together, as far as the joint rejection
   cross-fitted over `CROSS_FIT_FOLDS` folds (each fold judged by thresholds read from the others)
-  stays within the budget (`cross_fitted_level`; the floors too, on a store too small for them). On the grounding trials themselves the checks then reject a little less.
+  stays within the budget (`cross_fitted_level`; the floors too, on a store too small for them).
+  On the grounding trials themselves the checks then reject a little less.
 No trial outside the grounding split is read. The result is saved with
 the store under a key that hashes what it depends on (the grounding trials, the embedding model,
 the method's version), so re-ingesting or naming other splits gives another calibration, and a run
