@@ -135,8 +135,9 @@ def main() -> None:
     for name in full[next(iter(ways))][0]:
         cells = []
         for way in ways:
-            values = [q[name] for q in quantiles[way]]
-            cells += [f"{full[way][0][name]:.4f}", f"{np.percentile(values, 5):.4f}-{np.percentile(values, 95):.4f}"]
+            values = [q.get(name, np.nan) for q in quantiles[way]]
+            cells += [f"{full[way][0].get(name, np.nan):.4f}",
+                      f"{np.nanpercentile(values, 5):.4f}-{np.nanpercentile(values, 95):.4f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

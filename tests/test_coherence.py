@@ -10,12 +10,14 @@ from support import TOP
 from synthtrials.agents.critic import check_trials, feedback
 from synthtrials.tools.knowledge.calibration import (
     FLOOR_QUANTILE,
+    Calibration,
     _rejected,
     allocate_budget,
     allocate_thresholds,
     at_level,
     calibrate,
     cross_fitted_rejection,
+    over_budget,
     spoiled_grounding_trials,
 )
 from synthtrials.tools.knowledge.checks import CriticThresholds, check_domain
@@ -77,6 +79,23 @@ def test_the_bagged_allocation_keeps_its_budget_on_new_trials_and_spends_it_on_t
     assert thresholds["useful"] == pytest.approx(np.nanquantile(real["useful"], quantiles["useful"]))
     assert _rejected(draw(50_000), thresholds).mean() <= 0.055  # real trials it never saw
     assert _rejected(spoiled["kind"], thresholds).mean() > 0.3
+
+
+def test_a_score_of_few_trials_keeps_a_threshold_and_a_store_too_small_says_it_misses_the_budget():
+    rng = np.random.default_rng(5)
+    rows = 40  # 14 scores: even at their loosest they reject about 14 trials in 32 out of fold
+    sparse = np.full(rows, np.nan)
+    sparse[:2] = rng.normal(size=2)  # applies to two trials: absent from most resamples
+    real = {"sparse": sparse, **{f"s{i}": rng.normal(size=rows) for i in range(13)}}
+    spoiled = {"kind": {name: rng.normal(-1.0, 1.0, size=rows) for name in real}}
+    quantiles, thresholds, rate, cross_fitted = allocate_budget(real, spoiled, {"kind": np.arange(rows)}, 0.05,
+                                                                resamples=5)
+    assert set(quantiles) == set(real) and "sparse" in thresholds
+    assert rate == 0.0 and cross_fitted > 0.05  # the loosest thresholds, and the miss recorded
+    calibration = Calibration(key="k", splits=["train"], trials=rows, quantile=FLOOR_QUANTILE, max_real_rejection=0.05,
+                              thresholds=thresholds, rejection_rates={}, real_rejection=rate,
+                              cross_fitted_rejection=cross_fitted, scored={})
+    assert "too few" in over_budget(calibration) and "ingest more grounding trials" in over_budget(calibration)
 
 
 def test_the_coherence_model_is_leave_one_out_and_refuses_too_few_trials():

@@ -94,6 +94,10 @@ def _print_calibration(calibration: dict) -> None:
                   + (f" ({cross_fitted:.1%} cross-fitted: on trials the thresholds were not read from; "
                      f"budget {calibration['max_real_rejection']:.0%})" if cross_fitted is not None else ""),
                   soft_wrap=True)
+    if cross_fitted is not None and cross_fitted > calibration["max_real_rejection"]:
+        from synthtrials.tools.knowledge.calibration import Calibration, over_budget
+
+        console.print(over_budget(Calibration.model_validate(calibration)), soft_wrap=True)
     if calibration.get("spoiled_caught"):
         console.print("spoiled grounding trials caught: " + ", ".join(
             f"{kind} {rate:.0%}" for kind, rate in calibration["spoiled_caught"].items()), soft_wrap=True)

@@ -16,7 +16,9 @@ three steps (`allocate_budget`):
   leave, and on trials it did not see rejected 6% for 5% (benchmarks/bench_calibration_stability.py);
 - those quantiles' raises above the floor scaled together, as far as the joint rejection
   cross-fitted over `CROSS_FIT_FOLDS` folds (each fold judged by thresholds read from the others)
-  stays within the budget (`cross_fitted_level`; the floors too, on a store too small for them).
+  stays within the budget (`cross_fitted_level`; the floors too, on a store too small for them,
+  down to each score's lowest real value: a store of fewer than a few hundred grounding trials may
+  not keep the budget even there, and its calibration records and says so).
   On the grounding trials themselves the checks then reject a little less.
 No trial outside the grounding split is read. The result is saved with
 the store under a key that hashes what it depends on (the grounding trials, the embedding model,
@@ -242,6 +244,7 @@ def bagged_quantiles(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, n
     none). One allocation spends the budget where the trials it sees happen to leave gaps between
     real and spoiled scores; the median over resamples keeps the shares that recur."""
     rows = len(next(iter(real.values())))
+    names = [n for n, v in real.items() if np.isfinite(v).any()]
     rng = np.random.default_rng(seed)
     allocations = []
     for _ in range(resamples):
@@ -250,7 +253,8 @@ def bagged_quantiles(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, n
         allocations.append(allocate_thresholds({n: v[drawn] for n, v in real.items()},
                                                {kind: {n: v[copies[kind]] for n, v in scores.items()}
                                                 for kind, scores in spoiled.items()}, max_real_rejection)[0])
-    return {n: float(np.median([a[n] for a in allocations])) for n in allocations[0]}
+    # a score that applies to few trials may be absent from a resample: it stays at the floor there
+    return {n: float(np.median([a.get(n, FLOOR_QUANTILE) for a in allocations])) for n in names}
 
 
 def cross_fitted_rejection(real: dict[str, np.ndarray], quantiles: dict[str, float],
@@ -279,7 +283,11 @@ def at_level(shares: dict[str, float], level: float, floor: float = FLOOR_QUANTI
 def cross_fitted_level(real: dict[str, np.ndarray], shares: dict[str, float],
                        max_real_rejection: float = 0.05, highest: float = MAX_LEVEL) -> float:
     """The highest level of `shares` (`at_level`, to 1e-3 by bisection, at most `highest`) whose
-    cross-fitted joint real rejection stays within `max_real_rejection`."""
+    cross-fitted joint real rejection stays within `max_real_rejection`; 0 (each threshold at the
+    score's lowest real value) where none does: a store with too few grounding trials for its
+    scores (each still rejects about one trial in as many as it was read from, so 13 scores need a
+    few hundred trials). The calibration then records a cross-fitted rejection above the budget, and
+    `load_or_calibrate` says so."""
     low, high = 0.0, highest
     while high - low > 1e-3:
         middle = (low + high) / 2
@@ -330,6 +338,14 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
                        spoiled_caught={k: round(float(_rejected(v, thresholds).mean()), 4) for k, v in spoiled.items()})
 
 
+def over_budget(calibration: Calibration) -> str:
+    """The warning for a calibration that cannot keep its budget on trials it did not see."""
+    return (f"warning: {calibration.trials} real {'/'.join(calibration.splits)} trials are too few for the critic's "
+            f"{len(calibration.thresholds)} calibrated checks to keep their budget: even at their loosest they "
+            f"reject {calibration.cross_fitted_rejection:.1%} of real trials they were not read from (budget "
+            f"{calibration.max_real_rejection:.0%}); ingest more grounding trials")
+
+
 def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None,
                     sample: list[str] | None = None) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials: their sections embedded once and cached
@@ -353,4 +369,6 @@ def load_or_calibrate(store: TrialStore, splits: list[str], knowledge: DomainKno
     knowledge = knowledge or build_knowledge(store, splits, progress, sample)
     calibration = calibrate(knowledge, key, splits, progress=progress)
     store.save_calibration(key, calibration.model_dump())
+    if say and (calibration.cross_fitted_rejection or 0.0) > calibration.max_real_rejection:
+        say(over_budget(calibration))
     return calibration
