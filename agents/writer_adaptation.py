@@ -33,7 +33,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence

@@ -45,12 +45,11 @@ def main() -> None:
 
     from synthtrials.tools.knowledge.calibration import (
         _rejected,
-        _spoiled_rows,
         allocate_budget,
         allocate_thresholds,
         build_knowledge,
-        score_matrix,
-        spoiled_grounding_trials,
+        calibration_scores,
+        resampled,
     )
     from synthtrials.tools.store.protocol import default_grounding_splits
     from synthtrials.tools.store.trial_store import open_store
@@ -58,24 +57,13 @@ def main() -> None:
     store = open_store(args.store, create=False)
     knowledge = build_knowledge(store, default_grounding_splits(store))
     start = time.perf_counter()
-    real = score_matrix(knowledge)
-    spoiled_trials = spoiled_grounding_trials(knowledge)
-    knowledge.embed_with_sections([t for trials in spoiled_trials.values() for t in trials])
-    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
-    copy_of = _spoiled_rows([t.nct_id for t in knowledge.trials], spoiled_trials)
+    real, spoiled, copy_of = calibration_scores(knowledge)
     print(f"scored {len(knowledge.trials)} grounding trials and "
-          f"{sum(len(t) for t in spoiled_trials.values())} spoiled copies in {time.perf_counter() - start:.0f} s")
+          f"{sum(len(next(iter(s.values()))) for s in spoiled.values())} spoiled copies in {time.perf_counter() - start:.0f} s")
 
     def subset(rows: np.ndarray) -> tuple[Scores, dict[str, Scores], dict[str, np.ndarray]]:
         """The real trials `rows` (repeats allowed), their spoiled copies, and where each one's copy is."""
-        sub_spoiled, sub_copy_of = {}, {}
-        for kind, scores in spoiled.items():
-            copies = copy_of[kind][rows]
-            present = copies[copies >= 0]
-            sub_spoiled[kind] = {name: values[present] for name, values in scores.items()}
-            position = np.cumsum(copies >= 0) - 1
-            sub_copy_of[kind] = np.where(copies >= 0, position, -1)
-        return {name: values[rows] for name, values in real.items()}, sub_spoiled, sub_copy_of
+        return resampled(real, spoiled, copy_of, rows)
 
     ways: dict[str, Callable[[Scores, dict[str, Scores], dict[str, np.ndarray]], tuple[dict, dict]]] = {
         "greedy (version 4)": lambda r, s, c: allocate_thresholds(r, s)[:2],

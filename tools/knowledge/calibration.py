@@ -235,24 +235,34 @@ def _thresholds_at(real: dict[str, np.ndarray], quantiles: dict[str, float]) -> 
     return {n: float(np.nanquantile(real[n], min(q, 1.0))) for n, q in quantiles.items() if np.isfinite(real[n]).any()}
 
 
+def resampled(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np.ndarray]],
+              spoiled_of: dict[str, np.ndarray], rows: np.ndarray
+              ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The real trials `rows` (repeats allowed), with their spoiled copies (`spoiled_of[kind][row]`:
+    the row of a real trial's copy of that kind, -1 where it has none), and where each drawn trial's
+    copy now is."""
+    sub_spoiled, sub_spoiled_of = {}, {}
+    for kind, scores in spoiled.items():
+        copies = spoiled_of[kind][rows]
+        sub_spoiled[kind] = {name: values[copies[copies >= 0]] for name, values in scores.items()}
+        sub_spoiled_of[kind] = np.where(copies >= 0, np.cumsum(copies >= 0) - 1, -1)
+    return {name: values[rows] for name, values in real.items()}, sub_spoiled, sub_spoiled_of
+
+
 def bagged_quantiles(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np.ndarray]],
                      spoiled_of: dict[str, np.ndarray], max_real_rejection: float = 0.05,
                      resamples: int = BAG_RESAMPLES, seed: int = ALLOCATION_SEED) -> dict[str, float]:
     """Each score's median quantile over the greedy allocations (`allocate_thresholds`) of
     `resamples` bootstrap resamples of the grounding trials, each trial drawn with its spoiled
-    copies (`spoiled_of[kind][row]`: the row of the real trial's copy of that kind, -1 where it has
-    none). One allocation spends the budget where the trials it sees happen to leave gaps between
-    real and spoiled scores; the median over resamples keeps the shares that recur."""
+    copies (`resampled`). One allocation spends the budget where the trials it sees happen to leave
+    gaps between real and spoiled scores; the median over resamples keeps the shares that recur."""
     rows = len(next(iter(real.values())))
     names = [n for n, v in real.items() if np.isfinite(v).any()]
     rng = np.random.default_rng(seed)
     allocations = []
     for _ in range(resamples):
-        drawn = rng.integers(0, rows, rows)
-        copies = {kind: spoiled_of[kind][drawn][spoiled_of[kind][drawn] >= 0] for kind in spoiled}
-        allocations.append(allocate_thresholds({n: v[drawn] for n, v in real.items()},
-                                               {kind: {n: v[copies[kind]] for n, v in scores.items()}
-                                                for kind, scores in spoiled.items()}, max_real_rejection)[0])
+        drawn_real, drawn_spoiled, _ = resampled(real, spoiled, spoiled_of, rng.integers(0, rows, rows))
+        allocations.append(allocate_thresholds(drawn_real, drawn_spoiled, max_real_rejection)[0])
     # a score that applies to few trials may be absent from a resample: it stays at the floor there
     return {n: float(np.median([a.get(n, FLOOR_QUANTILE) for a in allocations])) for n in names}
 
@@ -310,9 +320,20 @@ def allocate_budget(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np
             cross_fitted_rejection(real, quantiles))
 
 
-def _spoiled_rows(ids: list[str], spoiled_trials: dict[str, list[Trial]]) -> dict[str, np.ndarray]:
+def calibration_scores(knowledge: DomainKnowledge, progress: ProgressFn | None = None
+                       ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """What the budget is allocated on: every grounding trial's leave-one-out scores, those of its
+    spoiled copies by kind (`spoiled_grounding_trials`), and for each kind the row of each grounding
+    trial's copy (-1 where it has none)."""
+    scores = score_matrix(knowledge, progress)
+    spoiled_trials = spoiled_grounding_trials(knowledge)
+    # their new sections (fragments) embedded in one call, not trial by trial as they are scored
+    knowledge.embed_with_sections([trial for trials in spoiled_trials.values() for trial in trials])
+    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
     rows_of = {kind: {t.nct_id: row for row, t in enumerate(trials)} for kind, trials in spoiled_trials.items()}
-    return {kind: np.asarray([rows.get(i, -1) for i in ids], dtype=int) for kind, rows in rows_of.items()}
+    spoiled_of = {kind: np.asarray([rows.get(t.nct_id, -1) for t in knowledge.trials], dtype=int)
+                  for kind, rows in rows_of.items()}
+    return scores, spoiled, spoiled_of
 
 
 def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_rejection: float = 0.05,
@@ -321,13 +342,8 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
         raise ConfigError(f"only {len(knowledge.coherence)} real {'/'.join(splits)} trials have both conditions and "
                           f"eligibility criteria; the critic's coherence checks need at least {MIN_COHERENCE_TRIALS}: "
                           f"ingest more trials into that split (or name other splits with --ground-on)")
-    scores = score_matrix(knowledge, progress)
-    spoiled_trials = spoiled_grounding_trials(knowledge)
-    # their new sections (fragments) embedded in one call, not trial by trial as they are scored
-    knowledge.embed_with_sections([trial for trials in spoiled_trials.values() for trial in trials])
-    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
-    quantiles, thresholds, rate, cross_fitted = allocate_budget(
-        scores, spoiled, _spoiled_rows([t.nct_id for t in knowledge.trials], spoiled_trials), max_real_rejection)
+    scores, spoiled, spoiled_of = calibration_scores(knowledge, progress)
+    quantiles, thresholds, rate, cross_fitted = allocate_budget(scores, spoiled, spoiled_of, max_real_rejection)
     alone = {n: float((np.nan_to_num(scores[n], nan=np.inf) < t).mean()) for n, t in thresholds.items()}
     return Calibration(key=key, splits=splits, trials=len(knowledge.trials), quantile=FLOOR_QUANTILE,
                        quantiles={n: round(q, 5) for n, q in quantiles.items()},
