@@ -7,8 +7,9 @@ generation (`agents.writer.adapted_writer_messages`: the drug and the outcome, o
 trials of the same drug and label drawn as the retriever draws them, the trial itself excluded,
 and the evidence reasons computed without it) followed by that real trial in the writer's output
 format (`DraftSpec.answer_of`, the one real-to-writer conversion), the loss on the answer only.
-Prompt and answer fit a token budget (`PROMPT_TOKENS` + `ANSWER_TOKENS`), the same at generation;
-an answer over budget loses criteria from the end of its lists.
+Prompt and answer fit a token budget (`PROMPT_TOKENS` + `ANSWER_TOKENS`, or with `answer_tokens="auto"` the
+grounding answers' 95th percentile: `answer_budget`), the same at generation; an answer over budget loses criteria
+from the end of its lists.
 
 The adapter folder holds the PEFT adapter (`peft/`), a llama.cpp LoRA adapter in GGUF when the
 base is a GGUF model (`adapter.gguf`, `tools.llm.lora_gguf`), and `adapter.json` (`AdapterInfo`: base
@@ -40,6 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field
 from synthtrials.agents.prompting import prompt_version
@@ -79,6 +81,7 @@ from synthtrials.tools.store.protocol import (
 from synthtrials.tools.store.trial_store import open_store
 
 CHECKPOINT_DIR = "checkpoint"
+CONTEXT_MARGIN = 128  # tokens of the context kept beside prompt and answer (chat markup, the end token)
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_DROPOUT = 0.0  # was 0.05: its masks took 14% of a step, and in one epoch (the default) no example is
 # seen twice, so there is nothing for dropout to keep the adapter from memorising by repetition
@@ -87,6 +90,7 @@ SAMPLER = "length_grouped"  # recorded in checkpoints; one without it was planne
 Progress = Callable[[int, int, float, float], None]  # step, steps, loss, tokens per second
 Precision = Literal["auto", "bf16", "fp32"]
 Encoded = tuple[list[int], list[int]]  # token ids, labels (-100 where not scored)
+ANSWER_PERCENTILE = 95  # `answer_tokens="auto"`: the budget that holds this share of grounding answers whole
 
 
 class AdaptOptions(BaseModel):
@@ -108,7 +112,9 @@ class AdaptOptions(BaseModel):
     examples: int = Field(2, ge=0, le=3, description="real examples in each prompt")
     seed: int = 0
     prompt_tokens: int = PROMPT_TOKENS
-    answer_tokens: int = ANSWER_TOKENS
+    answer_tokens: int | Literal["auto"] = Field(ANSWER_TOKENS, description="answer budget in tokens; auto: the "
+                                                 f"grounding answers' {ANSWER_PERCENTILE}th percentile, within the "
+                                                 "base's context (`answer_budget`)")
     save_every: int = Field(25, ge=1, description="steps between checkpoints")
     precision: Precision = Field("auto", description="matrix products in bf16 (autocast) or fp32; auto: bf16 "
                                  "where the hardware has bf16 units (AMX / AVX512-BF16 CPUs, CUDA)")
@@ -152,10 +158,35 @@ def fit_answer(answer: dict[str, Any], count: Callable[[str], int], budget: int,
     return text
 
 
+def writer_answer(trial: Trial, spec: DraftSpec) -> dict[str, Any] | None:
+    """A grounding trial as the adapted writer is trained to answer: `answer_of` with the drug's normalised name
+    (the writer's schema pins it); None for a trial without a drug or a field the spec writes."""
+    drugs = trial_drugs(trial)
+    answer = spec.answer_of(trial) if drugs else None
+    if answer is not None:
+        answer["interventions"][0]["name"] = drugs[0]
+    return answer
+
+
+def answer_budget(trials: Sequence[Trial], spec: DraftSpec, count: Callable[[str], int], ceiling: int,
+                  percentile: float = ANSWER_PERCENTILE) -> int:
+    """The smallest answer budget that holds `percentile`% of the trials' answers whole (issue 18's shape parity: an answer
+    cut to a smaller budget loses criteria), at most `ceiling` (what the base's context leaves the answer)."""
+    tokens = [count(json.dumps(a, ensure_ascii=False)) for a in (writer_answer(t, spec) for t in trials) if a is not None]
+    if not tokens:
+        raise ConfigError("no grounding trial can be written in the writer's format: no answer budget to measure")
+    return min(ceiling, int(np.percentile(tokens, percentile, method="inverted_cdf")))
+
+
 def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, count: Callable[[str], int],
-                      options: AdaptOptions, sample: list[str] | None = None) -> list[TrainingExample]:
+                      options: AdaptOptions, sample: list[str] | None = None,
+                      budget: int | None = None) -> list[TrainingExample]:
     """One example per grounding trial (or `max_trials` of them): the adapted writer's prompt for
-    the trial's drug and label, with examples and reasons that never include the trial itself."""
+    the trial's drug and label, with examples and reasons that never include the trial itself; each answer
+    within `budget` tokens (None: `options.answer_tokens`, which must then be a number)."""
+    if budget is None:
+        assert isinstance(options.answer_tokens, int), "resolve answer_tokens='auto' with answer_budget first"
+        budget = options.answer_tokens
     grounding = grounding_filter(splits, sample)
     trials = store.filter(grounding)
     stream(options.seed, "adapt").shuffle(trials)
@@ -171,11 +202,10 @@ def training_examples(store: TrialStore, splits: list[str], spec: DraftSpec, cou
     for trial in trials:
         drug = trial_drugs(trial)[0]
         label = int(trial.label)  # type: ignore[arg-type]
-        answer = spec.answer_of(trial)
+        answer = writer_answer(trial, spec)
         if answer is None:
             continue
-        answer["interventions"][0]["name"] = drug  # the writer's schema pins the drug's normalised name
-        text = fit_answer(answer, count, options.answer_tokens, spec)
+        text = fit_answer(answer, count, budget, spec)
         if text is None:
             continue
         if drug not in by_drug:
@@ -442,8 +472,14 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    budget = options.answer_tokens
+    if budget == "auto":
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        budget = answer_budget(store.filter(grounding_filter(splits, sample)), spec, count,
+                               ceiling=context - options.prompt_tokens - CONTEXT_MARGIN)
+        say(f"answer budget: {budget} tokens (the {ANSWER_PERCENTILE}th percentile of the grounding answers)")
     with torch_threads(1):
-        examples = training_examples(store, splits, spec, count, options, sample)
+        examples = training_examples(store, splits, spec, count, options, sample, budget)
     if not examples:
         raise ConfigError(f"{options.store}: no grounding trial can be written in the writer's format")
     encoded = [encode(e, tokenizer) for e in examples]
@@ -503,7 +539,8 @@ def adapt(options: AdaptOptions, progress: Progress | None = None,
                 break
     complete = not stopped
     trained_on = sorted({examples[i].nct_id for batch in planned[:state["step"]] for i in batch})
-    info = _write_adapter(model, options, out, spec, splits, base_path, base_hash, trained_on, state, steps, complete)
+    info = _write_adapter(model, options, out, spec, splits, base_path, base_hash, trained_on, state, steps, complete,
+                          budget)
     if complete:
         shutil.rmtree(checkpoint, ignore_errors=True)
     store.close()
@@ -530,7 +567,8 @@ def _save_checkpoint(model, optimizer, scheduler, folder: Path, options: AdaptOp
 
 
 def _write_adapter(model, options: AdaptOptions, out: Path, spec: DraftSpec, splits: list[str], base_path: str,
-                   base_hash: str, trained_on: list[str], state: dict, steps: int, complete: bool) -> AdapterInfo:
+                   base_hash: str, trained_on: list[str], state: dict, steps: int, complete: bool,
+                   answer_tokens: int) -> AdapterInfo:
     from synthtrials.tools.llm.lora_gguf import export_lora_gguf
 
     tmp = out / (PEFT_DIR + ".tmp")
@@ -544,7 +582,8 @@ def _write_adapter(model, options: AdaptOptions, out: Path, spec: DraftSpec, spl
     info = AdapterInfo(
         base=options.base, base_path=base_path, base_sha256=base_hash, gguf=gguf, store=str(options.store),
         splits=splits, trained_on=trained_on, draft=spec,
-        prompt_template=prompt_version("writer_adapted"), options=options.fingerprint(), steps=state["step"],
+        prompt_template=prompt_version("writer_adapted"), options=options.fingerprint(), answer_tokens=answer_tokens,
+        steps=state["step"],
         steps_planned=steps, tokens=state["tokens"], loss=state["loss"], seconds=round(state["seconds"], 1),
         tokens_per_second=round(state["tokens"] / max(state["seconds"], 1e-9), 1), complete=complete)
     write_text_atomic(out / ADAPTER_FILE, info.model_dump_json(indent=1) + "\n")

@@ -398,9 +398,10 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     budget it was trained for, its grammar mode; the reasoner and critic keep the base model."""
     if not generation.writer_adapter:
         return None
-    trained = read_adapter(generation.writer_adapter).options  # the budgets it was adapted with
+    info = read_adapter(generation.writer_adapter)
+    trained = info.options  # the budgets it was adapted with
     prompt_tokens = int(trained.get("prompt_tokens") or PROMPT_TOKENS)
-    answer_tokens = int(trained.get("answer_tokens") or ANSWER_TOKENS)
+    answer_tokens = info.answer_tokens or int(trained.get("answer_tokens") or ANSWER_TOKENS)
     sampling = {"repeat_penalty": 1.0, "dry_multiplier": WRITER_DRY_MULTIPLIER} if generation.writer_dry() else {}
     return LLMClient(generation.llm.model_copy(update={
         "adapter": generation.writer_adapter, "max_tokens": answer_tokens + 64,

@@ -239,3 +239,28 @@ def test_a_run_stopped_by_its_budget_resumes_as_if_never_stopped(small_store, ti
     a = load_file(str(tmp_path / "whole" / "peft" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "stopped" / "peft" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]).max() < 1e-5 for k in a)
+
+
+def test_an_auto_answer_budget_is_measured_recorded_and_followed_at_generation(small_store, tiny_base, tmp_path):
+    """`answer_tokens="auto"`: the budget is the grounding answers' 95th percentile within what the base's
+    context leaves (this base: 1,024 positions), recorded in adapter.json, and the writer's client decodes to it;
+    the same options again find the adapter done."""
+    from synthtrials.graphs.config import GenerationConfig
+    from synthtrials.graphs.runner import adapted_writer_client
+    from synthtrials.tools.llm.adapter_folder import read_adapter
+    from synthtrials.tools.llm.client import LLMConfig
+
+    said: list[str] = []
+    options = wa.AdaptOptions(store=str(small_store), out=tmp_path / "auto", base=str(tiny_base), max_trials=4,
+                              batch_size=4, rank=2, answer_tokens="auto")
+    info = wa.adapt(options, say=said.append)
+    ceiling = 1024 - options.prompt_tokens - wa.CONTEXT_MARGIN
+    assert info.options["answer_tokens"] == "auto" and 384 < info.answer_tokens <= ceiling
+    assert any(f"answer budget: {info.answer_tokens} tokens" in s for s in said)
+    assert read_adapter(str(tmp_path / "auto")).answer_tokens == info.answer_tokens
+    llm = LLMConfig(backend="transformers", model_path=str(tiny_base))
+    client = adapted_writer_client(GenerationConfig(llm=llm, writer_adapter=str(tmp_path / "auto")))
+    assert client is not None and client.config.max_tokens == info.answer_tokens + 64
+    again: list[str] = []
+    wa.adapt(options, say=again.append)
+    assert any("already holds this adapter" in s for s in again)

@@ -43,3 +43,38 @@ def test_generate_refuses_an_adapter_of_another_base(phase1_store_path, tmp_path
     missing = cli("generate", "--store", str(phase1_store_path), "--n", "2", "--out", str(out), "--adapter",
                       str(adapter))
     assert missing.returncode == 2 and "not an adapter folder" in missing.stderr
+
+
+def test_adapt_refuses_an_answer_budget_that_is_not_a_number_or_auto(phase1_store_path, tmp_path):
+    for value in ("many", "0", "-5"):
+        result = cli("adapt", "--store", str(phase1_store_path), "--out", str(tmp_path / "a"), "--answer-tokens", value)
+        assert result.returncode == 2 and f"--answer-tokens {value}: give a positive number of tokens or auto" in result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "a").exists()
+
+
+def test_the_auto_answer_budget_holds_95_percent_of_the_grounding_answers_whole(phase1_store_path,
+                                                                              smollm2_transformers):
+    """`answer_tokens="auto"` (issue 18, shape parity): the smallest budget that holds 95% of the real grounding
+    answers whole, in the base's own tokens, and never more than the context leaves."""
+    import json
+
+    import numpy as np
+    from synthtrials.agents.writer_adaptation import answer_budget, writer_answer
+    from synthtrials.graphs.resolve import settle_draft
+    from synthtrials.tools.store.protocol import grounding_filter
+    from synthtrials.tools.store.trial_store import open_store
+
+    tokenizer = smollm2_transformers[0]
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    store = open_store(str(phase1_store_path), create=False)
+    trials = store.filter(grounding_filter(["train"]))
+    spec = settle_draft(store, ["train"], None)
+    tokens = np.array([count(json.dumps(a, ensure_ascii=False)) for a in (writer_answer(t, spec) for t in trials) if a])
+    budget = answer_budget(trials, spec, count, ceiling=10_000)
+    assert (tokens <= budget).mean() >= 0.95 > (tokens <= budget - 1).mean()
+    assert budget > 384  # real answers are longer than the fixed default keeps whole (RESULTS: 1,342 on TOP phase I)
+    assert answer_budget(trials, spec, count, ceiling=700) == 700
+    store.close()

@@ -101,6 +101,16 @@ def test_server_answers_on_loopback_in_parallel_and_stops():
         socket.create_connection((HOST, server.port), timeout=2).close()
 
 
+def test_a_call_may_take_what_its_answer_budget_needs_with_every_slot_busy():
+    """A 1,406-token answer decodes at 9-11 tokens/s per slot with 16 busy slots on 2 cores: a fixed 120 s timeout
+    abandoned and resent such calls until the run stopped. The timeout covers the budget at the slowest rate."""
+    from synthtrials.tools.llm.backends.llamacpp_server import SLOWEST_SLOT_TOKENS_PER_S, call_timeout
+
+    long = LLMConfig(backend="llamacpp-server", max_tokens=1406)
+    assert call_timeout(long) >= 1406 / SLOWEST_SLOT_TOKENS_PER_S > long.timeout_s
+    assert call_timeout(LLMConfig(backend="llamacpp-server", max_tokens=60, timeout_s=300)) == 300
+
+
 def test_a_call_to_a_server_the_run_stopped_is_refused_at_once_not_retried():
     """The OpenAI SDK retries a refused connection 4 times, 0.5-4 s apart: a run's stopped draws spent
     6 s there. A server synthtrials stopped answers from its client's transport, with a 400 (which the
@@ -115,6 +125,9 @@ def test_a_call_to_a_server_the_run_stopped_is_refused_at_once_not_retried():
     original = transport.handle_request
     transport.handle_request = lambda request: sent.append(str(request.url)) or original(request)
     assert _ask(client).value.drug == "metformin" and len(sent) == 1  # served while it runs
+    from synthtrials.tools.llm.backends.llamacpp_server import call_timeout
+
+    assert client.model.request_timeout == call_timeout(client.config)  # the timeout the client was built with
     stop_servers()
     assert server.stopped.is_set() and not server.alive()
     with pytest.raises(openai.BadRequestError) as refused:  # the SDK's own call: no retry, no connection

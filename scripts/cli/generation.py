@@ -60,7 +60,7 @@ def generate(
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
     max_retries: Annotated[Optional[int], typer.Option(help="Retries per call: 429/5xx/timeouts, with backoff (default 4).", rich_help_panel=MODEL_PANEL)] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds per model call (default 120).", rich_help_panel=MODEL_PANEL)] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds per model call (default 120; llamacpp-server: at least 30 s + the answer budget at 4 tokens/s, what a busy slot may need).", rich_help_panel=MODEL_PANEL)] = None,
     price_prompt: Annotated[Optional[float], typer.Option(help="USD per million prompt tokens (cost accounting).", rich_help_panel=MODEL_PANEL)] = None,
     price_completion: Annotated[Optional[float], typer.Option(help="USD per million completion tokens.", rich_help_panel=MODEL_PANEL)] = None,
     ground_on: Annotated[Optional[list[str]], typer.Option(help="Splits generation may read (default: train when the store has one, else pool); valid/test only when named.", rich_help_panel="Grounding")] = None,
@@ -141,6 +141,15 @@ def generate(
                       "re-run the same command to continue[/]")
 
 
+def _answer_budget(value: str | None) -> int | str | None:
+    """--answer-tokens: a positive number of tokens or `auto`."""
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--answer-tokens {value}: give a positive number of tokens or auto")
+    return int(value)
+
+
 @app.command()
 @one_line_errors
 def adapt(
@@ -154,7 +163,7 @@ def adapt(
     minutes: Annotated[Optional[float], typer.Option(help="Stop at the first step boundary after this long (re-run to continue).")] = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default 16).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
-    answer_tokens: Annotated[Optional[int], typer.Option(help="Answer budget in tokens, the same at generation (default 384; TOP phase I train answers: median 544, 95th percentile 1,342: see benchmarks/RESULTS.md).")] = None,
+    answer_tokens: Annotated[Optional[str], typer.Option(help="Answer budget in tokens, the same at generation (default 384), or auto: the grounding answers' 95th percentile (TOP phase I train: 1,342; median 544: see benchmarks/RESULTS.md).")] = None,
 ) -> None:
     """Adapt the writer (LoRA) to the real trials of the grounding splits, for offline generation."""
     from pydantic import ValidationError
@@ -165,7 +174,7 @@ def adapt(
 
     given = {"ground_on": [check_split(s) for s in ground_on] if ground_on else None, "base": base,
              "max_trials": max_trials, "epochs": epochs, "minutes": minutes, "rank": rank, "seed": seed,
-             "answer_tokens": answer_tokens, "ground_sample": ground_sample}
+             "answer_tokens": _answer_budget(answer_tokens), "ground_sample": ground_sample}
     try:
         options = AdaptOptions(store=store, out=out, **{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:

@@ -32,6 +32,8 @@ class AdapterInfo(BaseModel):
     draft: DraftSpec
     prompt_template: str
     options: dict[str, Any]
+    answer_tokens: int | None = Field(None, description="the answer budget trained with (options.answer_tokens "
+                                      "resolved: `auto` is measured on the grounding answers); None in older adapters")
     steps: int
     steps_planned: int
     tokens: int

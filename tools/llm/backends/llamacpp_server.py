@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 
+#: the slowest a slot of the local server is expected to decode, all slots busy (2 cores, 16 slots: 9-11 tokens/s
+#: measured, benchmarks/RESULTS.md); a call's timeout covers its whole answer budget at this rate
+SLOWEST_SLOT_TOKENS_PER_S = 4.0
+
+
+def call_timeout(config: LLMConfig) -> float:
+    """Seconds one call may take: `timeout_s`, or longer where the answer budget needs it. With every slot busy a
+    1,400-token answer takes 150 s on 2 cores; a 120 s timeout made the client abandon and resend it until the run
+    stopped (an adapter with `--answer-tokens auto` and DRY sampling, 2026-12-05)."""
+    return max(config.timeout_s, 30.0 + config.max_tokens / SLOWEST_SLOT_TOKENS_PER_S)
+
+
 class LlamaCppServerBackend(ChatBackend):
     structured = "json_object_schema"
     in_process = False
@@ -48,7 +60,7 @@ class LlamaCppServerBackend(ChatBackend):
                                   log_dir=config.server_log_dir))
         return ChatLlamaServer(
             model=Path(weights).name, base_url=server.url, api_key="not-needed", temperature=config.temperature,
-            max_tokens=config.max_tokens, timeout=config.timeout_s, max_retries=config.max_retries, cache=cache,
+            max_tokens=config.max_tokens, timeout=call_timeout(config), max_retries=config.max_retries, cache=cache,
             http_client=server.http_client(), vocab_path=base, adapter_sha256=adapter_hash, extra_body={
                 **IN_PROCESS_SAMPLING, "repeat_penalty": config.repeat_penalty,
                 **({"dry_multiplier": config.dry_multiplier} if config.dry_multiplier else {})})
