@@ -118,11 +118,14 @@ def adapted_writer_messages(intervention: str, label: int, examples: list[str], 
 
 
 def writer_json_schema(spec: DraftSpec, intervention: str,
-                       vocabulary: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                       vocabulary: dict[str, list[str]] | None = None,
+                       criteria: tuple[int, int] | None = None) -> dict[str, Any]:
     """The draft schema of `spec` with the first intervention fixed to `intervention` (a drug).
 
     With a `vocabulary`, conditions and phase are restricted to those of the intervention's real
-    trials and enrollment to 1-999: what keeps a 135M-parameter model's records plausible.
+    trials and enrollment to 1-999: what keeps a 135M-parameter model's records plausible. With
+    `criteria` (numbers of inclusion and exclusion criteria: an anchor's), each list must have exactly
+    that many items, within the spec's bounds (`criteria_counts`).
     """
     schema = copy.deepcopy(spec.json_schema())
     properties = schema["properties"]
@@ -139,24 +142,37 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
     properties["interventions"] = {
         "type": "array", "prefixItems": [{"type": "object", "properties": pinned, "required": list(pinned)}],
         "items": {"$ref": "#/$defs/InterventionDraft"}, "minItems": 1, "maxItems": spec.bounds.interventions}
+    if criteria is not None and "eligibility" in spec.fields:
+        for key, count in zip(("inclusion_criteria", "exclusion_criteria"), criteria_counts(spec, criteria)):
+            properties[key].update(minItems=count, maxItems=count)
     return schema
+
+
+def criteria_counts(spec: DraftSpec, criteria: tuple[int, int]) -> tuple[int, int]:
+    """(inclusion, exclusion) `criteria` counts within the spec's bounds: at least its minimum per list (a
+    draft has an inclusion criterion), at most its `criteria` items."""
+    bounds = spec.bounds
+    inclusion, exclusion = criteria
+    return (min(max(inclusion, bounds.min_inclusion), bounds.criteria),
+            min(max(exclusion, bounds.min_exclusion), bounds.criteria))
 
 
 def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, examples: list[str],
                 reasons: list[str], feedback: list[str], *, seed: int = 0, variant: int = 0, temperature: float | None = None,
                 conditions: list[str] | None = None, phase: str | None = None,
-                vocabulary: dict[str, list[str]] | None = None,
+                vocabulary: dict[str, list[str]] | None = None, criteria: tuple[int, int] | None = None,
                 adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
 
     `adapted`: the model was adapted to the grounding trials, and gets the compact prompt it was
-    trained on (`adapted_writer_messages`)."""
+    trained on (`adapted_writer_messages`). `criteria`: the numbers of inclusion and exclusion criteria
+    the schema asks for (`writer_json_schema`)."""
     if adapted:
         messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
     else:
         messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant, conditions, phase)
     result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
-                            json_schema=writer_json_schema(spec, intervention, vocabulary))
+                            json_schema=writer_json_schema(spec, intervention, vocabulary, criteria))
     return messages, result
 
 
@@ -184,6 +200,7 @@ def make_write_node(resources: Resources):
                                            phase=target.phase if target.anchor else None,
                                            temperature=cfg.writer_temperature,
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
+                                           criteria=target.criteria if cfg.writer_criteria == "anchor" else None,
                                            adapted=cfg.writer_adapter is not None)
         except StructuredOutputError as exc:
             return {"draft": None, "draft_error": str(exc), "log": timer.log(

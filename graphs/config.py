@@ -68,6 +68,14 @@ class GenerationConfig(BaseModel):
                                "repeated sequences only (llama.cpp's DRY, llamacpp-server): median 13.5 criteria, "
                                "but acceptance 58.5% against 84.4% and 6.3 accepted/min against 18.3 "
                                "(benchmarks/RESULTS.md, shape)")
+    writer_criteria: Literal["free", "anchor"] = Field(
+        "free", description="how many eligibility criteria the writer writes: as many as it likes (`free`; an adapted "
+                            "writer under the repetition penalty stops at a median of 4-5, real trials have 18), or "
+                            "exactly as many inclusion and exclusion criteria as the target's anchor (`anchor`, "
+                            "anchored plans: the grammar asks for them, within the draft's bounds); the answer budget "
+                            "must hold them (`adapt --answer-tokens auto`). Measured with the embedded writer: 16 "
+                            "criteria per trial (real 18), but acceptance 74.5% against 89.4% and TSTR 0.517 "
+                            "(benchmarks/RESULTS.md, the anchor's number of criteria)")
     label_fit: bool = Field(False, description="the critic also asks a TF-IDF classifier of the grounding trials "
                                                 "whether a draft fits its label (tools/knowledge/label_fit.py; off: "
                                                 "measured in benchmarks/RESULTS.md)")

@@ -49,6 +49,8 @@ class Anchor(BaseModel):
     label: Literal[0, 1]
     conditions: list[str] = Field(default_factory=list)
     phase: str | None = None
+    inclusion: int = Field(0, ge=0, description="its number of inclusion criteria")
+    exclusion: int = Field(0, ge=0, description="its number of exclusion criteria")
 
 
 def anchors_of(trials: list[Trial]) -> list[Anchor]:
@@ -59,7 +61,9 @@ def anchors_of(trials: list[Trial]) -> list[Anchor]:
         if trial.label in (0, 1) and drug and is_target(drug):
             out.append(Anchor(nct_id=trial.nct_id, drug=drug, label=trial.label,  # type: ignore[arg-type]
                               conditions=[c.strip()[:120] for c in trial.conditions if c.strip()][:10],
-                              phase=trial.phase.value if trial.phase is not None else None))
+                              phase=trial.phase.value if trial.phase is not None else None,
+                              inclusion=len(trial.eligibility.inclusion) if trial.eligibility else 0,
+                              exclusion=len(trial.eligibility.exclusion) if trial.eligibility else 0))
     return out
 
 
@@ -129,12 +133,12 @@ def stratified_order(labels: list[int], rng: random.Random) -> list[int]:
 def anchored_target(plan: SamplingPlan, index: int) -> Target:
     """Target i is grounding trial order_c[i mod n], order_c a seeded, label-stratified order per cycle c = i div n
     (`stratified_order`): every grounding trial once before any twice. It fixes the drug, label, conditions and
-    phase."""
+    phase, and carries the anchor's numbers of criteria (`--writer-criteria anchor` asks the writer for them)."""
     cycle, position = divmod(index, len(plan.anchors))
     order = stratified_order([a.label for a in plan.anchors], stream(plan.seed, "plan", "cycle", cycle))
     anchor = plan.anchors[order[position]]
     return Target(index=index, intervention=anchor.drug, label=anchor.label, anchor=anchor.nct_id,
-                  conditions=anchor.conditions, phase=anchor.phase)
+                  conditions=anchor.conditions, phase=anchor.phase, criteria=(anchor.inclusion, anchor.exclusion))
 
 
 @dataclass(frozen=True)

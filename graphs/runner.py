@@ -114,6 +114,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "generation.writer_sampling": "penalty",
     "generation.llm.repeat_penalty": 1.1,
     "generation.llm.dry_multiplier": 0.0,
+    "generation.writer_criteria": "free",
 }
 
 
@@ -429,6 +430,8 @@ def check_run_options(options: RunOptions) -> None:
     if options.n <= 0:
         raise ConfigError(f"--n must be positive, got {options.n}")
     generation = options.generation
+    if generation.writer_criteria == "anchor" and not PLAN_MODES[options.plan_mode].anchored:
+        raise ConfigError(f"--writer-criteria anchor needs an anchored plan (--plan anchored), not --plan {options.plan_mode}")
     if generation.writer_adapter:
         generation.writer_dry()  # a sampler the backend lacks is refused here, before anything is written
         llm = generation.llm

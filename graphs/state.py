@@ -22,6 +22,7 @@ class Target(BaseModel):
     anchor: str | None = None
     conditions: list[str] = Field(default_factory=list)
     phase: str | None = None
+    criteria: tuple[int, int] | None = Field(None, description="the anchor's numbers of inclusion and exclusion criteria")
 
 
 class Critique(BaseModel):

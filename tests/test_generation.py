@@ -180,7 +180,7 @@ def test_run_folder_with_another_config_is_refused(phase1_store_path, tmp_path):
 
 def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did(phase1_store_path, tmp_path):
     """A folder written before the sampler settings joined the fingerprint (writer_sampling,
-    repeat_penalty, dry_multiplier) resumes with their defaults, which sample as that version did;
+    repeat_penalty, dry_multiplier, writer_criteria) resumes with their defaults, which sample as that version did;
     it is still refused for a setting it recorded otherwise."""
     out = tmp_path / "run"
     record = out / "run.json"
@@ -191,6 +191,7 @@ def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did
         for fingerprint in (saved["fingerprint"], saved["settled"]):  # as the older version wrote them
             generation = fingerprint.get("generation", fingerprint)
             generation.pop("writer_sampling")
+            generation.pop("writer_criteria")
             generation["llm"].pop("repeat_penalty")
             generation["llm"].pop("dry_multiplier")
         record.write_text(json.dumps(saved))
@@ -215,7 +216,11 @@ def test_bad_generate_inputs(phase1_store_path, tmp_path):
         open_store(empty).close()
         no_trials = cli(*_generate_args(empty, tmp_path / "c", server))
         assert no_trials.returncode == 2 and "store is empty" in no_trials.stderr
-    for result in (zero, high_k, no_trials):
+        counts = cli(*_generate_args(phase1_store_path, tmp_path / "d", server,
+                                     extra=("--writer-criteria", "anchor", "--plan", "contrastive")))
+        assert counts.returncode == 2 and "--writer-criteria anchor needs an anchored plan" in counts.stderr
+        assert not (tmp_path / "d").exists()
+    for result in (zero, high_k, no_trials, counts):
         assert "Traceback" not in result.stderr
 
 

@@ -81,6 +81,30 @@ def test_writer_schema_pins_the_intervention(top_spec):
     assert all(o["items"][0]["properties"]["name"] == {"const": "aspirin"} for o in options)
 
 
+def test_writer_schema_asks_for_the_anchors_numbers_of_criteria_within_the_bounds(top_spec):
+    """`--writer-criteria anchor`: each eligibility list gets exactly the anchor's number of items, no fewer
+    than the spec's minimum (a draft has an inclusion criterion) and no more than its bound."""
+    bounds = top_spec.bounds
+    free = writer_json_schema(top_spec, "aspirin")["properties"]
+    assert "maxItems" not in free["inclusion_criteria"] or free["inclusion_criteria"]["maxItems"] == bounds.criteria
+    for asked, expected in (((7, 9), (7, 9)), ((0, 0), (bounds.min_inclusion, bounds.min_exclusion)),
+                            ((500, 3), (bounds.criteria, 3))):
+        properties = writer_json_schema(top_spec, "aspirin", criteria=asked)["properties"]
+        for key, count in zip(("inclusion_criteria", "exclusion_criteria"), expected):
+            assert (properties[key]["minItems"], properties[key]["maxItems"]) == (count, count)
+        grammar = grammar_schema(writer_json_schema(top_spec, "aspirin", criteria=asked))
+        assert grammar["properties"]["inclusion_criteria"]["minItems"] == expected[0]
+
+
+@pytest.mark.slow
+def test_the_embedded_model_writes_exactly_the_criteria_the_schema_asks_for(top_spec):
+    """The grammar holds SmolLM2 to the anchor's numbers of criteria."""
+    client = LLMClient(LLMConfig(max_tokens=600))
+    examples = [render_for_classifier(t)[:600] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
+    _, result = write_draft(client, top_spec, "metformin", 1, examples, [], [], seed=3, criteria=(3, 1))
+    assert (len(result.value.inclusion_criteria), len(result.value.exclusion_criteria)) == (3, 1)
+
+
 @pytest.fixture(scope="module")
 def small_window() -> LLMClient:
     """SmolLM2 in llama.cpp with a 512-token window and 128 answer tokens."""

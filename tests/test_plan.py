@@ -56,6 +56,8 @@ def test_anchored_plan_draws_every_grounding_trial_once_before_any_twice():
         assert (target.intervention, target.label) == (first_drug(real), real.label)
         assert target.conditions == [c.strip()[:120] for c in real.conditions if c.strip()][:10]
         assert target.phase == (real.phase.value if real.phase else None)
+        eligibility = real.eligibility
+        assert target.criteria == ((len(eligibility.inclusion), len(eligibility.exclusion)) if eligibility else (0, 0))
     assert Counter(t.label for t in first) == Counter(a.label for a in anchors)  # the real labels, not balanced
     assert [plan.target(i) for i in range(20)] == first[:20]  # resume draws the same targets
     with pytest.raises(ConfigError, match="no labelled trial with a drug to anchor on"):
