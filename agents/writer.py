@@ -25,7 +25,7 @@ from synthtrials.tools.llm.client import (
     StructuredOutputError,
     StructuredResult,
 )
-from synthtrials.tools.records.trial import Phase
+from synthtrials.tools.records.trial import Phase, trim_text
 from synthtrials.tools.records.writer_format import DraftSpec
 from synthtrials.tools.seeds import llm_seed
 
@@ -119,13 +119,16 @@ def adapted_writer_messages(intervention: str, label: int, examples: list[str], 
 
 def writer_json_schema(spec: DraftSpec, intervention: str,
                        vocabulary: dict[str, list[str]] | None = None,
-                       criteria: tuple[int, int] | None = None) -> dict[str, Any]:
+                       criteria: tuple[int, int] | None = None,
+                       conditions: list[str] | None = None, phase: str | None = None) -> dict[str, Any]:
     """The draft schema of `spec` with the first intervention fixed to `intervention` (a drug).
 
     With a `vocabulary`, conditions and phase are restricted to those of the intervention's real
     trials and enrollment to 1-999: what keeps a 135M-parameter model's records plausible. With
     `criteria` (numbers of inclusion and exclusion criteria: an anchor's), each list must have exactly
-    that many items, within the spec's bounds (`criteria_counts`).
+    that many items, within the spec's bounds (`criteria_counts`). With `conditions` and `phase` (an
+    anchor's), the draft's conditions are exactly those (`pinned_conditions`: in order, within the
+    spec's bounds) and its phase is that phase: the writer writes everything else after them.
     """
     schema = copy.deepcopy(spec.json_schema())
     properties = schema["properties"]
@@ -145,7 +148,21 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
     if criteria is not None and "eligibility" in spec.fields:
         for key, count in zip(("inclusion_criteria", "exclusion_criteria"), criteria_counts(spec, criteria)):
             properties[key].update(minItems=count, maxItems=count)
+    pinned_list = pinned_conditions(spec, conditions or [])
+    if pinned_list:
+        properties["conditions"] = {"type": "array", "prefixItems": [{"type": "string", "const": c} for c in pinned_list],
+                                    "items": False, "minItems": len(pinned_list), "maxItems": len(pinned_list)}
+    if phase is not None and "phase" in properties:
+        properties["phase"] = {"type": "string", "enum": [phase]}
     return schema
+
+
+def pinned_conditions(spec: DraftSpec, conditions: list[str]) -> list[str]:
+    """An anchor's conditions as a draft holds them: each trimmed to the spec's length bound, blanks
+    dropped, at most the spec's number of conditions (what `DraftSpec.answer_of` writes for a real trial)."""
+    bounds = spec.bounds
+    trimmed = [trim_text(c, bounds.condition_chars) for c in conditions]
+    return [c for c in trimmed if c.strip()][:bounds.conditions]
 
 
 def criteria_counts(spec: DraftSpec, criteria: tuple[int, int]) -> tuple[int, int]:
@@ -161,18 +178,20 @@ def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, 
                 reasons: list[str], feedback: list[str], *, seed: int = 0, variant: int = 0, temperature: float | None = None,
                 conditions: list[str] | None = None, phase: str | None = None,
                 vocabulary: dict[str, list[str]] | None = None, criteria: tuple[int, int] | None = None,
-                adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
+                pin: bool = False, adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
 
     `adapted`: the model was adapted to the grounding trials, and gets the compact prompt it was
     trained on (`adapted_writer_messages`). `criteria`: the numbers of inclusion and exclusion criteria
-    the schema asks for (`writer_json_schema`)."""
+    the schema asks for (`writer_json_schema`). `pin`: the schema also holds the draft to `conditions` and
+    `phase` (an adapted writer's prompt cannot name them)."""
     if adapted:
         messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
     else:
         messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant, conditions, phase)
     result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
-                            json_schema=writer_json_schema(spec, intervention, vocabulary, criteria))
+                            json_schema=writer_json_schema(spec, intervention, vocabulary, criteria,
+                                                           conditions if pin else None, phase if pin else None))
     return messages, result
 
 
@@ -201,6 +220,7 @@ def make_write_node(resources: Resources):
                                            temperature=cfg.writer_temperature,
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
                                            criteria=target.criteria if cfg.writer_criteria == "anchor" else None,
+                                           pin=cfg.pins_conditions(bool(target.anchor)),
                                            adapted=cfg.writer_adapter is not None)
         except StructuredOutputError as exc:
             return {"draft": None, "draft_error": str(exc), "log": timer.log(

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_writer_speed import writer_prompts  # noqa: E402
+from bench_writer_speed import server_writer_config, writer_prompts  # noqa: E402
 from common import OUT, print_table  # noqa: E402
-from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS, adapted_writer_messages, writer_json_schema  # noqa: E402
+from synthtrials.agents.writer import adapted_writer_messages, writer_json_schema  # noqa: E402
 from synthtrials.tools.llm.llama_server import stop_servers  # noqa: E402
 from synthtrials.tools.llm.client import LLMClient, LLMConfig, StructuredOutputError, _without_length_bounds  # noqa: E402
 
@@ -44,10 +44,8 @@ def main() -> None:
     rows = []
     for slots in args.slots:
         for arm in args.arms:
-            client = LLMClient(LLMConfig(
-                adapter=args.adapter, max_tokens=ANSWER_TOKENS + 64, n_ctx=PROMPT_TOKENS + ANSWER_TOKENS + 128,
-                temperature=0.7, backend="llamacpp-server", weights="Q4_0", max_concurrency=slots,
-                n_threads=args.threads, timeout_s=600, grammar="on_failure" if arm == "free" else "always"))
+            client = LLMClient(server_writer_config(args.adapter, slots, args.threads,
+                                                    "on_failure" if arm == "free" else "always"))
 
             def one(i: int) -> bool:
                 drug, label, texts = draws[i]

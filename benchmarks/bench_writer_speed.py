@@ -72,6 +72,14 @@ def writer_prompts(store_path: str, n: int, seed: int = 0):
     return spec, draws
 
 
+def server_writer_config(adapter: str, slots: int, threads: int, grammar: str = "always") -> LLMConfig:
+    """The adapted writer behind llama-server as the grammar and flag benchmarks call it: merged Q4_0, `slots` calls
+    at once, the run's answer budget, temperature 0.7."""
+    return LLMConfig(adapter=adapter, max_tokens=ANSWER_TOKENS + 64, n_ctx=PROMPT_TOKENS + ANSWER_TOKENS + 128,
+                     temperature=0.7, backend="llamacpp-server", weights="Q4_0", max_concurrency=slots,
+                     n_threads=threads, timeout_s=600, grammar=grammar)
+
+
 def decode(config: LLMConfig, spec, draws, slots: int, token_counter: LLMClient) -> dict:
     """Every draw's writer call through `config` with `slots` calls at once."""
     client = LLMClient(config)

@@ -5,6 +5,7 @@ folder's format: `tools.run_folder`).
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sqlite3
 import time
@@ -82,7 +83,11 @@ class RunOptions(BaseModel):
     max_minutes: float | None = Field(None, description="stop starting new draws after this long (resumable)")
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"store": str(self.store), "generation": self.generation.fingerprint(), "plan_mode": self.plan_mode,
+        generation = self.generation.fingerprint()
+        # what the writer is held to, not how it was asked for: `auto` under a plan without anchors is `free`
+        generation["writer_conditions"] = ("anchor" if self.generation.pins_conditions(PLAN_MODES[self.plan_mode].anchored)
+                                           else "free")
+        return {"store": str(self.store), "generation": generation, "plan_mode": self.plan_mode,
                 "plan_version": PLAN_VERSION, "seed_scheme": SEED_SCHEME_VERSION,
                 "interventions": self.interventions, "eligibility_rule": self.eligibility_rule,
                 **({"plan_min_trials": self.plan_min_trials} if self.plan_min_trials is not None else {})}
@@ -115,7 +120,33 @@ ADDED_SETTINGS: dict[str, Any] = {
     "generation.llm.repeat_penalty": 1.1,
     "generation.llm.dry_multiplier": 0.0,
     "generation.writer_criteria": "free",
+    "generation.writer_conditions": "free",
 }
+
+
+def with_added_settings(settled: dict[str, Any]) -> dict[str, Any]:
+    """A recorded generation settlement with the settings it predates at the values that do what its run did
+    (not at today's defaults, which may differ: `writer_conditions` is `auto` today, `free` before)."""
+    out = copy.deepcopy(settled)
+    for path, value in ADDED_SETTINGS.items():
+        keys = path.split(".")[1:]  # "generation.llm.x" -> the settlement's ["llm", "x"]
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(keys[-1], value)
+    return out
+
+
+def _added_hints(old: dict[str, Any], differences: list[str]) -> list[str]:
+    """For each differing setting that the recorded run predates: the value it ran with."""
+    hints = []
+    for path in differences:
+        node: Any = old
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None and path in ADDED_SETTINGS:
+            hints.append(f"it was made before {path} existed, as {path} = {ADDED_SETTINGS[path]}")
+    return hints
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -141,7 +172,7 @@ def settled_generation(options: RunOptions, store: Any, llm: Callable[[], LLMCli
     """
     saved = read_run_record(options.out)
     if saved is not None and saved.settled and not _diff(saved.fingerprint, options.fingerprint()):
-        settled = GenerationConfig.model_validate(saved.settled)
+        settled = GenerationConfig.model_validate(with_added_settings(saved.settled))
         return settled.model_copy(update={"llm": options.generation.llm})
     return settle_generation(options.generation, store, say=say, llm=llm)
 
@@ -163,7 +194,8 @@ def prepare_run_folder(options: RunOptions, settled: GenerationConfig) -> str:
                 write_run_record(out, saved.model_copy(update={"settled": settled.model_dump(mode="json")}))
             return saved.run_id
         if not options.force:
-            raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}); "
+            hints = "".join(f"; {h}" for h in _added_hints(saved.fingerprint, differences[:4]))
+            raise ConfigError(f"{out}: holds a run with a different configuration ({', '.join(differences[:4])}{hints}); "
                               "resume it with the same options, or use --force to start over (the old run is kept aside)")
         aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
@@ -430,8 +462,9 @@ def check_run_options(options: RunOptions) -> None:
     if options.n <= 0:
         raise ConfigError(f"--n must be positive, got {options.n}")
     generation = options.generation
-    if generation.writer_criteria == "anchor" and not PLAN_MODES[options.plan_mode].anchored:
-        raise ConfigError(f"--writer-criteria anchor needs an anchored plan (--plan anchored), not --plan {options.plan_mode}")
+    for option, value in (("--writer-criteria", generation.writer_criteria), ("--writer-conditions", generation.writer_conditions)):
+        if value == "anchor" and not PLAN_MODES[options.plan_mode].anchored:
+            raise ConfigError(f"{option} anchor needs an anchored plan (--plan anchored), not --plan {options.plan_mode}")
     if generation.writer_adapter:
         generation.writer_dry()  # a sampler the backend lacks is refused here, before anything is written
         llm = generation.llm

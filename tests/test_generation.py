@@ -178,29 +178,54 @@ def test_run_folder_with_another_config_is_refused(phase1_store_path, tmp_path):
     assert len(aside) == 1 and (aside[0] / "trials.jsonl").read_text() == before
 
 
+def _conditions_pinned(requests: list[dict]) -> set[bool]:
+    """For each writer request (its schema has the draft's conditions): whether the schema fixes them."""
+    def schemas(node):
+        if isinstance(node, dict):
+            if "conditions" in node.get("properties", {}):
+                yield node
+            for value in node.values():
+                yield from schemas(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from schemas(value)
+
+    return {"prefixItems" in schema["properties"]["conditions"] for r in requests for schema in schemas(r)}
+
+
 def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did(phase1_store_path, tmp_path):
     """A folder written before the sampler settings joined the fingerprint (writer_sampling,
-    repeat_penalty, dry_multiplier, writer_criteria) resumes with their defaults, which sample as that version did;
-    it is still refused for a setting it recorded otherwise."""
+    repeat_penalty, dry_multiplier, writer_criteria, writer_conditions) resumes when the run asks for what that
+    version did; where today's default differs (writer_conditions: `auto` pins an anchored plan's conditions, the
+    older version left them free) the refusal says which value resumes it, and the resumed run keeps it; it is
+    still refused for a setting it recorded otherwise."""
     out = tmp_path / "run"
     record = out / "run.json"
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         assert cli(*_generate_args(phase1_store_path, out, server, n=2)).returncode == 0
+        first_run = len(server.requests)
         before = (out / "trials.jsonl").read_text()
         saved = json.loads(record.read_text())
         for fingerprint in (saved["fingerprint"], saved["settled"]):  # as the older version wrote them
             generation = fingerprint.get("generation", fingerprint)
             generation.pop("writer_sampling")
             generation.pop("writer_criteria")
+            generation.pop("writer_conditions")
             generation["llm"].pop("repeat_penalty")
             generation["llm"].pop("dry_multiplier")
         record.write_text(json.dumps(saved))
-        resumed = cli(*_generate_args(phase1_store_path, out, server, n=3))
+        today = cli(*_generate_args(phase1_store_path, out, server, n=3))
+        assert today.returncode == 2 and "different configuration (generation.writer_conditions;" in today.stderr
+        assert "as generation.writer_conditions = free" in today.stderr
+        free = ("--writer-conditions", "free")
+        resumed = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=free))
         assert resumed.returncode == 0, resumed.stderr
         assert (out / "trials.jsonl").read_text().startswith(before) and len(_accepted(out)[0]) == 3
+        assert _conditions_pinned(server.requests[:first_run]) == {True}  # today's default pins them
+        assert _conditions_pinned(server.requests[first_run:]) == {False}  # the resumed run does not
         saved["fingerprint"]["generation"]["k"] = 4  # a setting the folder has, recorded otherwise
         record.write_text(json.dumps(saved))
-        refused = cli(*_generate_args(phase1_store_path, out, server, n=3))
+        refused = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=free))
         assert refused.returncode == 2 and "different configuration (generation.k)" in refused.stderr
 
 
@@ -220,7 +245,11 @@ def test_bad_generate_inputs(phase1_store_path, tmp_path):
                                      extra=("--writer-criteria", "anchor", "--plan", "contrastive")))
         assert counts.returncode == 2 and "--writer-criteria anchor needs an anchored plan" in counts.stderr
         assert not (tmp_path / "d").exists()
-    for result in (zero, high_k, no_trials, counts):
+        pinned = cli(*_generate_args(phase1_store_path, tmp_path / "e", server,
+                                     extra=("--writer-conditions", "anchor", "--plan", "contrastive")))
+        assert pinned.returncode == 2 and "--writer-conditions anchor needs an anchored plan" in pinned.stderr
+        assert not (tmp_path / "e").exists()
+    for result in (zero, high_k, no_trials, counts, pinned):
         assert "Traceback" not in result.stderr
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from langchain_core.messages import HumanMessage
 from support import TOP
-from synthtrials.agents.writer import write_draft, writer_json_schema
+from synthtrials.agents.writer import pinned_conditions, write_draft, writer_json_schema
 from synthtrials.tools.llm.client import (
     LLMClient,
     LLMConfig,
@@ -103,6 +103,40 @@ def test_the_embedded_model_writes_exactly_the_criteria_the_schema_asks_for(top_
     examples = [render_for_classifier(t)[:600] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
     _, result = write_draft(client, top_spec, "metformin", 1, examples, [], [], seed=3, criteria=(3, 1))
     assert (len(result.value.inclusion_criteria), len(result.value.exclusion_criteria)) == (3, 1)
+
+
+def test_writer_schema_pins_the_anchors_conditions_and_phase_within_the_bounds(top_spec):
+    """`--writer-conditions anchor`: the conditions are exactly the anchor's, in order, trimmed and capped as a
+    real trial's answer is; the phase is the anchor's; the llama.cpp dialect keeps them as one fixed tuple."""
+    bounds = top_spec.bounds
+    long_name = "x" * (bounds.condition_chars + 40)
+    conditions = ["Breast Cancer", "  ", long_name, *[f"condition {i}" for i in range(bounds.conditions + 3)]]
+    pinned = pinned_conditions(top_spec, conditions)
+    assert pinned[0] == "Breast Cancer" and len(pinned) == bounds.conditions
+    assert all(c.strip() and len(c) <= bounds.condition_chars for c in pinned)
+    schema = writer_json_schema(top_spec, "aspirin", conditions=conditions, phase="phase 1")
+    prop = schema["properties"]["conditions"]
+    assert [item["const"] for item in prop["prefixItems"]] == pinned
+    assert prop["minItems"] == prop["maxItems"] == len(pinned) and prop["items"] is False
+    assert schema["properties"]["phase"] == {"type": "string", "enum": ["phase 1"]}
+    dialect = grammar_schema(schema)["properties"]["conditions"]
+    assert dialect == {"anyOf": [{"type": "array", "items": [{"type": "string", "const": c} for c in pinned]}]}
+    free = writer_json_schema(top_spec, "aspirin")["properties"]
+    assert "prefixItems" not in free["conditions"] and "enum" not in free.get("phase", {})
+    assert writer_json_schema(top_spec, "aspirin", conditions=[" "])["properties"]["conditions"] == free["conditions"]
+
+
+@pytest.mark.slow
+def test_the_embedded_model_writes_the_anchors_conditions_and_phase(top_spec):
+    """The grammar holds SmolLM2 to the anchor's conditions and phase; the rest is its own, and validates (two
+    and one criteria asked, which keeps the unadapted model's answer short)."""
+    client = LLMClient(LLMConfig(max_tokens=600))
+    examples = [render_for_classifier(t)[:600] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
+    conditions = ["Type 2 Diabetes Mellitus", "Obesity"]
+    _, result = write_draft(client, top_spec, "metformin", 1, examples, [], [], seed=3, conditions=conditions,
+                            phase="phase 1", pin=True, criteria=(2, 1))
+    assert result.value.conditions == conditions and result.value.phase.value == "phase 1"
+    assert result.value.inclusion_criteria
 
 
 @pytest.fixture(scope="module")
