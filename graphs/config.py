@@ -80,10 +80,10 @@ class GenerationConfig(BaseModel):
         "auto", description="the draft's conditions and phase: exactly the target's anchor's, through the grammar, "
                             "before the writer writes the rest (`anchor`, anchored plans), or as the writer chooses "
                             "them (`free`: an adapted writer's prompt names only the drug, the outcome and the "
-                            "examples, and it kept its anchor's conditions in 63-67% of trials); `auto` (default): "
+                            "examples, and it kept its anchor's conditions in 63-70% of trials); `auto` (default): "
                             "`anchor` under an anchored plan, else `free`. Measured with the embedded writer over "
-                            "two seeds: acceptance 88.5% / 88.6% against 89.4% / 84.5%, TSTR 0.597 / 0.548 "
-                            "against 0.592 / 0.531 (benchmarks/RESULTS.md, the anchor's conditions). A prompted "
+                            "three seeds: acceptance 86.8% against 86.5% (means), TSTR 0.597 / 0.548 / 0.580 "
+                            "against 0.592 / 0.531 / 0.547 (benchmarks/RESULTS.md, the anchor's conditions). A prompted "
                             "writer is told them in its prompt either way")
     label_fit: bool = Field(False, description="the critic also asks a TF-IDF classifier of the grounding trials "
                                                 "whether a draft fits its label (tools/knowledge/label_fit.py; off: "
