@@ -19,7 +19,8 @@ made as the tests' `phase1_store_path` is (tests/support.py); tests/test_critic_
 them with the code of the day. The file was first written by the critic before batching (commit
 ed083e5), which the batched critic of issue 19 matched; issue 20 added the coherence scores and
 spent the calibration budget otherwise, and the file was re-recorded with that critic (again
-when calibration version 5 bagged and cross-fitted the budget)
+when calibration version 5 bagged and cross-fitted the budget, and when version 6 scored each spoiled
+copy without the trial it took its section from)
 (`critic_files` holds the blob ids of the files that ran). Re-record it whenever the critic's
 verdicts change on purpose, or the tests' store changes:
 

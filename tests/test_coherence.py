@@ -19,10 +19,11 @@ from synthtrials.tools.knowledge.calibration import (
     cross_fitted_rejection,
     over_budget,
     spoiled_grounding_trials,
+    spoiled_with_donors,
 )
 from synthtrials.tools.knowledge.checks import CriticThresholds, check_domain
 from synthtrials.tools.knowledge.coherence import MIN_COHERENCE_TRIALS, CoherenceModel
-from synthtrials.tools.knowledge.domain import DomainKnowledge
+from synthtrials.tools.knowledge.domain import DomainKnowledge, SectionIndex
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.records.trial import Eligibility
@@ -107,6 +108,48 @@ def test_the_coherence_model_is_leave_one_out_and_refuses_too_few_trials():
     assert own == pytest.approx(1.0 - float(vectors[0] @ vectors[1:].mean(axis=0)), abs=1e-5)
     few = CoherenceModel([f"T{i}" for i in range(MIN_COHERENCE_TRIALS - 1)], vectors[:19], vectors[:19])
     assert not few.usable and few.eligibility(vectors[:1], vectors[:1]) is None
+
+
+def test_two_trials_left_out_leave_the_average_and_the_softmax_without_both():
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = CoherenceModel([f"T{i}" for i in range(30)], vectors, vectors)
+    both = model.eligibility(vectors[:1], vectors[:1], exclude=("T0", "T1"))
+    assert both == pytest.approx(1.0 - float(vectors[0] @ vectors[2:].mean(axis=0)), abs=1e-5)
+    # the trial whose criteria these are (T1) is the only close one: left out, the expected criteria move away
+    near = vectors[1:2] * 0.99 + vectors[2:3] * 0.01
+    with_donor = model.typical_criteria(vectors[1:2], near, exclude="T0")
+    without = model.typical_criteria(vectors[1:2], near, exclude=("T0", "T1"))
+    assert with_donor is not None and without is not None and without[0] < with_donor[0]
+
+
+def test_a_text_two_left_out_trials_share_is_masked_only_when_both_are_out():
+    matrix = np.eye(3, dtype=np.float32)
+    index = SectionIndex(["only a", "a and b", "a, b and c"], matrix,
+                         [frozenset({"A"}), frozenset({"A", "B"}), frozenset({"A", "B", "C"})])
+    assert index.only_in("A") == [0] and index.only_in(("A",)) == [0]
+    assert index.only_in(("A", "B")) == [0, 1] and index.only_in(None) == []
+    sims = index.similarities(np.ones((1, 3), dtype=np.float32), exclude=("A", "B"))
+    assert sims.tolist() == [[-1.0, -1.0, 1.0]]
+
+
+def test_a_spoiled_copy_is_scored_without_the_trial_it_took_its_section_from(phase1_knowledge):
+    store, known, _ = phase1_knowledge
+    by_id = {t.nct_id: t for t in known.trials}
+    pairs = spoiled_with_donors(known)
+    assert [t for t, _ in pairs["unrelated_eligibility"]] == spoiled_grounding_trials(known)["unrelated_eligibility"]
+    trial, (own, donor) = pairs["unrelated_eligibility"][0]
+    assert own == trial.nct_id and donor != own and by_id[donor].eligibility == trial.eligibility
+    trial, (own, donor) = pairs["unrelated_conditions"][0]
+    assert by_id[donor].conditions == trial.conditions
+    assert all(left == t.nct_id for t, left in pairs["fragments"])
+    # with its donor among the neighbours, swapped eligibility finds the donor's own conditions
+    swapped = [t for t, _ in pairs["unrelated_eligibility"][:40]]
+    seen = [known.scores(t, exclude=t.nct_id)["coherence_typical_conditions"].score for t in swapped]
+    unseen = [known.scores(t, exclude=left)["coherence_typical_conditions"].score
+              for t, left in pairs["unrelated_eligibility"][:40]]
+    assert np.mean(unseen) > np.mean(seen)
 
 
 def _grounding_trial(known: DomainKnowledge, word: str):

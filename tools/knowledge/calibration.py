@@ -6,8 +6,9 @@ its own sections never count as its neighbours), each score taken over the trial
 The checks together may reject at most `max_real_rejection` (5%) of real trials they did not see.
 That budget is spent where it catches incoherent trials made from the grounding split itself
 (`spoiled_grounding_trials`: each trial with the conditions of an unrelated grounding trial, with its
-eligibility, with one of its inclusion criteria inserted, or with its criteria cut to fragments), in
-three steps (`allocate_budget`):
+eligibility, with one of its inclusion criteria inserted, or with its criteria cut to fragments; each
+scored without its own trial and without the trial it took a section from, as a writer's mistake has
+no donor among the grounding trials), in three steps (`allocate_budget`):
 - a greedy allocation (`allocate_thresholds`): every score starts at the quantile `FLOOR_QUANTILE`
   of its real values and the score whose next step catches the most of those spoiled trials per real
   trial lost is raised, step by step, until the budget is spent or no step catches more;
@@ -31,10 +32,11 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
-from synthtrials.tools.knowledge.coherence import MIN_COHERENCE_TRIALS
+from synthtrials.tools.knowledge.coherence import MIN_COHERENCE_TRIALS, Excluded
 from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.progress import ProgressFn, SayFn
@@ -44,7 +46,9 @@ from synthtrials.tools.store.protocol import (
 )
 from synthtrials.tools.records.trial import Eligibility, Trial
 
-CALIBRATION_VERSION = "5"  # 4: the coherence scores, the budget allocated on spoiled grounding trials; 5: bagged, cross-fitted
+#: 4: the coherence scores, the budget allocated on spoiled grounding trials; 5: bagged, cross-fitted;
+#: 6: a spoiled trial scored without the trial it took its section from
+CALIBRATION_VERSION = "6"
 FLOOR_QUANTILE = 0.001
 QUANTILE_STEP = 0.001
 LOOKAHEAD_STEPS = 10  # a score's next raise may need a few steps before it catches another spoiled trial
@@ -83,12 +87,13 @@ def calibration_key(store: TrialStore, splits: list[str], sample: list[str] | No
 
 
 def score_matrix(knowledge: DomainKnowledge, progress: ProgressFn | None = None,
-                 trials: list[Trial] | None = None) -> dict[str, np.ndarray]:
+                 trials: list[Trial] | None = None, excludes: Sequence[Excluded] | None = None) -> dict[str, np.ndarray]:
     """Per score name, every grounding trial's (or `trials'`, each a grounding trial's variant under
-    its id) leave-one-out score (NaN where it does not apply)."""
+    its id) leave-one-out score (NaN where it does not apply); `excludes`: what each trial leaves out
+    (default: its own id)."""
     trials = knowledge.trials if trials is None else trials
     columns: dict[str, list[float]] = {}
-    every = knowledge.scores_of(trials, [trial.nct_id for trial in trials])
+    every = knowledge.scores_of(trials, [trial.nct_id for trial in trials] if excludes is None else list(excludes))
     for number, scores in enumerate(every, 1):
         for name, score in scores.items():
             columns.setdefault(name, [np.nan] * len(trials))[number - 1] = np.nan if score.score is None else score.score
@@ -130,30 +135,40 @@ def with_off_topic_criterion(trial: Trial, other: Trial, rng: random.Random) -> 
 
 
 def spoiled_grounding_trials(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> dict[str, list[Trial]]:
-    """Grounding trials made incoherent, each under its own id (scored leave-one-out), by kind:
-    the conditions of an unrelated grounding trial (its conditions' centroid less similar than
-    `UNRELATED_BELOW`), that trial's eligibility, or one of that trial's inclusion criteria about its
-    own conditions inserted among the trial's (`with_off_topic_criterion`); and the trial's
-    criteria cut to fragments of 8-20 characters (a writer stopped short)."""
+    """Grounding trials made incoherent, each under its own id, by kind (`spoiled_with_donors`)."""
+    return {kind: [trial for trial, _ in pairs] for kind, pairs in spoiled_with_donors(knowledge, seed).items()}
+
+
+def spoiled_with_donors(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> dict[str, list[tuple[Trial, Excluded]]]:
+    """Grounding trials made incoherent, each under its own id, by kind, with the trials each is
+    scored without (its own, and the donor of the section it took): the conditions of an unrelated
+    grounding trial (its conditions' centroid less similar than `UNRELATED_BELOW`), that trial's
+    eligibility, or one of that trial's inclusion criteria about its own conditions inserted among
+    the trial's (`with_off_topic_criterion`); and the trial's criteria cut to fragments of 8-20
+    characters (a writer stopped short). Leaving the donor out matters: with it in, a swapped
+    section finds its own trial among the neighbours (the swapped criteria lead to exactly the
+    donor's conditions), which no writer's mistake and no unseen trial offers, and the budget would
+    go to the checks that exploit it (calibration version 6)."""
     model = knowledge.coherence
     rng = random.Random(seed)
     by_id = {t.nct_id: t for t in knowledge.trials}
     similar = model.conditions @ model.conditions.T if len(model) else np.zeros((0, 0))
-    out: dict[str, list[Trial]] = {"unrelated_conditions": [], "unrelated_eligibility": [], "off_topic_criterion": [],
-                                   "fragments": []}
+    out: dict[str, list[tuple[Trial, Excluded]]] = {"unrelated_conditions": [], "unrelated_eligibility": [],
+                                                     "off_topic_criterion": [], "fragments": []}
     for row, trial_id in enumerate(model.ids):
         trial = by_id[trial_id]
         unrelated = [model.ids[j] for j in np.flatnonzero(similar[row] < UNRELATED_BELOW) if _inclusion(by_id[model.ids[j]])]
         if not unrelated or not trial.eligibility:
             continue
         other = by_id[rng.choice(unrelated)]
-        out["unrelated_conditions"].append(trial.model_copy(update={"conditions": other.conditions}))
-        out["unrelated_eligibility"].append(trial.model_copy(update={"eligibility": other.eligibility}))
-        out["off_topic_criterion"].append(with_off_topic_criterion(trial, other, rng))
+        both = (trial_id, other.nct_id)
+        out["unrelated_conditions"].append((trial.model_copy(update={"conditions": other.conditions}), both))
+        out["unrelated_eligibility"].append((trial.model_copy(update={"eligibility": other.eligibility}), both))
+        out["off_topic_criterion"].append((with_off_topic_criterion(trial, other, rng), both))
         cut = trial.eligibility.model_copy(update={
             "inclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.inclusion],
             "exclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.exclusion]})
-        out["fragments"].append(trial.model_copy(update={"eligibility": cut}))
+        out["fragments"].append((trial.model_copy(update={"eligibility": cut}), trial_id))
     return out
 
 
@@ -326,10 +341,12 @@ def calibration_scores(knowledge: DomainKnowledge, progress: ProgressFn | None =
     spoiled copies by kind (`spoiled_grounding_trials`), and for each kind the row of each grounding
     trial's copy (-1 where it has none)."""
     scores = score_matrix(knowledge, progress)
-    spoiled_trials = spoiled_grounding_trials(knowledge)
+    with_donors = spoiled_with_donors(knowledge)
+    spoiled_trials = {kind: [trial for trial, _ in pairs] for kind, pairs in with_donors.items()}
     # their new sections (fragments) embedded in one call, not trial by trial as they are scored
     knowledge.embed_with_sections([trial for trials in spoiled_trials.values() for trial in trials])
-    spoiled = {kind: score_matrix(knowledge, trials=trials) for kind, trials in spoiled_trials.items()}
+    spoiled = {kind: score_matrix(knowledge, trials=spoiled_trials[kind], excludes=[left for _, left in pairs])
+               for kind, pairs in with_donors.items()}
     rows_of = {kind: {t.nct_id: row for row, t in enumerate(trials)} for kind, trials in spoiled_trials.items()}
     spoiled_of = {kind: np.asarray([rows.get(t.nct_id, -1) for t in knowledge.trials], dtype=int)
                   for kind, rows in rows_of.items()}

@@ -26,7 +26,9 @@ information read off those profiles (cosines of the store's sentence vectors):
   conditions than to an average grounding trial's conditions.
 
 Every score is leave-one-trial-out when asked to (`exclude`: the trial's own profile is left out of
-the average), so the calibration scores real grounding trials as it scores drafts. Measured
+the average), so the calibration scores real grounding trials as it scores drafts; a spoiled copy
+leaves out the trial it took a section from as well (`Excluded`), so its donor is as unknown to the
+model as a writer's mistake is. Measured
 alternatives (benchmarks/RESULTS.md, "The critic judges meaning"): a contrastive bilinear scorer
 trained on the grounding trials (in-batch negatives, cross-fitted) caught fewer swapped trials at
 the same real rejection than these cosines; a k-nearest-criteria score fewer single off-topic
@@ -38,6 +40,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+#: the grounding trial(s) a score leaves out: one id (a real trial scored leave-one-out), several (a
+#: spoiled copy: its own trial and the trial it took a section from), or none
+Excluded = str | tuple[str, ...] | None
+
+
+def excluded_ids(exclude: Excluded) -> tuple[str, ...]:
+    """The ids `exclude` names, as a tuple."""
+    if exclude is None:
+        return ()
+    return (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
 #: grounding trials with conditions and criteria the coherence model needs (fewer: no reference)
 MIN_COHERENCE_TRIALS = 20
@@ -90,16 +103,20 @@ class CoherenceModel:
     def usable(self) -> bool:
         return len(self) >= MIN_COHERENCE_TRIALS
 
-    def _averages(self, exclude: str | None) -> tuple[np.ndarray, np.ndarray]:
+    def _averages(self, exclude: Excluded) -> tuple[np.ndarray, np.ndarray]:
         """The average grounding trial's condition and criteria centroids, `exclude` left out."""
         assert self._condition_sum is not None and self._criteria_sum is not None
-        row = self.position.get(exclude) if exclude is not None else None
-        if row is None:
+        rows = self._rows(exclude)
+        if not rows:
             return self._condition_sum / len(self), self._criteria_sum / len(self)
-        n = len(self) - 1
-        return (self._condition_sum - self.conditions[row]) / n, (self._criteria_sum - self.criteria[row]) / n
+        n = len(self) - len(rows)
+        return ((self._condition_sum - self.conditions[rows].sum(axis=0)) / n,
+                (self._criteria_sum - self.criteria[rows].sum(axis=0)) / n)
 
-    def eligibility(self, conditions: np.ndarray, criteria: np.ndarray, exclude: str | None = None) -> float | None:
+    def _rows(self, exclude: Excluded) -> list[int]:
+        return sorted({self.position[i] for i in excluded_ids(exclude) if i in self.position})
+
+    def eligibility(self, conditions: np.ndarray, criteria: np.ndarray, exclude: Excluded = None) -> float | None:
         """The fit of the criteria as a whole with the conditions (vectors, one row each); None
         where either is missing or the model has no reference."""
         c, r = unit_centroid(conditions), unit_centroid(criteria)
@@ -110,19 +127,19 @@ class CoherenceModel:
         return ((own - float(r @ average_conditions)) + (own - float(c @ average_criteria))) / 2
 
     def _expected(self, near: np.ndarray, of: np.ndarray, target: np.ndarray, temperature: float,
-                  exclude: str | None) -> np.ndarray | None:
+                  exclude: Excluded) -> np.ndarray | None:
         """The unit centroid of `target` rows (one per grounding trial) weighted by the softmax of the
         trials' `of` rows' similarity to `near`, `exclude` left out."""
         similarity = of @ near
-        row = self.position.get(exclude) if exclude is not None else None
-        if row is not None:
+        rows = self._rows(exclude)
+        if rows:
             similarity = similarity.copy()
-            similarity[row] = -np.inf
+            similarity[rows] = -np.inf
         expected = _softmax(similarity, temperature) @ target
         norm = float(np.linalg.norm(expected))
         return expected / norm if norm > 1e-9 else None
 
-    def _typical(self, key: np.ndarray, scored: np.ndarray, to_criteria: bool, exclude: str | None
+    def _typical(self, key: np.ndarray, scored: np.ndarray, to_criteria: bool, exclude: Excluded
                  ) -> tuple[float, np.ndarray] | None:
         """(fit of the `scored` sections as a whole to the expected ones, per section the same margin):
         the expected criteria of the real trials whose conditions are nearest the `key` conditions
@@ -140,18 +157,18 @@ class CoherenceModel:
         return float(centroid @ direction), np.asarray(scored, dtype=np.float32) @ direction
 
     def typical_criteria(self, conditions: np.ndarray, criteria: np.ndarray,
-                         exclude: str | None = None) -> tuple[float, np.ndarray] | None:
+                         exclude: Excluded = None) -> tuple[float, np.ndarray] | None:
         """(fit of the criteria as a whole to the criteria of real trials of the nearest conditions,
         per criterion the same margin); None where either is missing or the model has no reference."""
         return self._typical(conditions, criteria, True, exclude)
 
     def typical_conditions(self, conditions: np.ndarray, criteria: np.ndarray,
-                           exclude: str | None = None) -> tuple[float, np.ndarray] | None:
+                           exclude: Excluded = None) -> tuple[float, np.ndarray] | None:
         """(fit of the conditions as a whole to the conditions of the real trials with the nearest
         criteria, per condition the same margin)."""
         return self._typical(criteria, conditions, False, exclude)
 
-    def criteria_fit(self, conditions: np.ndarray, criteria: np.ndarray, exclude: str | None = None) -> np.ndarray | None:
+    def criteria_fit(self, conditions: np.ndarray, criteria: np.ndarray, exclude: Excluded = None) -> np.ndarray | None:
         """Per criterion (rows of `criteria`): its closeness to the conditions' centroid minus its
         closeness to the average trial's conditions."""
         c = unit_centroid(conditions)
@@ -160,7 +177,7 @@ class CoherenceModel:
         average_conditions, _ = self._averages(exclude)
         return np.asarray(criteria, dtype=np.float32) @ (c - average_conditions)
 
-    def conditions_fit(self, conditions: np.ndarray, exclude: str | None = None) -> np.ndarray | None:
+    def conditions_fit(self, conditions: np.ndarray, exclude: Excluded = None) -> np.ndarray | None:
         """Per condition of a trial with two or more: its closeness to the centroid of the others
         minus its closeness to the average trial's conditions."""
         if len(conditions) < 2 or not self.usable:

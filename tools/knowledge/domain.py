@@ -22,7 +22,8 @@ summary) embedded once and cached with the store:
 
 Every score is higher-is-better and computed leave-one-trial-out when asked to (`exclude`): a
 trial's own sections never count as its neighbours, which is how the calibration scores real
-trials and how `synthtrials check` scores a trial the store holds.
+trials and how `synthtrials check` scores a trial the store holds. A spoiled copy the calibration
+makes leaves out two trials, its own and the one it took a section from (`Excluded`).
 
 Speed: a trial's sections are looked up among the grounding sections' vectors (never embedded
 again); the sections no real trial has are embedded in one call to the encoder per trial, or per
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from synthtrials.tools.knowledge.coherence import CoherenceModel, unit_centroid
+from synthtrials.tools.knowledge.coherence import CoherenceModel, Excluded, excluded_ids, unit_centroid
 from synthtrials.tools.records.eligibility import trial_drugs
 from synthtrials.tools.records.normalize import normalize_condition
 from synthtrials.tools.records.trial import Trial
@@ -86,28 +87,35 @@ class SectionIndex:
     matrix: np.ndarray
     owners: list[frozenset[str]]
     position: dict[str, int] = field(default_factory=dict)
-    only_in: dict[str, list[int]] = field(default_factory=dict)
+    held_by: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.position = {text: i for i, text in enumerate(self.texts)}
-        only: dict[str, list[int]] = defaultdict(list)
+        held: dict[str, list[int]] = defaultdict(list)
         for i, owners in enumerate(self.owners):
-            if len(owners) == 1:
-                only[next(iter(owners))].append(i)
-        self.only_in = dict(only)
+            for owner in owners:
+                held[owner].append(i)
+        self.held_by = dict(held)
+
+    def only_in(self, exclude: Excluded) -> list[int]:
+        """The texts that no trial but those `exclude` names has."""
+        ids = excluded_ids(exclude)
+        left_out = frozenset(ids)
+        return sorted({i for trial_id in ids for i in self.held_by.get(trial_id, ()) if self.owners[i] <= left_out})
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def similarities(self, vectors: np.ndarray, exclude: str | None = None) -> np.ndarray:
+    def similarities(self, vectors: np.ndarray, exclude: Excluded = None) -> np.ndarray:
         """Cosine similarities (rows: `vectors`, columns: texts), texts only `exclude` has masked out."""
         sims = vectors @ self.matrix.T if len(self) else np.zeros((len(vectors), 0), dtype=np.float32)
         return self.masked(sims, exclude)
 
-    def masked(self, sims: np.ndarray, exclude: str | None) -> np.ndarray:
+    def masked(self, sims: np.ndarray, exclude: Excluded) -> np.ndarray:
         """`sims` (columns: texts) with the texts only `exclude` has set to -1, in place."""
-        if exclude is not None and exclude in self.only_in:
-            sims[:, self.only_in[exclude]] = -1.0
+        columns = self.only_in(exclude)
+        if columns:
+            sims[:, columns] = -1.0
         return sims
 
 
@@ -182,7 +190,7 @@ class _TrialSections:
     """One trial's sections by kind, their vectors (one lookup) and their similarities to each kind
     of real section (one matrix product each, computed when first read)."""
 
-    def __init__(self, knowledge: DomainKnowledge, trial: Trial, exclude: str | None) -> None:
+    def __init__(self, knowledge: DomainKnowledge, trial: Trial, exclude: Excluded) -> None:
         self.knowledge = knowledge
         self.exclude = exclude
         self.texts: dict[str, list[str]] = defaultdict(list)
@@ -205,10 +213,13 @@ class _TrialSections:
         key = (kind, against, masked)
         if key not in self._sims:
             index = self.knowledge.index[against]
-            if masked and (self.exclude is None or self.exclude not in index.only_in):
+            columns = index.only_in(self.exclude) if masked else []
+            if masked and not columns:
                 self._sims[key] = self.sims(kind, against, masked=False)
             elif masked:
-                self._sims[key] = index.masked(self.sims(kind, against, masked=False).copy(), self.exclude)
+                sims = self.sims(kind, against, masked=False).copy()
+                sims[:, columns] = -1.0
+                self._sims[key] = sims
             else:
                 self._sims[key] = index.similarities(self.vectors[kind])
         return self._sims[key]
@@ -280,11 +291,11 @@ class DomainKnowledge:
         for their scores) and `texts` (their vectors returned)."""
         return self.vectors.embed_with((text for trial in trials for _, text in trial_sections(trial)), texts)
 
-    def _sections(self, trial: Trial, exclude: str | None) -> _TrialSections:
+    def _sections(self, trial: Trial, exclude: Excluded) -> _TrialSections:
         return _TrialSections(self, trial, exclude)
 
     # -- the scores ------------------------------------------------------------------------------
-    def typicality(self, trial: Trial, exclude: str | None = None) -> dict[str, SectionScore]:
+    def typicality(self, trial: Trial, exclude: Excluded = None) -> dict[str, SectionScore]:
         """Per section kind the grounding data has: the trial's worst section and its similarity to
         the closest real section of that kind."""
         return self._typicality(self._sections(trial, exclude))
@@ -304,12 +315,12 @@ class DomainKnowledge:
                 out["criterion_mean"] = SectionScore(mean, texts[worst] if mean is not None else None, kind)
         return out
 
-    def known_conditions(self, trial: Trial, exclude: str | None = None) -> list[int]:
+    def known_conditions(self, trial: Trial, exclude: Excluded = None) -> list[int]:
         """Condition rows of the real trials of the trial's drugs (`exclude`'s own trial left out)."""
-        trials = {t for drug in trial_drugs(trial) for t in self.drug_trials.get(drug, ())} - {exclude}
+        trials = {t for drug in trial_drugs(trial) for t in self.drug_trials.get(drug, ())} - set(excluded_ids(exclude))
         return sorted({row for t in trials for row in self.condition_rows[t]})
 
-    def condition_fit(self, trial: Trial, exclude: str | None = None) -> SectionScore:
+    def condition_fit(self, trial: Trial, exclude: Excluded = None) -> SectionScore:
         """The trial's worst condition: its similarity to the closest condition its drugs are known for."""
         return self._condition_fit(trial, self._sections(trial, exclude))
 
@@ -322,7 +333,7 @@ class DomainKnowledge:
         worst = int(np.argmin(best))
         return SectionScore(float(best[worst]), conditions[worst], "condition")
 
-    def nearest_trials(self, to_conditions: np.ndarray, exclude: str | None = None) -> list[str]:
+    def nearest_trials(self, to_conditions: np.ndarray, exclude: Excluded = None) -> list[str]:
         """The `CONDITION_NEIGHBOURS` real trials (`exclude` left out) whose closest condition is the
         closest to a trial's conditions (`to_conditions`: per real condition, its best similarity)."""
         if not len(self._candidates):
@@ -330,13 +341,14 @@ class DomainKnowledge:
         padded = np.concatenate([to_conditions, np.full(1, -np.inf, dtype=to_conditions.dtype)])
         closeness = padded[self._candidate_rows].max(axis=1)
         candidates = self._candidates
-        position = self._candidate_position.get(exclude) if exclude is not None else None
-        if position is not None:
-            closeness = np.delete(closeness, position)
-            candidates = candidates[:position] + candidates[position + 1:]
+        positions = sorted({self._candidate_position[t] for t in excluded_ids(exclude) if t in self._candidate_position})
+        if positions:
+            closeness = np.delete(closeness, positions)
+            left_out = set(positions)
+            candidates = [t for i, t in enumerate(candidates) if i not in left_out]
         return [candidates[i] for i in np.argsort(-closeness)[:CONDITION_NEIGHBOURS]]
 
-    def eligibility_fit(self, trial: Trial, exclude: str | None = None) -> SectionScore:
+    def eligibility_fit(self, trial: Trial, exclude: Excluded = None) -> SectionScore:
         """Whether the criteria describe the trial's conditions: the mean, over criteria, of their
         similarity to the criteria of the real trials of the nearest conditions minus their
         similarity to any real criterion (0: as close as anywhere; a criterion of another disease
@@ -358,7 +370,7 @@ class DomainKnowledge:
         worst = int(np.argmin(gap))
         return SectionScore(float(gap.mean()), criteria[worst], "criterion")
 
-    def intervention_fit(self, trial: Trial, exclude: str | None = None) -> tuple[SectionScore, SectionScore]:
+    def intervention_fit(self, trial: Trial, exclude: Excluded = None) -> tuple[SectionScore, SectionScore]:
         """(closeness to a real intervention, margin over the closest real condition), worst intervention each."""
         return self._intervention_fit(self._sections(trial, exclude))
 
@@ -373,11 +385,11 @@ class DomainKnowledge:
         return (SectionScore(float(to_interventions[a]), names[a], "intervention"),
                 SectionScore(float(margin[b]), names[b], "intervention"))
 
-    def scores(self, trial: Trial, exclude: str | None = None) -> dict[str, SectionScore]:
+    def scores(self, trial: Trial, exclude: Excluded = None) -> dict[str, SectionScore]:
         """Every calibrated score of a trial, by name (`tools.knowledge.checks.check_of` maps each to its check)."""
         return self._scores(trial, self._sections(trial, exclude))
 
-    def scores_of(self, trials: Sequence[Trial], excludes: Sequence[str | None],
+    def scores_of(self, trials: Sequence[Trial], excludes: Sequence[Excluded],
                   chunk: int = SCORED_TOGETHER) -> Iterator[dict[str, SectionScore]]:
         """`scores(trial, exclude)` of each trial, in order. The similarities of `chunk` trials' sections
         to each kind of real section are one matrix product (`_SIMILARITY_PAIRS`), not one per trial:
