@@ -135,6 +135,18 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
     return out
 
 
+def phase2_positives(store, n: int, seed: int) -> tuple[list[Trial], list[str]]:
+    """`n` real TOP phase II trials the store does not hold (seeded), status and why-stopped removed,
+    and the why-stopped texts of the failed ones (for `outcome_statement`)."""
+    held = set(store.filter_ids(grounding_filter(["train", "valid", "test", "pool"])))
+    phase2 = [t for t in read_trials([TOP / "phase_II_valid.csv"]) if t.nct_id not in held]
+    why_stopped = sorted({t.why_stopped for t in phase2 if t.why_stopped and t.label == 0})
+    rng = random.Random(seed)
+    positives = [t.model_copy(update={"overall_status": None, "why_stopped": None})
+                 for t in rng.sample(phase2, min(n, len(phase2)))]
+    return positives, why_stopped
+
+
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score 95% interval of a proportion."""
     if n == 0:
@@ -204,12 +216,7 @@ def main() -> None:
     start = time.perf_counter()
     store = open_store(args.store, create=False)
     splits = default_grounding_splits(store)
-    held = set(store.filter_ids(grounding_filter(["train", "valid", "test", "pool"])))
-    phase2 = [t for t in read_trials([TOP / "phase_II_valid.csv"]) if t.nct_id not in held]
-    why_stopped = sorted({t.why_stopped for t in phase2 if t.why_stopped and t.label == 0})
-    rng = random.Random(args.seed)
-    positives = [t.model_copy(update={"overall_status": None, "why_stopped": None})
-                 for t in rng.sample(phase2, min(args.n, len(phase2)))]
+    positives, why_stopped = phase2_positives(store, args.n, args.seed)
     knowledge = build_knowledge(store, splits)
     calibration = load_or_calibrate(store, splits, knowledge, say=print)
     thresholds = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)

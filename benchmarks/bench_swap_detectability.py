@@ -25,15 +25,14 @@ Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_critic import doc_sentences, spoil  # noqa: E402
-from common import TOP, print_table  # noqa: E402
+from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
+from common import print_table  # noqa: E402
 
 
 def names_conditions(criteria: list[str], conditions: list[str]) -> bool:
@@ -70,7 +69,6 @@ def main() -> None:
         spoiled_grounding_trials,
     )
     from synthtrials.tools.knowledge.checks import CriticThresholds
-    from synthtrials.tools.readers import read_trials
     from synthtrials.tools.records.writer_format import DraftSpec
     from synthtrials.tools.store.protocol import default_grounding_splits, grounding_filter
     from synthtrials.tools.store.trial_store import open_store
@@ -98,12 +96,7 @@ def main() -> None:
         rows.append(["phase_I_train (grounding)", kind, *split_rates(caught, np.asarray(named))])
 
     # bench_critic's phase II positives and spoils, judged by the critic
-    held = set(store.filter_ids(grounding_filter(["train", "valid", "test", "pool"])))
-    phase2 = [t for t in read_trials([TOP / "phase_II_valid.csv"]) if t.nct_id not in held]
-    why_stopped = sorted({t.why_stopped for t in phase2 if t.why_stopped and t.label == 0})
-    rng = random.Random(args.seed)
-    positives = [t.model_copy(update={"overall_status": None, "why_stopped": None})
-                 for t in rng.sample(phase2, min(args.n, len(phase2)))]
+    positives, why_stopped = phase2_positives(store, args.n, args.seed)
     kinds = spoil(positives, args.seed, why_stopped, doc_sentences(), store.embeddings.embed_array)
     calibration = load_or_calibrate(store, splits, knowledge)
     critic = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
