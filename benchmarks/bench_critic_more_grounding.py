@@ -70,7 +70,7 @@ def main() -> None:
     subprocess.run([synthtrials, "store", "calibrate", "--store", str(args.out)], check=True, stdout=subprocess.DEVNULL)
 
     base, more = bench(Path(args.store)), bench(args.out)
-    grounding = {name: sum(1 for _ in open_trials(store)) for name, store in (("base", Path(args.store)), ("more", args.out))}
+    grounding = {name: grounding_count(store) for name, store in (("base", Path(args.store)), ("more", args.out))}
     table = []
     for kind, row in base["kinds"].items():
         other = more["kinds"][kind]
@@ -82,12 +82,16 @@ def main() -> None:
                  f"critic right, grounded on {grounding['more']} trials"], table)
 
 
-def open_trials(store: Path):
+def grounding_count(store: Path) -> int:
+    """How many trials the store grounds on."""
     from synthtrials.tools.store.protocol import default_grounding_splits, grounding_filter
     from synthtrials.tools.store.trial_store import open_store
 
     opened = open_store(str(store), create=False)
-    return opened.filter_ids(grounding_filter(default_grounding_splits(opened)))
+    try:
+        return len(opened.filter_ids(grounding_filter(default_grounding_splits(opened))))
+    finally:
+        opened.close()
 
 
 if __name__ == "__main__":
