@@ -52,6 +52,7 @@ def excluded_ids(exclude: Excluded) -> tuple[str, ...]:
         return ()
     return (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
+
 #: grounding trials with conditions and criteria the coherence model needs (fewer: no reference)
 MIN_COHERENCE_TRIALS = 20
 #: softmax temperatures over cosine similarities of the grounding trials' profiles: of the pairs

@@ -213,15 +213,14 @@ class _TrialSections:
         key = (kind, against, masked)
         if key not in self._sims:
             index = self.knowledge.index[against]
-            columns = index.only_in(self.exclude) if masked else []
-            if masked and not columns:
-                self._sims[key] = self.sims(kind, against, masked=False)
-            elif masked:
-                sims = self.sims(kind, against, masked=False).copy()
-                sims[:, columns] = -1.0
-                self._sims[key] = sims
-            else:
+            if not masked:
                 self._sims[key] = index.similarities(self.vectors[kind])
+            else:  # a copy only where some text is masked
+                sims, columns = self.sims(kind, against, masked=False), index.only_in(self.exclude)
+                if columns:
+                    sims = sims.copy()
+                    sims[:, columns] = -1.0
+                self._sims[key] = sims
         return self._sims[key]
 
 
