@@ -66,6 +66,12 @@ class CritiqueResult:
         return sorted({p.check for p in self.problems})
 
 
+def beyond_plan(trial: Trial) -> Trial:
+    """`trial` without the fields an anchored plan fixes from its anchor (interventions, conditions, phase): what a
+    draft's closeness to its anchor is read from."""
+    return trial.model_copy(update={"interventions": [], "conditions": [], "phase": None})
+
+
 def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
                    fields: Collection[str], grounding: TrialFilter, target: str | None = None,
                    examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
@@ -75,7 +81,7 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
 
     `target`: the drug it must test (None: not checked); `examples`: real trials it was written
     from (copy checks); `anchor`: the grounding trial an anchored target was modelled on (copy and near-copy
-    checks, though the writer never saw it); `exclude`: a real trial's own id, so that it is scored leave-one-out;
+    checks, though the writer never saw it, on the fields the plan does not fix: `beyond_plan`); `exclude`: a real trial's own id, so that it is scored leave-one-out;
     `vector`: the embedding of its rendering (`render_for_embedding`) where the caller has it
     (`check_trials` embeds many trials' renderings and sections at once). Without it, the
     rendering and every section no grounding trial has are embedded in one call.
@@ -91,13 +97,19 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     problems += check_domain(domain, th.calibrated)
     nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
     neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)
-    anchors = [anchor] if anchor is not None else []
-    copy_problems, overlap = check_copying(trial, list(examples) + anchors + [h.trial for h in neighbours], th.ngram,
+    copy_problems, overlap = check_copying(trial, list(examples) + [h.trial for h in neighbours], th.ngram,
                                            th.max_ngram_overlap)
-    problems += copy_problems
     similar = [(h.score, h.trial.nct_id) for h in neighbours]
     if anchor is not None:
-        similar.append((float(store.embeddings.embed_array([render_for_embedding(anchor)])[0] @ vector), anchor.nct_id))
+        # the anchored plan gives the draft its anchor's drug, conditions, phase (and interventions): its closeness to
+        # the anchor is read from what the writer wrote beyond them, or every pinned draft would look like a copy
+        own, source = beyond_plan(trial), beyond_plan(anchor)
+        anchor_problems, anchor_overlap = check_copying(own, [source], th.ngram, th.max_ngram_overlap)
+        if anchor_overlap > overlap:
+            copy_problems, overlap = anchor_problems, anchor_overlap
+        pair = store.embeddings.embed_array([render_for_embedding(own), render_for_embedding(source)])
+        similar.append((float(pair[0] @ pair[1]), anchor.nct_id))
+    problems += copy_problems
     real_similarity, closest = max(similar, default=(0.0, ""))
     if real_similarity > th.max_real_similarity:
         problems.append(Problem("near_copy", f"too close to real trial {closest} "

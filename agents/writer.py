@@ -120,7 +120,8 @@ def adapted_writer_messages(intervention: str, label: int, examples: list[str], 
 def writer_json_schema(spec: DraftSpec, intervention: str,
                        vocabulary: dict[str, list[str]] | None = None,
                        criteria: tuple[int, int] | None = None,
-                       conditions: list[str] | None = None, phase: str | None = None) -> dict[str, Any]:
+                       conditions: list[str] | None = None, phase: str | None = None,
+                       interventions: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """The draft schema of `spec` with the first intervention fixed to `intervention` (a drug).
 
     With a `vocabulary`, conditions and phase are restricted to those of the intervention's real
@@ -128,7 +129,9 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
     `criteria` (numbers of inclusion and exclusion criteria: an anchor's), each list must have exactly
     that many items, within the spec's bounds (`criteria_counts`). With `conditions` and `phase` (an
     anchor's), the draft's conditions are exactly those (`pinned_conditions`: in order, within the
-    spec's bounds) and its phase is that phase: the writer writes everything else after them.
+    spec's bounds) and its phase is that phase: the writer writes everything else after them. With
+    `interventions` (an anchor's (name, type) pairs, the drug first), the draft's interventions are exactly
+    those (`pinned_interventions`), the first one `intervention`; a spec with descriptions leaves them free.
     """
     schema = copy.deepcopy(spec.json_schema())
     properties = schema["properties"]
@@ -145,6 +148,12 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
     properties["interventions"] = {
         "type": "array", "prefixItems": [{"type": "object", "properties": pinned, "required": list(pinned)}],
         "items": {"$ref": "#/$defs/InterventionDraft"}, "minItems": 1, "maxItems": spec.bounds.interventions}
+    held = pinned_interventions(spec, intervention, interventions or [])
+    if held:
+        items = [{"type": "object", "properties": {**pinned, "name": {"const": name}, "type": {"const": kind}},
+                  "required": list(pinned)} for name, kind in held]
+        properties["interventions"] = {"type": "array", "prefixItems": items, "items": False,
+                                       "minItems": len(items), "maxItems": len(items)}
     if criteria is not None and "eligibility" in spec.fields:
         for key, count in zip(("inclusion_criteria", "exclusion_criteria"), criteria_counts(spec, criteria)):
             properties[key].update(minItems=count, maxItems=count)
@@ -165,6 +174,17 @@ def pinned_conditions(spec: DraftSpec, conditions: list[str]) -> list[str]:
     return [c for c in trimmed if c.strip()][:bounds.conditions]
 
 
+def pinned_interventions(spec: DraftSpec, drug: str, interventions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An anchor's interventions as a draft holds them: `drug` first (typed drug, as the plan names it), then the
+    others with their names trimmed to the spec's bound and blanks dropped, at most the spec's number of
+    interventions; empty where the anchor recorded none (a plan made before they were recorded)."""
+    if not interventions:
+        return []
+    bounds = spec.bounds
+    others = [(trim_text(name, bounds.intervention_chars), kind) for name, kind in interventions[1:]]
+    return [(drug, "drug"), *[(name, kind) for name, kind in others if name.strip()]][:bounds.interventions]
+
+
 def criteria_counts(spec: DraftSpec, criteria: tuple[int, int]) -> tuple[int, int]:
     """(inclusion, exclusion) `criteria` counts within the spec's bounds: at least its minimum per list (a
     draft has an inclusion criterion), at most its `criteria` items."""
@@ -178,20 +198,23 @@ def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, 
                 reasons: list[str], feedback: list[str], *, seed: int = 0, variant: int = 0, temperature: float | None = None,
                 conditions: list[str] | None = None, phase: str | None = None,
                 vocabulary: dict[str, list[str]] | None = None, criteria: tuple[int, int] | None = None,
-                pin: bool = False, adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
+                pin: bool = False, interventions: list[tuple[str, str]] | None = None,
+                adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
 
     `adapted`: the model was adapted to the grounding trials, and gets the compact prompt it was
     trained on (`adapted_writer_messages`). `criteria`: the numbers of inclusion and exclusion criteria
     the schema asks for (`writer_json_schema`). `pin`: the schema also holds the draft to `conditions` and
-    `phase` (an adapted writer's prompt cannot name them)."""
+    `phase` (an adapted writer's prompt cannot name them). `interventions`: the anchor's interventions the schema
+    holds the draft to (None: only the first, `intervention`)."""
     if adapted:
         messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
     else:
         messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant, conditions, phase)
     result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
                             json_schema=writer_json_schema(spec, intervention, vocabulary, criteria,
-                                                           conditions if pin else None, phase if pin else None))
+                                                           conditions if pin else None, phase if pin else None,
+                                                           interventions))
     return messages, result
 
 
@@ -221,6 +244,8 @@ def make_write_node(resources: Resources):
                                            vocabulary=state.vocabulary if cfg.vocabulary_constrained() else None,
                                            criteria=target.criteria if cfg.writer_criteria == "anchor" else None,
                                            pin=cfg.pins_conditions(bool(target.anchor)),
+                                           interventions=(target.interventions
+                                                          if cfg.pins_interventions(bool(target.anchor)) else None),
                                            adapted=cfg.writer_adapter is not None)
         except StructuredOutputError as exc:
             return {"draft": None, "draft_error": str(exc), "log": timer.log(

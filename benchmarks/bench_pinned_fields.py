@@ -4,10 +4,13 @@ the plan pins copied from each trial's anchor, placed on the utility ladder.
 An anchored target fixes the drug, label, conditions and phase the writer is asked for; the writer may
 still add interventions and rephrase the conditions. This probe rewrites a finished run's trials.jsonl
 into new run folders under `--out` (the original is never touched): `as_written`; `interventions` (each
-trial's intervention list replaced by its anchor's); `interventions+conditions` (and its conditions).
+trial's intervention list replaced by its anchor's); `interventions+conditions` (and its conditions);
+`eligibility` (only its criteria replaced by its anchor's); `interventions+conditions+eligibility` (every
+field the classifier reads: the anchors themselves, the upper bound of a writer that copies its anchor).
 Each is evaluated with `synthtrials evaluate --classifier tfidf` against TOP phase I, and its rung is
 printed beside the controls. Where pinning the fields restores the controls' score, the loss is in those
-fields; where it does not, it is in what the writer writes itself (the eligibility criteria).
+fields; where it does not, it is in what the writer writes itself (the eligibility criteria), which the
+`eligibility` variant tests directly.
 
     python benchmarks/bench_pinned_fields.py --run runs/anchored --store demo_out/store
 """
@@ -27,7 +30,9 @@ from common import OUT, TOP, print_table  # noqa: E402
 from synthtrials.tools.store.trial_store import open_store  # noqa: E402
 
 VARIANTS = {"as_written": (), "interventions": ("interventions",),
-            "interventions+conditions": ("interventions", "conditions")}
+            "interventions+conditions": ("interventions", "conditions"),
+            "eligibility": ("eligibility",),
+            "interventions+conditions+eligibility": ("interventions", "conditions", "eligibility")}
 RUN_FILES = ("config.json", "grounding.json", "plan.json", "run.json", "summary.json")
 
 
@@ -49,6 +54,8 @@ def pinned_run(run: Path, out: Path, store, fields: tuple[str, ...]) -> tuple[in
             row["interventions"] = [i.model_dump() for i in anchor.interventions]
         if "conditions" in fields:
             row["conditions"] = list(anchor.conditions)
+        if "eligibility" in fields:
+            row["eligibility"] = anchor.eligibility.model_dump() if anchor.eligibility else None
         changed += json.dumps(row) != before
     (out / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return len(rows), changed

@@ -85,6 +85,12 @@ class GenerationConfig(BaseModel):
                             "three seeds: acceptance 86.8% against 86.5% (means), TSTR 0.597 / 0.548 / 0.580 "
                             "against 0.592 / 0.531 / 0.547 (benchmarks/RESULTS.md, the anchor's conditions). A prompted "
                             "writer is told them in its prompt either way")
+    writer_interventions: Literal["auto", "free", "anchor"] = Field(
+        "auto", description="the draft's interventions: exactly the target's anchor's, its drug first, through the "
+                            "grammar (`anchor`, anchored plans), or the drug and whatever the writer adds (`free`: "
+                            "the adapted writer added drugs that no trial of the store names to 208 of 300 accepted "
+                            "trials; held, none); `auto` (default): `anchor` under an anchored plan, else `free` "
+                            "(benchmarks/RESULTS.md, the anchor's interventions)")
     label_fit: bool = Field(False, description="the critic also asks a TF-IDF classifier of the grounding trials "
                                                 "whether a draft fits its label (tools/knowledge/label_fit.py; off: "
                                                 "measured in benchmarks/RESULTS.md)")
@@ -135,6 +141,11 @@ class GenerationConfig(BaseModel):
         """Whether the writer's schema holds a draft to its target's anchor's conditions and phase (`anchored`:
         the target has an anchor)."""
         return anchored and self.writer_conditions != "free"
+
+    def pins_interventions(self, anchored: bool) -> bool:
+        """Whether the writer's schema holds a draft to its target's anchor's interventions (`anchored`: the target
+        has an anchor)."""
+        return anchored and self.writer_interventions != "free"
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a run folder to be resumed: everything that shapes the trials."""

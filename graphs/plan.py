@@ -6,7 +6,7 @@ eligible drugs (or the grounding trials), so a resumed or extended run draws exa
 Modes (`PLAN_MODES`, each with when to use it):
 
 - ``anchored`` (default): target i is a labelled real grounding trial (every one once before any
-  twice); it fixes the drug, label, conditions and phase, and its examples are other grounding trials
+  twice); it fixes the drug, label, conditions and phase (and the other interventions), and its examples are other grounding trials
   of the same drug and label. The synthetic set then keeps the real data's P(label | drug, condition).
 - ``contrastive``: every eligible drug equally often, both outcomes pair by pair (the seed paper's
   design): for studying what separates success from failure within a drug, not for training a
@@ -51,6 +51,19 @@ class Anchor(BaseModel):
     phase: str | None = None
     inclusion: int = Field(0, ge=0, description="its number of inclusion criteria")
     exclusion: int = Field(0, ge=0, description="its number of exclusion criteria")
+    interventions: list[tuple[str, str]] = Field(
+        default_factory=list, description="its interventions as (name, type), the drug first; empty in plans made "
+                                          "before they were recorded")
+
+
+def anchor_interventions(trial: Trial, drug: str) -> list[tuple[str, str]]:
+    """A trial's interventions as (name, type), its drug (normalised, as the plan names it) first and the others
+    in listed order: what `--writer-interventions anchor` holds a draft to."""
+    others = [(i.name.strip(), i.type.value) for i in trial.interventions if i.name.strip()]
+    first = next((k for k, (name, _) in enumerate(others) if normalize_intervention(name) == drug), None)
+    if first is not None:
+        others.pop(first)
+    return [(drug, "drug"), *others]
 
 
 def anchors_of(trials: list[Trial]) -> list[Anchor]:
@@ -63,7 +76,8 @@ def anchors_of(trials: list[Trial]) -> list[Anchor]:
                               conditions=[c.strip()[:120] for c in trial.conditions if c.strip()][:10],
                               phase=trial.phase.value if trial.phase is not None else None,
                               inclusion=len(trial.eligibility.inclusion) if trial.eligibility else 0,
-                              exclusion=len(trial.eligibility.exclusion) if trial.eligibility else 0))
+                              exclusion=len(trial.eligibility.exclusion) if trial.eligibility else 0,
+                              interventions=anchor_interventions(trial, drug)))
     return out
 
 
@@ -133,12 +147,14 @@ def stratified_order(labels: list[int], rng: random.Random) -> list[int]:
 def anchored_target(plan: SamplingPlan, index: int) -> Target:
     """Target i is grounding trial order_c[i mod n], order_c a seeded, label-stratified order per cycle c = i div n
     (`stratified_order`): every grounding trial once before any twice. It fixes the drug, label, conditions and
-    phase, and carries the anchor's numbers of criteria (`--writer-criteria anchor` asks the writer for them)."""
+    phase, and carries the anchor's numbers of criteria (`--writer-criteria anchor` asks the writer for them) and its
+    interventions (`--writer-interventions`, by default under this plan, holds the draft to them)."""
     cycle, position = divmod(index, len(plan.anchors))
     order = stratified_order([a.label for a in plan.anchors], stream(plan.seed, "plan", "cycle", cycle))
     anchor = plan.anchors[order[position]]
     return Target(index=index, intervention=anchor.drug, label=anchor.label, anchor=anchor.nct_id,
-                  conditions=anchor.conditions, phase=anchor.phase, criteria=(anchor.inclusion, anchor.exclusion))
+                  conditions=anchor.conditions, phase=anchor.phase, criteria=(anchor.inclusion, anchor.exclusion),
+                  interventions=anchor.interventions)
 
 
 @dataclass(frozen=True)

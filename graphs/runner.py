@@ -85,8 +85,9 @@ class RunOptions(BaseModel):
     def fingerprint(self) -> dict[str, Any]:
         generation = self.generation.fingerprint()
         # what the writer is held to, not how it was asked for: `auto` under a plan without anchors is `free`
-        generation["writer_conditions"] = ("anchor" if self.generation.pins_conditions(PLAN_MODES[self.plan_mode].anchored)
-                                           else "free")
+        anchored = PLAN_MODES[self.plan_mode].anchored
+        generation["writer_conditions"] = "anchor" if self.generation.pins_conditions(anchored) else "free"
+        generation["writer_interventions"] = "anchor" if self.generation.pins_interventions(anchored) else "free"
         return {"store": str(self.store), "generation": generation, "plan_mode": self.plan_mode,
                 "plan_version": PLAN_VERSION, "seed_scheme": SEED_SCHEME_VERSION,
                 "interventions": self.interventions, "eligibility_rule": self.eligibility_rule,
@@ -121,6 +122,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "generation.llm.dry_multiplier": 0.0,
     "generation.writer_criteria": "free",
     "generation.writer_conditions": "free",
+    "generation.writer_interventions": "free",
 }
 
 
@@ -462,7 +464,8 @@ def check_run_options(options: RunOptions) -> None:
     if options.n <= 0:
         raise ConfigError(f"--n must be positive, got {options.n}")
     generation = options.generation
-    for option, value in (("--writer-criteria", generation.writer_criteria), ("--writer-conditions", generation.writer_conditions)):
+    for option, value in (("--writer-criteria", generation.writer_criteria), ("--writer-conditions", generation.writer_conditions),
+                          ("--writer-interventions", generation.writer_interventions)):
         if value == "anchor" and not PLAN_MODES[options.plan_mode].anchored:
             raise ConfigError(f"{option} anchor needs an anchored plan (--plan anchored), not --plan {options.plan_mode}")
     if generation.writer_adapter:

@@ -23,6 +23,8 @@ class Target(BaseModel):
     conditions: list[str] = Field(default_factory=list)
     phase: str | None = None
     criteria: tuple[int, int] | None = Field(None, description="the anchor's numbers of inclusion and exclusion criteria")
+    interventions: list[tuple[str, str]] = Field(default_factory=list,
+                                                 description="the anchor's interventions as (name, type), the drug first")
 
 
 class Critique(BaseModel):

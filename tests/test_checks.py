@@ -180,3 +180,28 @@ def test_eligibility_of_another_disease_fails_eligibility_fit(knowledge, calibra
     spoiled = trial.model_copy(update={"nct_id": "SYN-0f0f0f0d", "source": "synthetic",
                                        "eligibility": diabetes.eligibility})
     assert "eligibility_fit" in {p.check for p in check_domain(known.scores(spoiled), calibration.thresholds)}
+
+
+def test_an_anchored_draft_is_compared_with_its_anchor_beyond_the_fields_the_plan_fixes(knowledge, calibration):
+    """The anchored plan hands a draft its anchor's interventions, conditions and phase: a draft that keeps them
+    and writes criteria of its own is no copy of its anchor; one that also reproduces the anchor's criteria is. The
+    anchor is left out of the neighbours (`exclude`), so only the comparison with the anchor can see the copy."""
+    from support import TOP
+    from synthtrials.agents.critic import beyond_plan, critique_trial
+    from synthtrials.tools.knowledge.checks import CriticThresholds
+    from synthtrials.tools.readers import read_trials
+    from synthtrials.tools.records.trial import render_for_embedding
+
+    store, known = knowledge
+    anchor = max((t for t in store.filter(grounding_filter(["train"])) if t.eligibility and len(t.interventions) > 1),
+                 key=lambda t: len(render_for_embedding(t).split("|")[0]) + len(t.conditions))  # a long pinned head
+    unseen = next(t for t in read_trials([TOP / "phase_I_valid.csv"]) if t.eligibility and len(t.eligibility.inclusion) >= 3)
+    kwargs = dict(store=store, knowledge=known, thresholds=CriticThresholds(calibrated=calibration.thresholds),
+                  fields=TOP_FIELDS, grounding=grounding_filter(["train"]), exclude=anchor.nct_id, anchor=anchor)
+    own = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0a", "source": "synthetic", "eligibility": unseen.eligibility})
+    copied = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0b", "source": "synthetic"})
+    assert beyond_plan(own).interventions == beyond_plan(own).conditions == [] and beyond_plan(own).phase is None
+    assert not any(anchor.nct_id in p.message for p in critique_trial(own, **kwargs).problems)
+    result = critique_trial(copied, **kwargs)
+    assert "near_copy" in result.failed_checks
+    assert any(anchor.nct_id in p.message for p in result.problems if p.check == "near_copy")

@@ -178,8 +178,9 @@ def test_run_folder_with_another_config_is_refused(phase1_store_path, tmp_path):
     assert len(aside) == 1 and (aside[0] / "trials.jsonl").read_text() == before
 
 
-def _conditions_pinned(requests: list[dict]) -> set[bool]:
-    """For each writer request (its schema has the draft's conditions): whether the schema fixes them."""
+def _pinned(requests: list[dict], field: str = "conditions") -> set[bool]:
+    """For each writer request (its schema has the draft's conditions): whether the schema fixes them (or the
+    draft's `field`: a fixed list admits no item beyond its prefix)."""
     def schemas(node):
         if isinstance(node, dict):
             if "conditions" in node.get("properties", {}):
@@ -190,14 +191,14 @@ def _conditions_pinned(requests: list[dict]) -> set[bool]:
             for value in node:
                 yield from schemas(value)
 
-    return {"prefixItems" in schema["properties"]["conditions"] for r in requests for schema in schemas(r)}
+    return {schema["properties"][field].get("items", True) is False for r in requests for schema in schemas(r)}
 
 
 def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did(phase1_store_path, tmp_path):
     """A folder written before the sampler settings joined the fingerprint (writer_sampling,
     repeat_penalty, dry_multiplier, writer_criteria, writer_conditions) resumes when the run asks for what that
-    version did; where today's default differs (writer_conditions: `auto` pins an anchored plan's conditions, the
-    older version left them free) the refusal says which value resumes it, and the resumed run keeps it; it is
+    version did; where today's default differs (writer_conditions and writer_interventions: `auto` pins an anchored
+    plan's conditions and interventions, the older version left them free) the refusal says which value resumes it, and the resumed run keeps it; it is
     still refused for a setting it recorded otherwise."""
     out = tmp_path / "run"
     record = out / "run.json"
@@ -215,14 +216,18 @@ def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did
             generation["llm"].pop("dry_multiplier")
         record.write_text(json.dumps(saved))
         today = cli(*_generate_args(phase1_store_path, out, server, n=3))
-        assert today.returncode == 2 and "different configuration (generation.writer_conditions;" in today.stderr
+        assert today.returncode == 2
+        assert "different configuration (generation.writer_conditions, generation.writer_interventions;" in today.stderr
         assert "as generation.writer_conditions = free" in today.stderr
-        free = ("--writer-conditions", "free")
+        assert "as generation.writer_interventions = free" in today.stderr
+        free = ("--writer-conditions", "free", "--writer-interventions", "free")
         resumed = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=free))
         assert resumed.returncode == 0, resumed.stderr
         assert (out / "trials.jsonl").read_text().startswith(before) and len(_accepted(out)[0]) == 3
-        assert _conditions_pinned(server.requests[:first_run]) == {True}  # today's default pins them
-        assert _conditions_pinned(server.requests[first_run:]) == {False}  # the resumed run does not
+        assert _pinned(server.requests[:first_run]) == {True}  # today's default pins them
+        assert _pinned(server.requests[first_run:]) == {False}  # the resumed run does not
+        assert _pinned(server.requests[:first_run], "interventions") == {True}
+        assert _pinned(server.requests[first_run:], "interventions") == {False}
         saved["fingerprint"]["generation"]["k"] = 4  # a setting the folder has, recorded otherwise
         record.write_text(json.dumps(saved))
         refused = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=free))
@@ -249,7 +254,11 @@ def test_bad_generate_inputs(phase1_store_path, tmp_path):
                                      extra=("--writer-conditions", "anchor", "--plan", "contrastive")))
         assert pinned.returncode == 2 and "--writer-conditions anchor needs an anchored plan" in pinned.stderr
         assert not (tmp_path / "e").exists()
-    for result in (zero, high_k, no_trials, counts, pinned):
+        combination = cli(*_generate_args(phase1_store_path, tmp_path / "f", server,
+                                          extra=("--writer-interventions", "anchor", "--plan", "contrastive")))
+        assert combination.returncode == 2 and "--writer-interventions anchor needs an anchored plan" in combination.stderr
+        assert not (tmp_path / "f").exists()
+    for result in (zero, high_k, no_trials, counts, pinned, combination):
         assert "Traceback" not in result.stderr
 
 

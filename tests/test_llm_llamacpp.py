@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from langchain_core.messages import HumanMessage
 from support import TOP
-from synthtrials.agents.writer import pinned_conditions, write_draft, writer_json_schema
+from synthtrials.agents.writer import pinned_conditions, pinned_interventions, write_draft, writer_json_schema
 from synthtrials.tools.llm.client import (
     LLMClient,
     LLMConfig,
@@ -126,16 +126,37 @@ def test_writer_schema_pins_the_anchors_conditions_and_phase_within_the_bounds(t
     assert writer_json_schema(top_spec, "aspirin", conditions=[" "])["properties"]["conditions"] == free["conditions"]
 
 
+def test_writer_schema_pins_the_anchors_interventions_drug_first_within_the_bounds(top_spec):
+    """`--writer-interventions anchor`: the interventions are exactly the anchor's, the plan's drug first, names
+    trimmed and the list capped as a real trial's answer is; none recorded (an older plan) pins only the drug."""
+    bounds = top_spec.bounds
+    anchor = [("metformin", "drug"), ("Placebo", "drug"), (" ", "drug"), ("x" * (bounds.intervention_chars + 9), "other"),
+              *[(f"drug {i}", "drug") for i in range(bounds.interventions + 2)]]
+    held = pinned_interventions(top_spec, "metformin", anchor)
+    assert held[:2] == [("metformin", "drug"), ("Placebo", "drug")] and len(held) == bounds.interventions
+    assert held[2] == ("x" * bounds.intervention_chars, "other")
+    prop = writer_json_schema(top_spec, "metformin", interventions=anchor)["properties"]["interventions"]
+    assert [(item["properties"]["name"]["const"], item["properties"]["type"]["const"]) for item in prop["prefixItems"]] == held
+    assert prop["minItems"] == prop["maxItems"] == len(held) and prop["items"] is False
+    dialect = grammar_schema({"properties": {"interventions": prop}})["properties"]["interventions"]
+    assert len(dialect["anyOf"][0]["items"]) == len(held)
+    free = writer_json_schema(top_spec, "metformin")["properties"]["interventions"]
+    assert writer_json_schema(top_spec, "metformin", interventions=[])["properties"]["interventions"] == free
+    assert free["items"] == {"$ref": "#/$defs/InterventionDraft"} and len(free["prefixItems"]) == 1
+
+
 @pytest.mark.slow
-def test_the_embedded_model_writes_the_anchors_conditions_and_phase(top_spec):
-    """The grammar holds SmolLM2 to the anchor's conditions and phase; the rest is its own, and validates (two
-    and one criteria asked, which keeps the unadapted model's answer short)."""
+def test_the_embedded_model_writes_the_anchors_conditions_phase_and_interventions(top_spec):
+    """The grammar holds SmolLM2 to the anchor's conditions, phase and interventions; the rest is its own, and
+    validates (two and one criteria asked, which keeps the unadapted model's answer short)."""
     client = LLMClient(LLMConfig(max_tokens=600))
     examples = [render_for_classifier(t)[:600] for t in read_trials([TOP / "phase_I_valid.csv"])[:2]]
     conditions = ["Type 2 Diabetes Mellitus", "Obesity"]
+    interventions = [("metformin", "drug"), ("Placebo", "drug"), ("Exercise programme", "behavioral")]
     _, result = write_draft(client, top_spec, "metformin", 1, examples, [], [], seed=3, conditions=conditions,
-                            phase="phase 1", pin=True, criteria=(2, 1))
+                            phase="phase 1", pin=True, criteria=(2, 1), interventions=interventions)
     assert result.value.conditions == conditions and result.value.phase.value == "phase 1"
+    assert [(i.name, i.type.value) for i in result.value.interventions] == interventions
     assert result.value.inclusion_criteria
 
 

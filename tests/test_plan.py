@@ -7,6 +7,7 @@ from synthtrials.tools.readers import read_trials
 from synthtrials.tools.records.eligibility import first_drug
 from synthtrials.tools.records.eligibility import EligibleIntervention
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.records.normalize import normalize_intervention
 
 ELIGIBLE = [EligibleIntervention(intervention=name, successes=s, failures=f)
             for name, s, f in (("placebo", 400, 300), ("sorafenib", 10, 20), ("metformin", 30, 5), ("saline placebo", 9, 9))]
@@ -38,7 +39,7 @@ def test_proportional_and_list_modes():
 
 def test_anchored_plan_draws_every_grounding_trial_once_before_any_twice():
     """The default plan: target i is a labelled real grounding trial (real phase I train), whose drug, label,
-    conditions and phase it fixes; the targets follow the real data's drugs and labels."""
+    conditions, phase and interventions it fixes; the targets follow the real data's drugs and labels."""
     train = read_trials([TOP / "phase_I_train.csv"])
     anchors = anchors_of(train)
     assert len(anchors) > 0.9 * len(train)  # placebo-first and unlabelled trials are the only ones left out
@@ -58,6 +59,11 @@ def test_anchored_plan_draws_every_grounding_trial_once_before_any_twice():
         assert target.phase == (real.phase.value if real.phase else None)
         eligibility = real.eligibility
         assert target.criteria == ((len(eligibility.inclusion), len(eligibility.exclusion)) if eligibility else (0, 0))
+        # its interventions: the drug first (as the plan names it), then the others as listed
+        listed = [(i.name.strip(), i.type.value) for i in real.interventions if i.name.strip()]
+        listed.pop(next(k for k, (name, _) in enumerate(listed) if normalize_intervention(name) == target.intervention))
+        assert target.interventions == [(target.intervention, "drug"), *listed]
+    assert sum(len(t.interventions) > 1 for t in first) > 0.3 * n  # combinations and comparators are common in TOP
     assert Counter(t.label for t in first) == Counter(a.label for a in anchors)  # the real labels, not balanced
     assert [plan.target(i) for i in range(20)] == first[:20]  # resume draws the same targets
     with pytest.raises(ConfigError, match="no labelled trial with a drug to anchor on"):

@@ -58,6 +58,7 @@ def generate(
     writer_grammar: Annotated[Optional[str], typer.Option(help="The writer's JSON-schema grammar: always, on_failure (decode freely, parse, ask again under the grammar when the answer does not fit), or auto (default: always; measured in benchmarks/RESULTS.md).", rich_help_panel=MODEL_PANEL)] = None,
     writer_criteria: Annotated[Optional[str], typer.Option(help="How many eligibility criteria the writer writes: free (default) or anchor (exactly as many inclusion and exclusion criteria as the target's anchor, through the grammar; anchored plans; pair with `adapt --answer-tokens auto` so that the answer budget holds them).", rich_help_panel=MODEL_PANEL)] = None,
     writer_conditions: Annotated[Optional[str], typer.Option(help="The draft's conditions and phase: anchor (exactly the target's anchor's, through the grammar, before the writer writes the rest; anchored plans), free (the writer chooses), or auto (default: anchor under an anchored plan, else free).", rich_help_panel=MODEL_PANEL)] = None,
+    writer_interventions: Annotated[Optional[str], typer.Option(help="The draft's interventions: anchor (exactly the target's anchor's, its drug first, through the grammar; anchored plans), free (the drug, then whatever the writer adds), or auto (default: anchor under an anchored plan, else free).", rich_help_panel=MODEL_PANEL)] = None,
     writer_sampling: Annotated[Optional[str], typer.Option(help="How an adapted writer avoids loops: penalty (default: every repeated token; short criteria lists) or dry (llama.cpp's DRY, repeated sequences only, llamacpp-server: lists twice as long, lower acceptance; benchmarks/RESULTS.md).", rich_help_panel=MODEL_PANEL)] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
@@ -102,6 +103,7 @@ def generate(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
             reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar, writer_sampling=writer_sampling, label_fit=label_fit,
             writer_criteria=writer_criteria, writer_conditions=writer_conditions,
+            writer_interventions=writer_interventions,
             ground_on=[check_split(s) for s in ground_on] if ground_on else None, ground_sample=ground_sample,
             writer_adapter=str(adapter) if adapter else None,
             writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))
