@@ -81,7 +81,8 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
 
     `target`: the drug it must test (None: not checked); `examples`: real trials it was written
     from (copy checks); `anchor`: the grounding trial an anchored target was modelled on (copy and near-copy
-    checks, though the writer never saw it, on the fields the plan does not fix: `beyond_plan`); `exclude`: a real trial's own id, so that it is scored leave-one-out;
+    checks, though the writer never saw it, on the fields the plan does not fix: `beyond_plan`); `exclude`: a real
+    trial's own id, so that it is scored leave-one-out;
     `vector`: the embedding of its rendering (`render_for_embedding`) where the caller has it
     (`check_trials` embeds many trials' renderings and sections at once). Without it, the
     rendering and every section no grounding trial has are embedded in one call.
@@ -102,7 +103,7 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     similar = [(h.score, h.trial.nct_id) for h in neighbours]
     if anchor is not None:
         # the anchored plan gives the draft its anchor's drug, conditions, phase (and interventions): its closeness to
-        # the anchor is read from what the writer wrote beyond them, or every pinned draft would look like a copy
+        # the anchor is read from what the writer wrote beyond them (the embedding's 64 tokens start with those fields)
         own, source = beyond_plan(trial), beyond_plan(anchor)
         anchor_problems, anchor_overlap = check_copying(own, [source], th.ngram, th.max_ngram_overlap)
         if anchor_overlap > overlap:

@@ -145,15 +145,16 @@ def writer_json_schema(spec: DraftSpec, intervention: str,
     pinned: dict[str, Any] = {"name": {"const": intervention}, "type": {"const": "drug"}}
     if "intervention_descriptions" in spec.fields:
         pinned["description"] = {"type": "string", "maxLength": spec.bounds.sentence_chars}
-    properties["interventions"] = {
-        "type": "array", "prefixItems": [{"type": "object", "properties": pinned, "required": list(pinned)}],
-        "items": {"$ref": "#/$defs/InterventionDraft"}, "minItems": 1, "maxItems": spec.bounds.interventions}
     held = pinned_interventions(spec, intervention, interventions or [])
     if held:
         items = [{"type": "object", "properties": {**pinned, "name": {"const": name}, "type": {"const": kind}},
                   "required": list(pinned)} for name, kind in held]
         properties["interventions"] = {"type": "array", "prefixItems": items, "items": False,
                                        "minItems": len(items), "maxItems": len(items)}
+    else:
+        properties["interventions"] = {
+            "type": "array", "prefixItems": [{"type": "object", "properties": pinned, "required": list(pinned)}],
+            "items": {"$ref": "#/$defs/InterventionDraft"}, "minItems": 1, "maxItems": spec.bounds.interventions}
     if criteria is not None and "eligibility" in spec.fields:
         for key, count in zip(("inclusion_criteria", "exclusion_criteria"), criteria_counts(spec, criteria)):
             properties[key].update(minItems=count, maxItems=count)
