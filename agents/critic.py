@@ -72,6 +72,13 @@ def beyond_plan(trial: Trial) -> Trial:
     return trial.model_copy(update={"interventions": [], "conditions": [], "phase": None})
 
 
+def copy_rendering(trial: Trial, anchored: bool) -> str:
+    """The text a draft's closeness to other trials is embedded from: for an anchored target, what the writer wrote
+    beyond the fields the plan gave it (`beyond_plan`), so that drafts sharing an anchor's head are not near copies
+    of it or near duplicates of each other for that alone."""
+    return render_for_embedding(beyond_plan(trial) if anchored else trial)
+
+
 def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
                    fields: Collection[str], grounding: TrialFilter, target: str | None = None,
                    examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
@@ -98,18 +105,21 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     problems += check_domain(domain, th.calibrated)
     nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
     neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)
-    copy_problems, overlap = check_copying(trial, list(examples) + [h.trial for h in neighbours], th.ngram,
-                                           th.max_ngram_overlap)
-    similar = [(h.score, h.trial.nct_id) for h in neighbours]
-    if anchor is not None:
-        # the anchored plan gives the draft its anchor's drug, conditions, phase (and interventions): its closeness to
-        # the anchor is read from what the writer wrote beyond them (the embedding's 64 tokens start with those fields)
-        own, source = beyond_plan(trial), beyond_plan(anchor)
-        anchor_problems, anchor_overlap = check_copying(own, [source], th.ngram, th.max_ngram_overlap)
-        if anchor_overlap > overlap:
-            copy_problems, overlap = anchor_problems, anchor_overlap
-        pair = store.embeddings.embed_array([render_for_embedding(own), render_for_embedding(source)])
-        similar.append((float(pair[0] @ pair[1]), anchor.nct_id))
+    reals = list(examples) + [h.trial for h in neighbours]
+    if anchor is None:
+        copy_problems, overlap = check_copying(trial, reals, th.ngram, th.max_ngram_overlap)
+        similar = [(h.score, h.trial.nct_id) for h in neighbours]
+    else:
+        # the anchored plan gives the draft its anchor's drug, conditions, phase (and interventions), so its head is
+        # the anchor's and that of every real trial with the same head (the anchor is a grounding trial, found among
+        # the neighbours): closeness to real trials is read from what the writer wrote beyond those fields, for the
+        # n-gram overlap and the embedding alike (the embedding's 64 tokens start with the head)
+        own = beyond_plan(trial)
+        reals.append(anchor)
+        copy_problems, overlap = check_copying(own, [beyond_plan(t) for t in reals], th.ngram, th.max_ngram_overlap)
+        compared = [anchor] + [h.trial for h in neighbours]
+        rows = store.embeddings.embed_array([copy_rendering(t, True) for t in [trial, *compared]])
+        similar = [(float(rows[0] @ row), t.nct_id) for row, t in zip(rows[1:], compared)]
     problems += copy_problems
     real_similarity, closest = max(similar, default=(0.0, ""))
     if real_similarity > th.max_real_similarity:
@@ -117,7 +127,8 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
                                              f"(similarity {real_similarity:.3f}); write a different trial"))
     synthetic_similarity = 0.0
     if synthetic is not None:
-        other, synthetic_similarity = synthetic.most_similar(vector, exclude=trial.nct_id)
+        # the index holds the accepted drafts' `copy_rendering`s, anchored or not as this draft is
+        other, synthetic_similarity = synthetic.most_similar(vector if anchor is None else rows[0], exclude=trial.nct_id)
         if synthetic_similarity > th.max_synthetic_similarity:
             problems.append(Problem("near_duplicate", f"too close to synthetic trial {other} "
                                                       f"(similarity {synthetic_similarity:.3f}); vary it"))

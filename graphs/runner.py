@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from synthtrials.agents.critic import copy_rendering
 from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.context import RunContext
@@ -58,7 +59,7 @@ from synthtrials.tools.run_folder import (
 )
 from synthtrials.tools.store.protocol import eligible
 from synthtrials.tools.store.trial_store import open_store
-from synthtrials.tools.records.trial import Trial, render_for_classifier, render_for_embedding
+from synthtrials.tools.records.trial import Trial, render_for_classifier
 from synthtrials.tools.seeds import SEED_SCHEME_VERSION
 
 MAX_CONSECUTIVE_ERRORS = 3
@@ -560,8 +561,8 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
         if state is not None and finished:
             results[index] = state
             if state.verdict == "accept" and state.draft is not None:
-                resources.synthetic.add(state.draft.nct_id,
-                                        resources.embeddings.embed_array([render_for_embedding(state.draft)])[0])
+                resources.synthetic.add(state.draft.nct_id, resources.embeddings.embed_array(
+                    [copy_rendering(state.draft, bool(state.target.anchor))])[0])
 
     earlier = EarlierSessions.of(options.out)  # read before this session writes its first summary
     start = time.perf_counter()

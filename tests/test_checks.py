@@ -184,8 +184,10 @@ def test_eligibility_of_another_disease_fails_eligibility_fit(knowledge, calibra
 
 def test_an_anchored_draft_is_compared_with_its_anchor_beyond_the_fields_the_plan_fixes(knowledge, calibration):
     """The anchored plan hands a draft its anchor's interventions, conditions and phase: a draft that keeps them
-    and writes criteria of its own is no copy of its anchor; one that also reproduces the anchor's criteria is. The
-    anchor is left out of the neighbours (`exclude`), so only the comparison with the anchor can see the copy."""
+    and writes criteria of its own is no copy of its anchor; one that also reproduces the anchor's criteria is.
+    Both with the anchor left out of the neighbours (`exclude`: only the comparison with the anchor can see the copy)
+    and as the critique node calls it, where the anchor, a grounding trial, is the draft's nearest neighbour (the
+    64-token embedding starts with the pinned fields: the draft's head is the anchor's)."""
     from support import TOP
     from synthtrials.agents.critic import beyond_plan, critique_trial
     from synthtrials.tools.knowledge.checks import CriticThresholds
@@ -201,7 +203,41 @@ def test_an_anchored_draft_is_compared_with_its_anchor_beyond_the_fields_the_pla
     own = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0a", "source": "synthetic", "eligibility": unseen.eligibility})
     copied = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0b", "source": "synthetic"})
     assert beyond_plan(own).interventions == beyond_plan(own).conditions == [] and beyond_plan(own).phase is None
-    assert not any(anchor.nct_id in p.message for p in critique_trial(own, **kwargs).problems)
-    result = critique_trial(copied, **kwargs)
-    assert "near_copy" in result.failed_checks
-    assert any(anchor.nct_id in p.message for p in result.problems if p.check == "near_copy")
+    for exclude in (anchor.nct_id, None):
+        kwargs["exclude"] = exclude
+        kept = critique_trial(own, **kwargs)
+        assert "near_copy" not in kept.failed_checks and not any(anchor.nct_id in p.message for p in kept.problems)
+        assert kept.scores["real_similarity"] < 0.97 and kept.scores["ngram_overlap"] < 0.35
+        result = critique_trial(copied, **kwargs)
+        assert "near_copy" in result.failed_checks
+        assert any(anchor.nct_id in p.message for p in result.problems if p.check == "near_copy")
+    assert anchor.nct_id in critique_trial(own, **kwargs).neighbours  # the situation of a generation run
+
+
+def test_drafts_of_one_anchor_are_compared_with_each_other_beyond_the_fields_the_plan_fixes(knowledge, calibration):
+    """A run longer than its grounding split draws an anchor twice (and sibling anchors share a head): two drafts
+    with the same pinned head and criteria of their own are no near duplicates, as their whole renderings would
+    make them; a draft that repeats an accepted draft's criteria is one."""
+    from support import TOP
+    from synthtrials.agents.critic import copy_rendering, critique_trial
+    from synthtrials.graphs.resources import SyntheticIndex
+    from synthtrials.tools.knowledge.checks import CriticThresholds
+    from synthtrials.tools.readers import read_trials
+    from synthtrials.tools.records.trial import render_for_embedding
+
+    store, known = knowledge
+    anchor = max((t for t in store.filter(grounding_filter(["train"])) if t.eligibility and len(t.interventions) > 1),
+                 key=lambda t: len(render_for_embedding(t).split("|")[0]) + len(t.conditions))
+    first, second = [t for t in read_trials([TOP / "phase_I_valid.csv"])
+                     if t.eligibility and len(t.eligibility.inclusion) >= 3][:2]
+    own = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0c", "source": "synthetic", "eligibility": first.eligibility})
+    sibling = own.model_copy(update={"nct_id": "SYN-0a0a0a0d", "eligibility": second.eligibility})
+    twin = own.model_copy(update={"nct_id": "SYN-0a0a0a0e"})
+    whole = store.embeddings.embed_array([render_for_embedding(own), render_for_embedding(sibling)])
+    assert float(whole[0] @ whole[1]) > 0.98  # the whole renderings: a near duplicate for the head alone
+    index = SyntheticIndex()
+    index.add(own.nct_id, store.embeddings.embed_array([copy_rendering(own, True)])[0])
+    kwargs = dict(store=store, knowledge=known, thresholds=CriticThresholds(calibrated=calibration.thresholds),
+                  fields=TOP_FIELDS, grounding=grounding_filter(["train"]), anchor=anchor, synthetic=index)
+    assert "near_duplicate" not in critique_trial(sibling, **kwargs).failed_checks
+    assert "near_duplicate" in critique_trial(twin, **kwargs).failed_checks
