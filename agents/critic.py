@@ -79,6 +79,12 @@ def copy_rendering(trial: Trial, anchored: bool) -> str:
     return render_for_embedding(beyond_plan(trial) if anchored else trial)
 
 
+def index_accepted(resources: Resources, draft: Trial, anchored: bool) -> None:
+    """Add an accepted draft to the run's synthetic index as the near-duplicate check compares with it
+    (`copy_rendering`): at acceptance, and for the accepted drafts of earlier sessions when a run resumes."""
+    resources.synthetic.add(draft.nct_id, resources.embeddings.embed_array([copy_rendering(draft, anchored)])[0])
+
+
 def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledge, thresholds: CriticThresholds,
                    fields: Collection[str], grounding: TrialFilter, target: str | None = None,
                    examples: Sequence[Trial] = (), synthetic: SyntheticIndex | None = None,
@@ -115,9 +121,9 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
         # the neighbours): closeness to real trials is read from what the writer wrote beyond those fields, for the
         # n-gram overlap and the embedding alike (the embedding's 64 tokens start with the head)
         own = beyond_plan(trial)
-        reals.append(anchor)
+        reals = list({t.nct_id: t for t in [anchor, *reals]}.values())  # the anchor is often a neighbour too
         copy_problems, overlap = check_copying(own, [beyond_plan(t) for t in reals], th.ngram, th.max_ngram_overlap)
-        compared = [anchor] + [h.trial for h in neighbours]
+        compared = [anchor] + [h.trial for h in neighbours if h.trial.nct_id != anchor.nct_id]
         rows = store.embeddings.embed_array([copy_rendering(t, True) for t in [trial, *compared]])
         similar = [(float(rows[0] @ row), t.nct_id) for row, t in zip(rows[1:], compared)]
     problems += copy_problems

@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.graph import END, START, StateGraph
-from synthtrials.agents.critic import copy_rendering, make_critique_node
+from synthtrials.agents.critic import index_accepted, make_critique_node
 from synthtrials.agents.prompting import prompt_version
 from synthtrials.agents.reasoner import make_reason_node
 from synthtrials.agents.retriever import make_retrieve_node
@@ -59,8 +59,7 @@ def make_finalize_node(resources: Resources):
             assert state.draft is not None
             provenance.outcome_words = dict(outcome_word_counts(state.draft))
             trial = state.draft.model_copy(update={"provenance": provenance.dump()})
-            resources.synthetic.add(trial.nct_id, resources.embeddings.embed_array(
-                [copy_rendering(trial, bool(state.target.anchor))])[0])
+            index_accepted(resources, trial, anchored=bool(state.target.anchor))
             update = {"draft": trial, "verdict": "accept", "provenance": trial.provenance}
         else:
             update = {"verdict": "reject", "reject_reasons": reasons, "provenance": provenance.dump()}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from synthtrials.agents.critic import copy_rendering
+from synthtrials.agents.critic import index_accepted
 from synthtrials.agents.writer import ANSWER_TOKENS, PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.context import RunContext
@@ -561,8 +561,7 @@ def _run(options: RunOptions, generation: GenerationConfig, store: Any, plan: Sa
         if state is not None and finished:
             results[index] = state
             if state.verdict == "accept" and state.draft is not None:
-                resources.synthetic.add(state.draft.nct_id, resources.embeddings.embed_array(
-                    [copy_rendering(state.draft, bool(state.target.anchor))])[0])
+                index_accepted(resources, state.draft, anchored=bool(state.target.anchor))
 
     earlier = EarlierSessions.of(options.out)  # read before this session writes its first summary
     start = time.perf_counter()

@@ -30,7 +30,7 @@ def graph_from_arguments(doc: str):
     parser.add_argument("--backend", default="llamacpp")
     parser.add_argument("--model")
     parser.add_argument("--base-url")
-    parser.add_argument("--revisions", type=int, default=2)
+    parser.add_argument("--revisions", type=int, default=GenerationConfig.model_fields["max_revisions"].default)
     args = parser.parse_args()
     config = GenerationConfig(max_revisions=args.revisions,
                               llm=LLMConfig(backend=args.backend, model=args.model, base_url=args.base_url))

@@ -77,7 +77,7 @@ def generate(
     reasoner: Annotated[Optional[str], typer.Option(help="Reasons from: auto (default), llm, evidence or none.", rich_help_panel="Agents")] = None,
     label_fit: Annotated[Optional[bool], typer.Option("--label-fit/--no-label-fit", help="The critic also rejects drafts a TF-IDF classifier of the grounding trials finds unlikely for their label (off by default: see benchmarks/RESULTS.md).", rich_help_panel="Agents")] = None,
     reasons: Annotated[Optional[int], typer.Option(help="Reasons per draw (default 5).", rich_help_panel="Agents")] = None,
-    revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 2).", rich_help_panel="Agents")] = None,
+    revisions: Annotated[Optional[int], typer.Option(help="Critic -> writer loops before rejection (default 3).", rich_help_panel="Agents")] = None,
     llm_critic: Annotated[Optional[str], typer.Option(help="LLM critic: off, advisory or enforce (default: off for the embedded model, whose judgement was measured at chance; else enforce).", rich_help_panel="Agents")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Run seed (default 0).", rich_help_panel="Run")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Parallel draws (default: 16 for llamacpp-server, whose slots decode together; 4 for openai; 1 in process).", rich_help_panel="Run")] = None,
