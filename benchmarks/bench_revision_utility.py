@@ -19,7 +19,7 @@ import numpy as np
 from common import TOP, print_table
 from sklearn.metrics import roc_auc_score
 
-from synthtrials.evals.classifiers import tfidf_pipeline
+from synthtrials.evals.classifiers import TfidfClassifier
 from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
 from synthtrials.evals.ladder import controls
 from synthtrials.graphs.trace import list_trials, trial_trace
@@ -48,7 +48,7 @@ class Scorer:
         self.test_labels = np.array(labels_of(test))
 
     def tstr(self, trials: list[Trial]) -> float:
-        model = tfidf_pipeline().fit([render_for_classifier(t, self.fields) for t in trials], labels_of(trials))
+        model = TfidfClassifier().fit([render_for_classifier(t, self.fields) for t in trials], labels_of(trials))
         return float(roc_auc_score(self.test_labels, model.predict_proba(self.test_texts)[:, 1]))
 
     def plan_only(self, trials: list[Trial], seed: int) -> float:

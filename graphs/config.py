@@ -48,9 +48,9 @@ class GenerationConfig(BaseModel):
                             "nobody (ablation); auto measures the model's reason validity once per store and model")
     max_revisions: int = Field(
         3, ge=0, le=5, description="critic -> writer loops before a draft is rejected. 3: with the embedded writer (held "
-                                   "interventions, calibration version 6) acceptance 93.3% / 89.7% against 89.5% / 86.0% "
-                                   "with 2 on two seeds, at 18.0 / 15.4 accepted a minute, and the trials accepted after a "
-                                   "revision carry as much outcome signal as first drafts (benchmarks/RESULTS.md, "
+                                   "interventions, calibration version 6) acceptance 91.2% against 87.7% with 2 (means "
+                                   "over three seeds), at 16.7 against 16.9 accepted a minute, and the trials accepted after "
+                                   "a revision carry as much outcome signal as first drafts (benchmarks/RESULTS.md, "
                                    "\"Three revisions\")")
     writer_temperature: float = Field(0.7, ge=0, le=2)
     reasoner_temperature: float = Field(0.3, ge=0, le=2)
