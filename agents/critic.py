@@ -144,9 +144,10 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     return CritiqueResult(problems, scores, [h.trial.nct_id for h in neighbours], vector)
 
 
-def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Trial) -> list[str]:
+def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Trial,
+             anchor: str | None = None) -> list[str]:
     """The problems as a writer can act on them: a failing section comes with what real trials of
-    the same conditions write there."""
+    the same conditions write there, never the target's `anchor` (the writer is never shown it)."""
     kind_of = {"typicality": None, "eligibility_fit": "criterion", "condition_fit": "condition",
                "intervention_fit": "intervention", "coherence": None}
     out = []
@@ -155,7 +156,7 @@ def feedback(problems: Sequence[Problem], knowledge: DomainKnowledge, trial: Tri
         if problem.section is not None and problem.check in kind_of:
             kind = kind_of[problem.check] or next((k for k, text in trial_sections(trial) if text == problem.section),
                                                   "criterion")
-            real = knowledge.real_examples(kind, trial.conditions)
+            real = knowledge.real_examples(kind, trial.conditions, exclude=anchor)
             if real:
                 message += "; real trials of these conditions write, e.g.: " + " | ".join(f"'{r[:120]}'" for r in real)
         out.append(message)
@@ -219,7 +220,8 @@ def make_critique_node(resources: Resources):
             verdict = "revise"
         else:
             verdict = "reject"
-        messages = feedback(problems, resources.knowledge(cfg.ground_on, cfg.ground_sample_ids), draft) if draft and verdict == "revise" \
+        messages = feedback(problems, resources.knowledge(cfg.ground_on, cfg.ground_sample_ids), draft,
+                            state.target.anchor) if draft and verdict == "revise" \
             else [p.message for p in problems]
         metrics = {k: v for k, v in scores.items() if v is not None}
         record = Critique(round=state.revision, verdict=verdict, problems=messages,

@@ -110,7 +110,8 @@ def make_reason_node(resources: Resources):
         timer = StepTimer("reason")
         target = state.target
         drug_trials = resources.store.filter(cfg.grounding().narrowed(intervention=target.intervention))
-        evidence = drug_evidence(drug_trials, target.intervention, target.label)
+        # an anchored target's anchor is never shown to the writer, as the adaptation's prompts never show their answer
+        evidence = drug_evidence(drug_trials, target.intervention, target.label, exclude=target.anchor)
         templated = evidence_reasons(evidence, cfg.n_reasons)
         prompt = answer = None
         tokens = asked = 0

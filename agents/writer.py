@@ -200,16 +200,17 @@ def write_draft(llm: LLMClient, spec: DraftSpec, intervention: str, label: int, 
                 conditions: list[str] | None = None, phase: str | None = None,
                 vocabulary: dict[str, list[str]] | None = None, criteria: tuple[int, int] | None = None,
                 pin: bool = False, interventions: list[tuple[str, str]] | None = None,
-                adapted: bool = False) -> tuple[list[BaseMessage], StructuredResult]:
+                adapted: bool = False, prompt_tokens: int = PROMPT_TOKENS) -> tuple[list[BaseMessage], StructuredResult]:
     """Ask the model for one draft of `spec`; returns the prompt and the structured result.
 
     `adapted`: the model was adapted to the grounding trials, and gets the compact prompt it was
-    trained on (`adapted_writer_messages`). `criteria`: the numbers of inclusion and exclusion criteria
+    trained on (`adapted_writer_messages`), within `prompt_tokens`. `criteria`: the numbers of inclusion and exclusion criteria
     the schema asks for (`writer_json_schema`). `pin`: the schema also holds the draft to `conditions` and
     `phase` (an adapted writer's prompt cannot name them). `interventions`: the anchor's interventions the schema
     holds the draft to (None: only the first, `intervention`)."""
     if adapted:
-        messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens)
+        messages = adapted_writer_messages(intervention, label, examples, reasons, feedback, llm.message_tokens,
+                                           prompt_tokens)
     else:
         messages = writer_messages(spec, intervention, label, examples, reasons, feedback, variant, conditions, phase)
     result = llm.structured(messages, spec.model(), seed=seed, temperature=temperature,
@@ -247,7 +248,8 @@ def make_write_node(resources: Resources):
                                            pin=cfg.pins_conditions(bool(target.anchor)),
                                            interventions=(target.interventions
                                                           if cfg.pins_interventions(bool(target.anchor)) else None),
-                                           adapted=cfg.writer_adapter is not None)
+                                           adapted=cfg.writer_adapter is not None,
+                                           prompt_tokens=cfg.writer_prompt_tokens or PROMPT_TOKENS)
         except StructuredOutputError as exc:
             return {"draft": None, "draft_error": str(exc), "log": timer.log(
                 read={"feedback": feedback}, wrote={"error": str(exc)}, answer=exc.raw,

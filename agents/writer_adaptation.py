@@ -111,7 +111,8 @@ class AdaptOptions(BaseModel):
     batch_size: int = Field(4, ge=1)
     examples: int = Field(2, ge=0, le=3, description="real examples in each prompt")
     seed: int = 0
-    prompt_tokens: int = PROMPT_TOKENS
+    prompt_tokens: int = Field(PROMPT_TOKENS, ge=128, le=4096, description="prompt budget in tokens: the examples "
+                               "are trimmed to fit it, the same at generation (`GenerationConfig.writer_prompt_tokens`)")
     answer_tokens: int | Literal["auto"] = Field(ANSWER_TOKENS, description="answer budget in tokens; auto: the "
                                                  f"grounding answers' {ANSWER_PERCENTILE}th percentile, within the "
                                                  "base's context (`answer_budget`)")

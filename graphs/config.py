@@ -42,6 +42,10 @@ class GenerationConfig(BaseModel):
         "fallback", description="semantic neighbours with the same label: only when fewer than k examples, or always added")
     n_neighbours: int = Field(2, ge=0, le=10)
     example_chars: int = Field(900, ge=200, description="each example's rendering is trimmed to this many characters")
+    writer_prompt_tokens: int | None = Field(
+        None, ge=128, le=4096, description="an adapted writer's prompt budget in tokens (drug, outcome, two examples, "
+                                           "reasons, feedback; the examples are trimmed to fit it); None: the budget "
+                                           "the adapter was trained with (adapter.json, 256 by default)")
     n_reasons: int = Field(5, ge=1, le=10, description="reasons per draw (the paper: 5)")
     reasoner: Literal["auto", "llm", "evidence", "none"] = Field(
         "auto", description="who writes the reasons: the LLM (validated), templates from the registry evidence, "

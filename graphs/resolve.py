@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from synthtrials.agents.writer import PROMPT_TOKENS
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.tools.knowledge.calibration import load_or_calibrate
 from synthtrials.tools.errors import ConfigError
+from synthtrials.tools.llm.adapter_folder import read_adapter
 from synthtrials.tools.llm.client import LLMClient, LLMConfig
 from synthtrials.tools.progress import SayFn
 from synthtrials.tools.knowledge.checks import CriticThresholds
@@ -111,6 +113,13 @@ def settle_thresholds(thresholds: CriticThresholds, store: TrialStore, splits: l
     return thresholds.model_copy(update={"calibrated": calibration.thresholds, "calibration": calibration.key})
 
 
+def adapter_prompt_tokens(adapter: str | None) -> int | None:
+    """The prompt budget an adapted writer was trained with (adapter.json); None without an adapter."""
+    if not adapter:
+        return None
+    return int(read_adapter(adapter).options.get("prompt_tokens") or PROMPT_TOKENS)
+
+
 def settle_generation(config: GenerationConfig, store: TrialStore, say: SayFn | None = None,
                       llm: Callable[[], LLMClient] | None = None) -> GenerationConfig:
     """`config` with the grounding splits, the writer's output format, the critic's calibrated
@@ -123,5 +132,6 @@ def settle_generation(config: GenerationConfig, store: TrialStore, say: SayFn | 
     settled = config.model_copy(update={
         "ground_on": ground_on, "ground_sample_ids": sample, "draft": config.draft or settle_draft(store, ground_on, sample),
         "thresholds": settle_thresholds(config.thresholds, store, ground_on, say=say, sample=sample),
-        "llm_critic": config.llm_critic or default_llm_critic(config.llm)})
+        "llm_critic": config.llm_critic or default_llm_critic(config.llm),
+        "writer_prompt_tokens": config.writer_prompt_tokens or adapter_prompt_tokens(config.writer_adapter)})
     return settled.model_copy(update={"reasoner": settle_reasoner(settled, store, llm, say)})

@@ -32,6 +32,7 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     """The embedded model adapted on a handful of grounding trials for a few steps (the session's
     adapter, `tiny_adapter`), then the graph run with the adapter in llama.cpp (the reasoner and
     critic keep the base model)."""
+    from synthtrials.agents.writer import adapted_writer_messages
     from synthtrials.tools.llm.adapter_folder import adapter_sha256
 
     adapter, info = tiny_adapter
@@ -42,10 +43,15 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     assert info.loss and info.tokens > 0 and info.splits == ["train"]
     config = GenerationConfig(max_revisions=0, k=2, reasoner="evidence", llm_critic="off",
                               writer_adapter=str(adapter), writer_adapter_sha256=adapter_sha256(adapter))
+    # the adapter's own prompt budget settles by default; a run may give its writer a longer one
+    assert settle_generation(config, store).writer_prompt_tokens == info.options["prompt_tokens"] == 256
+    config = config.model_copy(update={"writer_prompt_tokens": 400})
     base = LLMClient(config.llm)
     writer = adapted_writer_client(config)
+    assert writer is not None and writer.config.n_ctx >= 400 + (info.answer_tokens or 384)
     graph = build_graph(Resources(store=store, llm=base, writer_llm=writer))
     context = RunContext(generation=settle_generation(config, store), run_id="test")
+    assert context.generation.writer_prompt_tokens == 400
     drug = eligible(store, k=1, flt=TrialFilter(splits=frozenset({"train"})))[0].intervention
     state = GenerationState.model_validate(graph.invoke(
         GenerationState(target=Target(index=0, intervention=drug, label=1)), context=context))
@@ -53,6 +59,10 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     assert nodes == ["retrieve", "reason", "write", "critique", "finalize"]
     write = state.log[2]
     assert write.prompt.startswith("You write ClinicalTrials.gov registry entries") and f"Drug: {drug}" in write.prompt
+    # the examples were trimmed to the run's budget, not to the adapter's 256 tokens
+    prompt_tokens = writer.message_tokens(adapted_writer_messages(
+        drug, 1, state.example_texts, state.reasons, [], writer.message_tokens, 400))
+    assert 256 < prompt_tokens <= 400
     # the writer wrote once, plus once more with the grammar where a free answer did not fit and once more
     # per repair prompt (a 2-step adapter can run to its token limit); evidence reasons and no LLM critic:
     # the base model was never called
@@ -196,7 +206,7 @@ def _pinned(requests: list[dict], field: str = "conditions") -> set[bool]:
 
 def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did(phase1_store_path, tmp_path):
     """A folder written before the sampler settings joined the fingerprint (writer_sampling,
-    repeat_penalty, dry_multiplier, writer_criteria, writer_conditions, writer_interventions) resumes when the run asks for what that
+    repeat_penalty, dry_multiplier, writer_criteria, writer_conditions, writer_interventions, writer_prompt_tokens) resumes when the run asks for what that
     version did; where today's default differs (writer_conditions and writer_interventions: `auto` pins an anchored
     plan's conditions and interventions, the older version left them free) the refusal says which value resumes it, and the resumed run keeps it; it is
     still refused for a setting it recorded otherwise."""
@@ -213,6 +223,7 @@ def test_a_run_folder_older_than_a_setting_resumes_when_the_run_asks_what_it_did
             generation.pop("writer_criteria")
             generation.pop("writer_conditions")
             generation.pop("writer_interventions")
+            generation.pop("writer_prompt_tokens")
             generation["llm"].pop("repeat_penalty")
             generation["llm"].pop("dry_multiplier")
         record.write_text(json.dumps(saved))

@@ -145,3 +145,59 @@ def test_auto_reasoner_measures_once_per_validator_version(phase1_store_path):
         assert settle_reasoner(config, store, lambda: llm) == "evidence" and len(requests) == 2 * measured
         assert store.load_calibration(key)["validator"] == REASON_VALIDATOR_VERSION
     store.close()
+
+
+def test_an_anchored_targets_reasons_and_feedback_never_show_its_anchor(phase1_store_path, phase1_knowledge):
+    """The anchor is never shown to the writer: not through the evidence the reasons quote (its criteria would be
+    its drug's typical ones where it is the drug's only trial of its label), nor through the real criteria the
+    critic's feedback shows. The same target without an anchor quotes it: the exclusion is what keeps it out."""
+    from synthtrials.agents.critic import feedback
+    from synthtrials.tools.knowledge.checks import Problem
+    from synthtrials.tools.records.eligibility import first_drug
+
+    store = phase1_knowledge[0]
+    trials = store.filter(grounding_filter(["train"]))
+    by_drug_label: dict = {}
+    for t in trials:
+        if first_drug(t) and t.label in (0, 1) and t.eligibility and t.eligibility.inclusion:
+            by_drug_label.setdefault((first_drug(t), int(t.label)), []).append(t)
+    config = GenerationConfig(reasoner="evidence", ground_on=["train"], llm_critic="off")
+    settled = settle_generation(config.model_copy(update={"thresholds": CriticThresholds(
+        calibration="test", calibrated={"typicality_criterion": 0.37})}), store)
+    resources = Resources(store=store, llm=None)  # type: ignore[arg-type]  # evidence reasons call no model
+    node = make_reason_node(resources)
+    quoted_without_exclusion = 0
+    for (drug, label), group in sorted(by_drug_label.items(), key=lambda kv: kv[0]):
+        if len(group) != 1:
+            continue
+        anchor = group[0]
+        own = [c[:60] for c in anchor.eligibility.inclusion + anchor.eligibility.exclusion]
+
+        def reasons(anchor_id):
+            target = Target(index=0, intervention=drug, label=label, anchor=anchor_id,
+                            conditions=anchor.conditions if anchor_id else [])
+            update = node(GenerationState(target=target), Runtime(context=RunContext(generation=settled)))
+            return " ".join(update["reasons"])
+
+        quoted_without_exclusion += any(c in reasons(None) for c in own)
+        assert not any(c in reasons(anchor.nct_id) for c in own), (drug, anchor.nct_id)
+        if quoted_without_exclusion >= 3:
+            break
+    assert quoted_without_exclusion >= 3  # the case the exclusion guards against occurs in the real data
+
+    # feedback: the real criteria shown for the anchor's own conditions come from other trials; without the
+    # exclusion they are often the anchor's own (its conditions are the nearest to themselves)
+    knowledge = phase1_knowledge[1]
+    index = knowledge.index["criterion"]
+    owners = {text: owner for text, owner in zip(index.texts, index.owners)}
+    only_the_anchors = 0
+    for anchor in [t for t in trials if t.eligibility and t.eligibility.inclusion and t.conditions][:40]:
+        shown = knowledge.real_examples("criterion", anchor.conditions, exclude=anchor.nct_id)
+        assert shown and all(owners[text] - {anchor.nct_id} for text in shown), anchor.nct_id
+        only_the_anchors += any(owners[text] == {anchor.nct_id}
+                                for text in knowledge.real_examples("criterion", anchor.conditions))
+    assert only_the_anchors >= 3
+    draft = anchor.model_copy(update={"nct_id": "SYN-test"})
+    problem = Problem("eligibility_fit", "the criteria do not fit", draft.eligibility.inclusion[0])
+    told = feedback([problem], knowledge, draft, anchor.nct_id)[0]
+    assert told.endswith(" | ".join(f"'{r[:120]}'" for r in shown))

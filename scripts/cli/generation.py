@@ -60,6 +60,7 @@ def generate(
     writer_conditions: Annotated[Optional[str], typer.Option(help="The draft's conditions and phase: anchor (exactly the target's anchor's, through the grammar, before the writer writes the rest; anchored plans), free (the writer chooses), or auto (default: anchor under an anchored plan, else free).", rich_help_panel=MODEL_PANEL)] = None,
     writer_interventions: Annotated[Optional[str], typer.Option(help="The draft's interventions: anchor (exactly the target's anchor's, its drug first, through the grammar; anchored plans), free (the drug, then whatever the writer adds), or auto (default: anchor under an anchored plan, else free).", rich_help_panel=MODEL_PANEL)] = None,
     writer_sampling: Annotated[Optional[str], typer.Option(help="How an adapted writer avoids loops: penalty (default: every repeated token; short criteria lists) or dry (llama.cpp's DRY, repeated sequences only, llamacpp-server: lists twice as long, lower acceptance; benchmarks/RESULTS.md).", rich_help_panel=MODEL_PANEL)] = None,
+    writer_prompt_tokens: Annotated[Optional[int], typer.Option(help="An adapted writer's prompt budget in tokens: how much of its two examples it sees (default: the budget the adapter was trained with, `adapt --prompt-tokens`, 256 by default).", rich_help_panel=MODEL_PANEL)] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Writer temperature (default 0.7).", rich_help_panel=MODEL_PANEL)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Answer tokens per call (default 900).", rich_help_panel=MODEL_PANEL)] = None,
     max_retries: Annotated[Optional[int], typer.Option(help="Retries per call: 429/5xx/timeouts, with backoff (default 4).", rich_help_panel=MODEL_PANEL)] = None,
@@ -103,7 +104,7 @@ def generate(
             k=k, n_reasons=reasons, max_revisions=revisions, neighbours=neighbours, llm_critic=llm_critic, seed=seed,
             reasoner=reasoner, writer_temperature=temperature, writer_grammar=writer_grammar, writer_sampling=writer_sampling, label_fit=label_fit,
             writer_criteria=writer_criteria, writer_conditions=writer_conditions,
-            writer_interventions=writer_interventions,
+            writer_interventions=writer_interventions, writer_prompt_tokens=writer_prompt_tokens,
             ground_on=[check_split(s) for s in ground_on] if ground_on else None, ground_sample=ground_sample,
             writer_adapter=str(adapter) if adapter else None,
             writer_adapter_sha256=adapter_sha256(adapter) if adapter else None))
@@ -168,6 +169,7 @@ def adapt(
     minutes: Annotated[Optional[float], typer.Option(help="Stop at the first step boundary after this long (re-run to continue).")] = None,
     rank: Annotated[Optional[int], typer.Option(help="LoRA rank (default 16).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+    prompt_tokens: Annotated[Optional[int], typer.Option(help="Prompt budget in tokens, the same at generation (default 256: each of the two examples trimmed to about 100 tokens, its first criteria).")] = None,
     answer_tokens: Annotated[Optional[str], typer.Option(help="Answer budget in tokens, the same at generation (default 384), or auto: the grounding answers' 95th percentile (TOP phase I train: 1,342; median 544: see benchmarks/RESULTS.md).")] = None,
 ) -> None:
     """Adapt the writer (LoRA) to the real trials of the grounding splits, for offline generation."""
@@ -179,7 +181,8 @@ def adapt(
 
     given = {"ground_on": [check_split(s) for s in ground_on] if ground_on else None, "base": base,
              "max_trials": max_trials, "epochs": epochs, "minutes": minutes, "rank": rank, "seed": seed,
-             "answer_tokens": _answer_budget(answer_tokens), "ground_sample": ground_sample}
+             "answer_tokens": _answer_budget(answer_tokens), "ground_sample": ground_sample,
+             "prompt_tokens": prompt_tokens}
     try:
         options = AdaptOptions(store=store, out=out, **{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:

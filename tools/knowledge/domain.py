@@ -454,9 +454,10 @@ class DomainKnowledge:
             out["coherence_conditions"] = SectionScore(float(together[worst]), condition_texts[worst], "condition")
         return out
 
-    def real_examples(self, kind: str, near: Iterable[str], n: int = 2) -> list[str]:
+    def real_examples(self, kind: str, near: Iterable[str], n: int = 2, exclude: str | None = None) -> list[str]:
         """`n` real sections of `kind` from the real trials whose conditions are closest to `near`
-        (what the real data looks like there: feedback for a writer)."""
+        (what the real data looks like there: feedback for a writer); never from trial `exclude` (an anchored
+        target's anchor, which the writer is never shown)."""
         near = [c for c in near if c.strip()]
         index = self.index[kind]
         if not near or not len(index):
@@ -471,7 +472,7 @@ class DomainKnowledge:
         closest = np.argsort(-(self.vectors(near) @ conditions.matrix.T).max(axis=0))
         out: list[str] = []
         for row in closest[:20]:
-            for trial_id in sorted(conditions.owners[row]):
+            for trial_id in sorted(conditions.owners[row] - {exclude}):
                 for text in self._texts_of[kind].get(trial_id, []):
                     if text not in out:
                         out.append(text)
