@@ -46,8 +46,9 @@ class GenerationConfig(BaseModel):
         None, ge=128, le=4096, description="an adapted writer's prompt budget in tokens (drug, outcome, two examples, "
                                            "reasons, feedback; the examples are trimmed to fit it); None: the budget "
                                            "the adapter was trained with (adapter.json, 256 by default). The "
-                                           "one-epoch adapter trained at 256 wrote as short criteria at 512, 24% "
-                                           "slower (benchmarks/RESULTS.md, \"The anchor was shown to the writer\")")
+                                           "one-epoch adapter trained at 256 wrote as short criteria at 512, with the "
+                                           "same TSTR, 14% slower (benchmarks/RESULTS.md, \"The anchor was shown to "
+                                           "the writer\")")
     n_reasons: int = Field(5, ge=1, le=10, description="reasons per draw (the paper: 5)")
     reasoner: Literal["auto", "llm", "evidence", "none"] = Field(
         "auto", description="who writes the reasons: the LLM (validated), templates from the registry evidence, "

@@ -475,6 +475,9 @@ def check_run_options(options: RunOptions) -> None:
                           ("--writer-interventions", generation.writer_interventions)):
         if value == "anchor" and not PLAN_MODES[options.plan_mode].anchored:
             raise ConfigError(f"{option} anchor needs an anchored plan (--plan anchored), not --plan {options.plan_mode}")
+    if generation.writer_prompt_tokens is not None and not generation.writer_adapter:
+        raise ConfigError("--writer-prompt-tokens sets an adapted writer's prompt budget: give --adapter too (a "
+                          "prompted writer's examples follow the model's context window)")
     if generation.writer_adapter:
         generation.writer_dry()  # a sampler the backend lacks is refused here, before anything is written
         llm = generation.llm

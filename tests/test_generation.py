@@ -270,7 +270,12 @@ def test_bad_generate_inputs(phase1_store_path, tmp_path):
                                           extra=("--writer-interventions", "anchor", "--plan", "contrastive")))
         assert combination.returncode == 2 and "--writer-interventions anchor needs an anchored plan" in combination.stderr
         assert not (tmp_path / "f").exists()
-    for result in (zero, high_k, no_trials, counts, pinned, combination):
+        budget = cli(*_generate_args(phase1_store_path, tmp_path / "g", server, extra=("--writer-prompt-tokens", "512")))
+        assert budget.returncode == 2 and "--writer-prompt-tokens sets an adapted writer's prompt budget" in budget.stderr
+        assert not (tmp_path / "g").exists()
+        tiny = cli(*_generate_args(phase1_store_path, tmp_path / "h", server, extra=("--writer-prompt-tokens", "16")))
+        assert tiny.returncode == 2 and "writer_prompt_tokens" in tiny.stderr and not (tmp_path / "h").exists()
+    for result in (zero, high_k, no_trials, counts, pinned, combination, budget, tiny):
         assert "Traceback" not in result.stderr
 
 
