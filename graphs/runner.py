@@ -25,7 +25,7 @@ from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.generation import build_graph
 from synthtrials.graphs.plan import DEFAULT_PLAN_MODE, PLAN_MODES, PLAN_VERSION, PlanMode, SamplingPlan, anchors_of
-from synthtrials.graphs.resolve import adapter_prompt_tokens, settle_generation
+from synthtrials.graphs.resolve import settle_generation
 from synthtrials.graphs.resources import Resources
 from synthtrials.graphs.state import GenerationState
 from synthtrials.tools.llm.adapter_folder import read_adapter
@@ -430,11 +430,6 @@ def stop_inflight(inflight: dict[Future, int], results: dict[int, GenerationStat
 WRITER_DRY_MULTIPLIER = 0.8
 
 
-def writer_prompt_budget(generation: GenerationConfig) -> int:
-    """An adapted writer's prompt budget in tokens: the run's `writer_prompt_tokens`, else the adapter's own."""
-    return generation.writer_prompt_tokens or adapter_prompt_tokens(generation.writer_adapter) or PROMPT_TOKENS
-
-
 def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
     """The writer's own client when it was adapted: the base model with the adapter, the answer
     budget it was trained for, its grammar mode; the reasoner and critic keep the base model."""
@@ -442,7 +437,7 @@ def adapted_writer_client(generation: GenerationConfig) -> LLMClient | None:
         return None
     info = read_adapter(generation.writer_adapter)
     trained = info.options  # the budgets it was adapted with
-    prompt_tokens = writer_prompt_budget(generation)
+    prompt_tokens = generation.writer_prompt_tokens or int(trained.get("prompt_tokens") or PROMPT_TOKENS)
     answer_tokens = info.answer_tokens or int(trained.get("answer_tokens") or ANSWER_TOKENS)
     sampling = {"repeat_penalty": 1.0, "dry_multiplier": WRITER_DRY_MULTIPLIER} if generation.writer_dry() else {}
     return LLMClient(generation.llm.model_copy(update={
