@@ -13,6 +13,7 @@ import random
 from typing import Literal
 
 from langgraph.runtime import Runtime
+from synthtrials.agents.writer import ADAPTED_EXAMPLES
 from synthtrials.graphs.config import GenerationConfig
 from synthtrials.graphs.context import RunContext
 from synthtrials.graphs.resources import Resources
@@ -77,8 +78,11 @@ def make_retrieve_node(resources: Resources):
         target = state.target
         grounding = cfg.grounding()
         anchor = resources.store.get(target.anchor) if target.anchor else None
+        # an adapted writer's prompt shows at most ADAPTED_EXAMPLES: provenance lists only what it is shown (the
+        # first draws of the same seeded sample, so the prompt is the one `k` examples gave it before)
+        k = min(cfg.k, ADAPTED_EXAMPLES) if cfg.writer_adapter else cfg.k
         chosen, neighbours, pool = draw_examples(
-            resources.store, grounding, target.intervention, target.label, cfg.k,
+            resources.store, grounding, target.intervention, target.label, k,
             stream(cfg.seed, "examples", target.index), neighbours=cfg.neighbours, n_neighbours=cfg.n_neighbours,
             exclude=frozenset({anchor.nct_id}) if anchor else frozenset(),
             query=render_for_embedding(anchor) if anchor else None)

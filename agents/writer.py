@@ -77,6 +77,8 @@ def writer_messages(spec: DraftSpec, intervention: str, label: int, examples: li
 PROMPT_TOKENS = 256
 ANSWER_TOKENS = 384
 MIN_EXAMPLE_CHARS = 240
+#: the most examples the adapted writer's prompt shows (the retriever draws no more for it)
+ADAPTED_EXAMPLES = 2
 
 
 def adapted_writer_messages(intervention: str, label: int, examples: list[str], reasons: list[str],
@@ -88,9 +90,10 @@ def adapted_writer_messages(intervention: str, label: int, examples: list[str], 
 
     Over budget, in this order: fewer reasons (down to one), shorter examples (down to
     `MIN_EXAMPLE_CHARS`), one example fewer, no reasons, no feedback, shorter examples still."""
-    parts = {"examples": list(examples[:2]), "reasons": [r[:160] for r in reasons[:2]],
+    shown = examples[:ADAPTED_EXAMPLES]
+    parts = {"examples": list(shown), "reasons": [r[:160] for r in reasons[:2]],
              "feedback": [item[:200] for item in feedback[:2]],
-             "chars": max((len(e) for e in examples[:2]), default=0)}
+             "chars": max((len(e) for e in shown), default=0)}
 
     def render() -> list[BaseMessage]:
         chars = parts["chars"]

@@ -32,7 +32,7 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     """The embedded model adapted on a handful of grounding trials for a few steps (the session's
     adapter, `tiny_adapter`), then the graph run with the adapter in llama.cpp (the reasoner and
     critic keep the base model)."""
-    from synthtrials.agents.writer import adapted_writer_messages
+    from synthtrials.agents.writer import ADAPTED_EXAMPLES, adapted_writer_messages
     from synthtrials.tools.llm.adapter_folder import adapter_sha256
 
     adapter, info = tiny_adapter
@@ -41,8 +41,9 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     train_ids = set(store.filter_ids(TrialFilter(splits=frozenset({"train"}))))
     assert set(info.trained_on) <= train_ids  # never a test trial
     assert info.loss and info.tokens > 0 and info.splits == ["train"]
-    config = GenerationConfig(max_revisions=0, k=2, reasoner="evidence", llm_critic="off",
+    config = GenerationConfig(max_revisions=0, reasoner="evidence", llm_critic="off",
                               writer_adapter=str(adapter), writer_adapter_sha256=adapter_sha256(adapter))
+    assert config.k == 3 > ADAPTED_EXAMPLES  # the default: more examples than the adapted prompt shows
     # the adapter's own prompt budget settles by default; a run may give its writer a longer one
     assert settle_generation(config, store).writer_prompt_tokens == info.options["prompt_tokens"] == 256
     config = config.model_copy(update={"writer_prompt_tokens": 400})
@@ -70,6 +71,8 @@ def test_adapted_writer_generates_through_llama_cpp(phase1_store_path, tiny_adap
     assert usage.calls == 1 + usage.grammar_fallbacks + usage.repairs and base.usage.calls == 0
     assert state.reasons_source == "evidence" and state.reasons
     assert all(e in train_ids for e in state.examples)
+    # the retriever drew only what the adapted prompt shows, so provenance lists no example the writer never saw
+    assert 1 <= len(state.examples) == len(state.example_texts) <= ADAPTED_EXAMPLES
     # the grammar pins the schema and the drug: the adapted writer's answer is always a draft
     assert state.draft is not None and "error" not in write.wrote
     assert state.draft.interventions[0].name == drug and state.draft.source == "synthetic"
