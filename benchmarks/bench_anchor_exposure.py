@@ -10,39 +10,21 @@ in no other grounding trial's (text that other trials write too is not the ancho
 
 from __future__ import annotations
 
-import argparse
 import re
-from pathlib import Path
 
-from common import print_table
+from common import grounding_criteria_texts, normal_text as normal, print_table, store_and_runs, trial_criteria as criteria
 
 from synthtrials.evals.data import load_synthetic
-from synthtrials.tools.store.protocol import grounding_filter
-from synthtrials.tools.store.trial_store import open_store
 
 QUOTE = re.compile(r"'([^']{20,})")
 
 
-def normal(text: str) -> str:
-    return re.sub(r"\W+", " ", text.lower()).strip()
-
-
-def criteria(trial) -> list[str]:
-    e = trial.eligibility
-    return [normal(c) for c in (e.inclusion + e.exclusion)] if e else []
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--run", type=Path, action="append", required=True)
-    args = parser.parse_args()
-    store = open_store(args.store, create=False)
-    grounding = store.filter(grounding_filter(["train"]))
-    text_of = {t.nct_id: " | ".join(criteria(t)) for t in grounding}
+    store, runs = store_and_runs(__doc__)
+    text_of = grounding_criteria_texts(store)
     everything = " || ".join(text_of.values())
     rows = []
-    for run in args.run:
+    for run in runs:
         synthetic = load_synthetic(run)
         anchored = in_reasons = in_feedback = in_trial = 0
         for trial in synthetic:

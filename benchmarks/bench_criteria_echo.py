@@ -12,38 +12,21 @@ grounding trials only: how much real trials of a drug share their criteria."""
 
 from __future__ import annotations
 
-import argparse
-import re
-from pathlib import Path
 from statistics import median
 
-from common import print_table
+from common import grounding_criteria_texts, print_table, store_and_runs, trial_criteria as criteria
 
 from synthtrials.evals.data import load_synthetic
 from synthtrials.tools.store.protocol import grounding_filter
-from synthtrials.tools.store.trial_store import open_store
 
 KEY_CHARS = 40
 MIN_CHARS = 20
 
 
-def normal(text: str) -> str:
-    return re.sub(r"\W+", " ", text.lower()).strip()
-
-
-def criteria(trial) -> list[str]:
-    e = trial.eligibility
-    return [normal(c) for c in (e.inclusion + e.exclusion)] if e else []
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--run", type=Path, action="append", required=True)
-    args = parser.parse_args()
-    store = open_store(args.store, create=False)
+    store, runs = store_and_runs(__doc__)
     grounding = grounding_filter(["train"])
-    text_of = {t.nct_id: " | ".join(criteria(t)) for t in store.filter(grounding)}
+    text_of = grounding_criteria_texts(store)
     everything = " || ".join(text_of.values())
     drug_pools: dict[tuple[str, int], list[str]] = {}
 
@@ -56,7 +39,7 @@ def main() -> None:
                 *(f"{share:.1%}" for share in shares), f"{1 - shares[2]:.1%}"]
 
     rows = []
-    for run in args.run:
+    for run in runs:
         written: list[list[tuple[bool, bool, bool]]] = []
         anchors: list[list[tuple[bool, bool, bool]]] = []
         for trial in load_synthetic(run):

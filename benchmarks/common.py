@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 from pathlib import Path
 
@@ -50,3 +51,34 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
+
+
+def normal_text(text: str) -> str:
+    """Lowercased, punctuation as spaces: how the criteria benches compare texts."""
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def trial_criteria(trial) -> list[str]:
+    """A trial's inclusion and exclusion criteria, each `normal_text`."""
+    e = trial.eligibility
+    return [normal_text(c) for c in (e.inclusion + e.exclusion)] if e else []
+
+
+def store_and_runs(doc: str):
+    """The criteria benches' command line, `--store STORE --run RUN [--run ...]`: the opened store and the runs."""
+    import argparse
+
+    from synthtrials.tools.store.trial_store import open_store
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--run", type=Path, action="append", required=True)
+    args = parser.parse_args()
+    return open_store(args.store, create=False), args.run
+
+
+def grounding_criteria_texts(store) -> dict[str, str]:
+    """Each phase_I_train (grounding) trial's criteria, `normal_text`, joined by " | "."""
+    from synthtrials.tools.store.protocol import grounding_filter
+
+    return {t.nct_id: " | ".join(trial_criteria(t)) for t in store.filter(grounding_filter(["train"]))}
