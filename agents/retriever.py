@@ -79,7 +79,7 @@ def make_retrieve_node(resources: Resources):
         grounding = cfg.grounding()
         anchor = resources.store.get(target.anchor) if target.anchor else None
         # an adapted writer's prompt shows at most ADAPTED_EXAMPLES: provenance lists only what it is shown (the
-        # first draws of the same seeded sample, so the prompt is the one `k` examples gave it before)
+        # first draws of the same seeded sample: the examples `k` gave its prompt before)
         k = min(cfg.k, ADAPTED_EXAMPLES) if cfg.writer_adapter else cfg.k
         chosen, neighbours, pool = draw_examples(
             resources.store, grounding, target.intervention, target.label, k,

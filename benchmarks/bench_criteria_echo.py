@@ -28,7 +28,7 @@ def main() -> None:
     grounding = grounding_filter(["train"])
     text_of = grounding_criteria_texts(store)
     everything = " || ".join(text_of.values())
-    drug_pools: dict[tuple[str, int], list[str]] = {}
+    drug_pools: dict[tuple[str, int], tuple[list[str], str]] = {}  # the ids of a drug's trials of a label, their text
 
     def row(name: str, matched: list[list[tuple[bool, bool, bool]]]) -> list:
         """`matched`: per trial, per criterion, whether it is found in the examples shown, in the drug's trials of
@@ -48,11 +48,11 @@ def main() -> None:
             if drug is None or label is None:
                 continue
             if (drug, label) not in drug_pools:
-                drug_pools[(drug, label)] = store.filter_ids(grounding.narrowed(intervention=drug, label=label))
-            pool = drug_pools[(drug, label)]
+                ids = store.filter_ids(grounding.narrowed(intervention=drug, label=label))
+                drug_pools[(drug, label)] = ids, " || ".join(text_of.get(i, "") for i in ids)
+            pool, drug_text = drug_pools[(drug, label)]
             shown = " || ".join(text_of.get(i, "") for i in trial.provenance.get("examples") or [])
             keys = [c[:KEY_CHARS] for c in criteria(trial) if len(c) >= MIN_CHARS]
-            drug_text = " || ".join(text_of.get(i, "") for i in pool)
             written.append([(key in shown, key in drug_text, key in everything) for key in keys])
             anchor = trial.provenance.get("anchor")
             if anchor in text_of:  # the real trial, matched against every other grounding trial
