@@ -29,6 +29,7 @@ from synthtrials.tools.knowledge.checks import (
     check_leakage,
     check_plausibility,
     check_privacy,
+    with_joint,
 )
 from synthtrials.tools.knowledge.domain import DomainKnowledge, trial_sections
 from synthtrials.tools.llm.client import LLMClient, StructuredOutputError
@@ -107,7 +108,7 @@ def critique_trial(trial: Trial, *, store: TrialStore, knowledge: DomainKnowledg
     problems += check_plausibility(trial, fields, th.min_title_words)
     problems += check_leakage(trial)
     problems += check_privacy(trial)
-    domain = knowledge.scores(trial, exclude=exclude)
+    domain = with_joint(knowledge.scores(trial, exclude=exclude), th.joint)
     problems += check_domain(domain, th.calibrated)
     nearby = grounding.narrowed(exclude_ids=grounding.exclude_ids | {exclude}) if exclude else grounding
     neighbours = store.search_by_vector(vector, k=th.real_neighbours, flt=nearby)

@@ -45,12 +45,12 @@ def main() -> None:
 
     from synthtrials.tools.knowledge.calibration import (
         _rejected,
-        allocate_budget,
         allocate_thresholds,
         build_knowledge,
         calibration_scores,
         resampled,
     )
+    from synthtrials.tools.knowledge.calibration import allocate_scores as allocate_budget  # versions 5-6
     from synthtrials.tools.store.protocol import default_grounding_splits
     from synthtrials.tools.store.trial_store import open_store
 

@@ -57,7 +57,7 @@ from synthtrials.tools.knowledge.calibration import (  # noqa: E402
     load_or_calibrate,
     with_off_topic_criterion,
 )
-from synthtrials.tools.knowledge.checks import CriticThresholds  # noqa: E402
+
 from synthtrials.tools.records.eligibility import trial_drugs  # noqa: E402
 from synthtrials.tools.llm.client import LLMClient, LLMConfig, LLMError  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
@@ -219,7 +219,7 @@ def main() -> None:
     positives, why_stopped = phase2_positives(store, args.n, args.seed)
     knowledge = build_knowledge(store, splits)
     calibration = load_or_calibrate(store, splits, knowledge, say=print)
-    thresholds = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
+    thresholds = calibration.critic_thresholds()
     spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
     kinds = {"real (positives)": positives,
              **spoil(positives, args.seed, why_stopped, doc_sentences(), store.embeddings.embed_array)}

@@ -19,8 +19,9 @@ made as the tests' `phase1_store_path` is (tests/support.py); tests/test_critic_
 them with the code of the day. The file was first written by the critic before batching (commit
 ed083e5), which the batched critic of issue 19 matched; issue 20 added the coherence scores and
 spent the calibration budget otherwise, and the file was re-recorded with that critic (again
-when calibration version 5 bagged and cross-fitted the budget, and when version 6 scored each spoiled
-copy without the trial it took its section from)
+when calibration version 5 bagged and cross-fitted the budget, when version 6 scored each spoiled
+copy without the trial it took its section from, and when version 7 added the joint score, recorded with
+the thresholds: `recorded_thresholds`)
 (`critic_files` holds the blob ids of the files that ran). Re-record it whenever the critic's
 verdicts change on purpose, or the tests' store changes:
 
@@ -48,6 +49,7 @@ from synthtrials.graphs.resources import SyntheticIndex  # noqa: E402
 from synthtrials.tools.knowledge.calibration import build_knowledge, load_or_calibrate  # noqa: E402
 from synthtrials.tools.knowledge.checks import CriticThresholds  # noqa: E402
 from synthtrials.tools.knowledge.domain import DomainKnowledge, trial_sections  # noqa: E402
+from synthtrials.tools.knowledge.joint import JointScore  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
 from synthtrials.tools.store.protocol import (
     TrialStore,
@@ -188,7 +190,7 @@ def setting(store_path: Path, like_tests: bool = False
     knowledge = build_knowledge(store, SPLITS)
     built = time.perf_counter() - start
     calibration = load_or_calibrate(store, SPLITS, knowledge, say=print)
-    thresholds = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
+    thresholds = calibration.critic_thresholds()
     fields = DraftSpec.from_trials(store.filter(grounding_filter(SPLITS))).fields
     return store, knowledge, thresholds, fields, built
 
@@ -222,8 +224,15 @@ def load_fixture(path: Path) -> dict:
     return data
 
 
+def recorded_thresholds(recorded: dict) -> CriticThresholds:
+    """The thresholds (and the joint score) the fixture's verdicts were judged with."""
+    joint = recorded.get("joint")
+    return CriticThresholds(calibrated=recorded["thresholds"], calibration=recorded["calibration"],
+                            joint=JointScore.model_validate(joint) if joint else None)
+
+
 CRITIC_FILES = ("agents/critic.py", "tools/knowledge/domain.py", "tools/knowledge/calibration.py", "tools/knowledge/checks.py", "tools/store/embeddings.py",
-                "tools/knowledge/coherence.py")
+                "tools/knowledge/coherence.py", "tools/knowledge/joint.py")
 
 
 def git_blob_id(path: Path) -> str:
@@ -244,7 +253,8 @@ def write_fixture(target: Path, store_path: Path) -> None:
             "critic_files": blobs,
             "store": "tests' phase1_store_path: drug_complete_subset(phase_I_train) (train) + first 120 of "
                      "phase_I_test (test); grounding train",
-            "calibration": thresholds.calibration, "thresholds": thresholds.calibrated, "fields": list(fields),
+            "calibration": thresholds.calibration, "thresholds": thresholds.calibrated,
+            "joint": thresholds.joint.model_dump() if thresholds.joint else None, "fields": list(fields),
             "cases": len(cases), **records}
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(dump_fixture(data))

@@ -68,7 +68,6 @@ def main() -> None:
         load_or_calibrate,
         spoiled_grounding_trials,
     )
-    from synthtrials.tools.knowledge.checks import CriticThresholds
     from synthtrials.tools.records.writer_format import DraftSpec
     from synthtrials.tools.store.protocol import default_grounding_splits, grounding_filter
     from synthtrials.tools.store.trial_store import open_store
@@ -82,7 +81,8 @@ def main() -> None:
     # the grounding split: the calibration's spoils, the thresholds it allocates
     real, spoiled, spoiled_of = calibration_scores(knowledge)
     spoiled_trials = spoiled_grounding_trials(knowledge)
-    _, thresholds, _, _ = allocate_budget(real, spoiled, spoiled_of)
+    budget = allocate_budget(real, spoiled, spoiled_of)
+    thresholds, spoiled = budget.thresholds, budget.spoiled  # with the joint score's cross-fitted values
     own = np.array([names_conditions(criteria_of(t), t.conditions) for t in knowledge.trials if t.eligibility and t.conditions])
     rows.append(["phase_I_train (grounding)", "real trials: criteria name their conditions", f"{own.mean():.1%} (n={len(own)})", "", ""])
     for kind in ("unrelated_conditions", "unrelated_eligibility"):
@@ -99,7 +99,7 @@ def main() -> None:
     positives, why_stopped = phase2_positives(store, args.n, args.seed)
     kinds = spoil(positives, args.seed, why_stopped, doc_sentences(), store.embeddings.embed_array)
     calibration = load_or_calibrate(store, splits, knowledge)
-    critic = CriticThresholds(calibrated=calibration.thresholds, calibration=calibration.key)
+    critic = calibration.critic_thresholds()
     spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
     own = np.array([names_conditions(criteria_of(t), t.conditions) for t in positives if t.eligibility and t.conditions])
     rows.append(["phase II (bench_critic)", "real trials: criteria name their conditions", f"{own.mean():.1%} (n={len(own)})", "", ""])

@@ -50,8 +50,8 @@ def main() -> None:
     from sklearn.cluster import KMeans
     from sklearn.metrics import roc_auc_score
     from synthtrials.tools.knowledge.calibration import (
+        allocate_scores as allocate_budget,  # calibration versions 5-6's allocation
         _rejected,
-        allocate_budget,
         build_knowledge,
         calibration_scores,
         spoiled_grounding_trials,

@@ -34,8 +34,8 @@ def main() -> None:
 
     from sklearn.cluster import KMeans
     from synthtrials.tools.knowledge.calibration import (
+        allocate_scores as allocate_budget,  # calibration versions 5-6's allocation
         _rejected,
-        allocate_budget,
         build_knowledge,
         calibration_scores,
         score_matrix,

@@ -110,7 +110,7 @@ def settle_thresholds(thresholds: CriticThresholds, store: TrialStore, splits: l
     if thresholds.calibrated:
         return thresholds
     calibration = load_or_calibrate(store, splits, knowledge, say=say, sample=sample)
-    return thresholds.model_copy(update={"calibrated": calibration.thresholds, "calibration": calibration.key})
+    return calibration.critic_thresholds(thresholds)
 
 
 def adapter_prompt_tokens(adapter: str | None) -> int | None:

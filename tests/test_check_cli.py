@@ -51,6 +51,7 @@ def test_store_calibrate_and_stats_show_the_calibration(phase1_store_path):
     calibrated = cli("store", "calibrate", "--store", str(phase1_store_path))
     assert calibrated.returncode == 0, calibrated.stderr
     assert "typicality_criterion" in calibrated.stdout and "of real trials" in calibrated.stdout
+    assert "coherence_joint" in calibrated.stdout and "the joint score" in calibrated.stdout
     store = open_store(phase1_store_path, create=False)
     store.save_calibration("reasons:0000:a-model-no-test-uses.gguf", {"validity": 0.2, "threshold": 0.5})
     store.close()

@@ -136,10 +136,13 @@ def _real(knowledge):
 @pytest.mark.parametrize("junk", [
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit",
     "Click here to subscribe to our newsletter",
-    "mantlle",
     "Delacrës delatades d'Londes, an ethnic group in Europe",
 ])
 def test_named_junk_criteria_fail_typicality(knowledge, calibration, junk):
+    """One junk criterion among real ones fails the worst criterion's typicality and is named. (A misspelt
+    word, "mantlle", typicality 0.323, was listed too: on this 365-trial store a real trial's least typical
+    criterion scores 0.318, and only calibration version 6, 5.5% of real trials rejected out of fold here
+    for a 5% budget, caught it.)"""
     store, known = knowledge
     trial = _real(knowledge)
     spoiled = trial.model_copy(update={"nct_id": "SYN-0f0f0f0f", "source": "synthetic", "eligibility": Eligibility(
@@ -190,7 +193,6 @@ def test_an_anchored_draft_is_compared_with_its_anchor_beyond_the_fields_the_pla
     64-token embedding starts with the pinned fields: the draft's head is the anchor's)."""
     from support import TOP
     from synthtrials.agents.critic import beyond_plan, critique_trial
-    from synthtrials.tools.knowledge.checks import CriticThresholds
     from synthtrials.tools.readers import read_trials
     from synthtrials.tools.records.trial import render_for_embedding
 
@@ -198,7 +200,7 @@ def test_an_anchored_draft_is_compared_with_its_anchor_beyond_the_fields_the_pla
     anchor = max((t for t in store.filter(grounding_filter(["train"])) if t.eligibility and len(t.interventions) > 1),
                  key=lambda t: len(render_for_embedding(t).split("|")[0]) + len(t.conditions))  # a long pinned head
     unseen = next(t for t in read_trials([TOP / "phase_I_valid.csv"]) if t.eligibility and len(t.eligibility.inclusion) >= 3)
-    kwargs = dict(store=store, knowledge=known, thresholds=CriticThresholds(calibrated=calibration.thresholds),
+    kwargs = dict(store=store, knowledge=known, thresholds=calibration.critic_thresholds(),
                   fields=TOP_FIELDS, grounding=grounding_filter(["train"]), exclude=anchor.nct_id, anchor=anchor)
     own = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0a", "source": "synthetic", "eligibility": unseen.eligibility})
     copied = anchor.model_copy(update={"nct_id": "SYN-0a0a0a0b", "source": "synthetic"})
@@ -221,7 +223,6 @@ def test_drafts_of_one_anchor_are_compared_with_each_other_beyond_the_fields_the
     from support import TOP
     from synthtrials.agents.critic import copy_rendering, critique_trial
     from synthtrials.graphs.resources import SyntheticIndex
-    from synthtrials.tools.knowledge.checks import CriticThresholds
     from synthtrials.tools.readers import read_trials
     from synthtrials.tools.records.trial import render_for_embedding
 
@@ -237,7 +238,7 @@ def test_drafts_of_one_anchor_are_compared_with_each_other_beyond_the_fields_the
     assert float(whole[0] @ whole[1]) > 0.98  # the whole renderings: a near duplicate for the head alone
     index = SyntheticIndex()
     index.add(own.nct_id, store.embeddings.embed_array([copy_rendering(own, True)])[0])
-    kwargs = dict(store=store, knowledge=known, thresholds=CriticThresholds(calibrated=calibration.thresholds),
+    kwargs = dict(store=store, knowledge=known, thresholds=calibration.critic_thresholds(),
                   fields=TOP_FIELDS, grounding=grounding_filter(["train"]), anchor=anchor, synthetic=index)
     assert "near_duplicate" not in critique_trial(sibling, **kwargs).failed_checks
     assert "near_duplicate" in critique_trial(twin, **kwargs).failed_checks

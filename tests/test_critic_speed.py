@@ -3,7 +3,7 @@ on the same trials, a draft embedded in one call, the grounding sections never e
 
 tests/fixtures/critic_verdicts.json holds what the critic said of 230 fixed cases (first recorded by
 the critic before batching, commit ed083e5, which the batched critic matched; re-recorded when issue
-20 added the coherence checks, when its calibration became bagged and cross-fitted (version 5), and when it scored each spoiled copy without its donor (version 6); its `critic_files` are the blob ids of the files that ran) (30 real phase_I_valid trials, 10
+20 added the coherence checks, when its calibration became bagged and cross-fitted (version 5), when it scored each spoiled copy without its donor (version 6), and when it added the joint score (version 7); its `critic_files` are the blob ids of the files that ran) (30 real phase_I_valid trials, 10
 phase_I_train trials scored leave-one-out, the valid trials spoiled 8 ways;
 `benchmarks/bench_critic_speed.py` makes them and wrote the file) through both paths:
 `check_trials`, and `critique_trial` draft by draft as the graph calls it. The store is the
@@ -19,7 +19,6 @@ import sys
 import pytest
 from support import FIXTURES, ROOT, TOP
 from synthtrials.agents.critic import CHECK_BATCH, check_trials, critique_trial
-from synthtrials.tools.knowledge.checks import CriticThresholds
 from synthtrials.tools.knowledge.domain import CONDITION_NEIGHBOURS, DomainKnowledge, trial_sections
 from synthtrials.tools.store.protocol import grounding_filter
 from synthtrials.tools.records.trial import Eligibility, Trial, render_for_embedding
@@ -35,6 +34,7 @@ from bench_critic_speed import (  # noqa: E402
     differences,
     graph_critiques,
     load_fixture,
+    recorded_thresholds,
 )
 
 FIXTURE = FIXTURES / "critic_verdicts.json"
@@ -54,6 +54,8 @@ def test_the_calibration_is_the_one_the_verdicts_were_recorded_with(phase1_knowl
         "the session's phase I store holds other trials than the fixture was recorded on: re-record it "
         "with the critic before batching (benchmarks/bench_critic_speed.py says how)")
     assert calibration.thresholds == pytest.approx(recorded["thresholds"], abs=1e-4)
+    assert calibration.joint is not None and recorded["joint"] is not None
+    assert calibration.joint.weights == pytest.approx(recorded["joint"]["weights"], abs=1e-4)
     assert list(DraftSpec.from_trials(store.filter(grounding_filter(SPLITS))).fields) == recorded["fields"]
 
 
@@ -84,7 +86,7 @@ def test_verdicts_failed_checks_and_scores_are_unchanged(phase1_knowledge, recor
     store, knowledge, _ = phase1_knowledge
     cases = critic_cases(store, TOP)
     assert len(cases) == recorded["cases"]
-    thresholds = CriticThresholds(calibrated=recorded["thresholds"])
+    thresholds = recorded_thresholds(recorded)
     records = {"check_trials": checked(cases, store, knowledge, thresholds, recorded["fields"]),
                "critique_trial": graph_critiques(cases[:GRAPH_CASES], store, knowledge, thresholds, recorded["fields"])}
     recorded = {key: copy.deepcopy(dict(list(recorded[key].items())[:len(records[key])])) for key in RECORDS}
@@ -132,7 +134,7 @@ def test_a_draft_is_embedded_in_one_call_and_real_sections_never_again(phase1_kn
 
     monkeypatch.setattr(knowledge, "embed", no_grounding_lookup)
     monkeypatch.setattr(store, "section_vectors", no_grounding_lookup)
-    kwargs = dict(store=store, knowledge=knowledge, thresholds=CriticThresholds(calibrated=recorded["thresholds"]),
+    kwargs = dict(store=store, knowledge=knowledge, thresholds=recorded_thresholds(recorded),
                   fields=recorded["fields"], grounding=grounding_filter(SPLITS))
     first = critique_trial(draft, **kwargs)
     # one call: the only section no real trial has, and the rendering
@@ -148,7 +150,7 @@ def test_a_draft_is_embedded_in_one_call_and_real_sections_never_again(phase1_kn
     others = [as_draft(i, t).model_copy(update={"conditions": t.conditions + [f"condition number {i} of none"]})
               for i, t in enumerate(store.filter(grounding_filter(SPLITS))[:CHECK_BATCH + 3])]
     check_trials(others, store=store, splits=SPLITS, knowledge=knowledge,
-                 thresholds=CriticThresholds(calibrated=recorded["thresholds"]), fields=recorded["fields"])
+                 thresholds=recorded_thresholds(recorded), fields=recorded["fields"])
     assert len(encoder.calls) == 2
     first_batch = set(encoder.calls[0])
     assert {render_for_embedding(t) for t in others[:CHECK_BATCH]} <= first_batch

@@ -94,6 +94,10 @@ def _print_calibration(calibration: dict) -> None:
                   + (f" ({cross_fitted:.1%} cross-fitted: on trials the thresholds were not read from; "
                      f"budget {calibration['max_real_rejection']:.0%})" if cross_fitted is not None else ""),
                   soft_wrap=True)
+    if calibration.get("score_share") is not None:
+        console.print(f"the checks one by one spend {calibration['score_share']:.0%} of the budget, the joint score "
+                      f"(coherence_joint, {len(calibration['joint']['names'])} scores weighed together) the rest",
+                      soft_wrap=True)
     if cross_fitted is not None and cross_fitted > calibration["max_real_rejection"]:
         from synthtrials.tools.knowledge.calibration import Calibration, over_budget
 

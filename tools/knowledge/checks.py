@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 from synthtrials.tools.knowledge.domain import SectionScore
+from synthtrials.tools.knowledge.joint import JOINT, JointScore
 from synthtrials.tools.records.normalize import normalize_intervention
 from synthtrials.tools.records.trial import (
     NCT_ID_ANYWHERE,
@@ -36,7 +37,7 @@ SCORE_CHECKS = {"condition_fit": "condition_fit", "eligibility_fit": "eligibilit
                 "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit",
                 "coherence_eligibility": "coherence", "coherence_criterion": "coherence",
                 "coherence_typical_criteria": "coherence", "coherence_typical_conditions": "coherence",
-                "coherence_conditions": "coherence"}
+                "coherence_conditions": "coherence", JOINT: "coherence"}
 
 
 def check_of(score_name: str) -> str:
@@ -53,6 +54,8 @@ class CriticThresholds(BaseModel):
 
     calibrated: dict[str, float] = Field(default_factory=dict, description="score name -> lowest acceptable score")
     calibration: str | None = Field(None, description="key of the store calibration the thresholds come from")
+    joint: JointScore | None = Field(None, description="the calibration's joint score over the others (its threshold: "
+                                                       "`calibrated['coherence_joint']`)")
     ngram: int = Field(8, description="word n-gram length for copy detection")
     max_ngram_overlap: float = Field(0.35, description="share of the draft's n-grams found in one real trial")
     max_real_similarity: float = Field(0.97, description="cosine similarity to the closest real trial")
@@ -63,6 +66,26 @@ class CriticThresholds(BaseModel):
 
 _WHAT = {"criterion": "eligibility criterion", "condition": "condition", "intervention": "intervention",
          "outcome": "outcome measure", "title": "title", "summary": "summary"}
+
+
+#: what each score says about a trial, for the joint score's message (the score that pulls it down most)
+_SCORE_MEANS = {
+    "typicality_criterion": "a criterion unlike real criteria", "typicality_criterion_mean": "criteria unlike real ones",
+    "typicality_condition": "a condition unlike real conditions", "criteria_count": "few criteria",
+    "condition_fit": "conditions this drug's real trials do not study",
+    "eligibility_fit": "criteria of another disease than the conditions",
+    "intervention_fit": "an intervention unlike real ones", "intervention_margin": "an intervention that reads like a condition",
+    "coherence_eligibility": "criteria that describe other conditions",
+    "coherence_typical_criteria": "criteria unlike those of real trials of these conditions",
+    "coherence_typical_conditions": "conditions unlike those of real trials with such criteria",
+    "coherence_criterion": "an inclusion criterion about another disease",
+    "coherence_conditions": "a condition that does not go with the others",
+}
+
+
+def with_joint(scores: dict[str, SectionScore], joint: JointScore | None) -> dict[str, SectionScore]:
+    """`scores` with the joint score over them (`tools.knowledge.joint`) where the calibration has one."""
+    return scores if joint is None else scores | {JOINT: joint.score(scores)}
 
 
 def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) -> list[Problem]:
@@ -91,6 +114,8 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
                                           f"(the furthest: {quoted})",
             "coherence_typical_conditions": "the conditions are unlike those of real trials with such criteria "
                                             f"(the furthest: {quoted})",
+            JOINT: "the trial's parts fit together less well than real trials' do (most of all: "
+                   f"{_SCORE_MEANS.get(score.by or '', 'its sections')}{', ' + quoted if score.section else ''})",
         }.get(name, f"the {what} {quoted} reads like no real {what}")
         problems.append(Problem(check_of(name), f"{message} (score {score.score:.2f} < {limit:.2f})", score.section))
     return problems

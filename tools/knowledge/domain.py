@@ -184,6 +184,7 @@ class SectionScore:
     score: float | None
     section: str | None = None
     kind: str | None = None
+    by: str | None = None  # a joint score's: the score that pulls it down most (`tools.knowledge.joint`)
 
 
 class _TrialSections:
