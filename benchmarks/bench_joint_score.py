@@ -48,11 +48,6 @@ def score_arrays(store_path: str, cache: Path | None):
     return real, spoiled, spoiled_of
 
 
-def matrix(scores: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-    rows = len(next(iter(scores.values())))
-    return np.column_stack([scores.get(n, np.full(rows, np.nan)) for n in names])
-
-
 def models():
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
@@ -78,20 +73,23 @@ def main() -> None:
     parser.add_argument("--halves", type=int, default=10, help="random halves: allocated on one, judged on the other")
     args = parser.parse_args()
 
-    from synthtrials.tools.knowledge.calibration import _columns, _rejected, allocate_budget, allocate_scores, resampled
+    from synthtrials.tools.knowledge.calibration import (
+        _columns,
+        _rejected,
+        allocate_budget,
+        allocate_scores,
+        copy_sources,
+        resampled,
+    )
 
     real, spoiled, spoiled_of = score_arrays(args.store, args.cache)
     names = sorted(n for n, v in real.items() if np.isfinite(v).any())
     kinds = list(spoiled)
     rows = len(real[names[0]])
     fold_of = np.random.default_rng(0).permutation(rows) % FOLDS
-    x_real = matrix(real, names)
-    x_kind = {k: matrix(spoiled[k], names) for k in kinds}
-    # each spoiled row's source trial: the real row whose copy it is
-    source = {k: np.empty(len(x_kind[k]), dtype=int) for k in kinds}
-    for k in kinds:
-        has = np.flatnonzero(spoiled_of[k] >= 0)
-        source[k][spoiled_of[k][has]] = has
+    x_real = _columns(real, names)
+    x_kind = {k: _columns(spoiled[k], names) for k in kinds}
+    source = copy_sources(spoiled_of)  # each spoiled row's real trial
 
     _, thresholds, gate_rate, gate_cf = allocate_scores(real, spoiled, spoiled_of)
     gate_real = _rejected(real, thresholds)

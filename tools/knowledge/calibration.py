@@ -300,7 +300,6 @@ def allocate_thresholds(real: dict[str, np.ndarray], spoiled: dict[str, dict[str
     rate, caught = float((counted[0] > 0).mean()) if rows else 0.0, share([c > 0 for c in counted[1]])
     while True:
         best = None
-        counted = counts(steps)
         for name in names:
             base, base_caught = others(steps, name, counted)
             for more in range(1, LOOKAHEAD_STEPS + 1):  # the smallest raise of this score that catches more
@@ -317,6 +316,7 @@ def allocate_thresholds(real: dict[str, np.ndarray], spoiled: dict[str, dict[str
         if best is None:
             return ({n: floor + steps[n] * step for n in names}, {n: at(n, steps[n])[0] for n in names}, rate)
         _, chosen, steps[chosen], rate, caught = best
+        counted = counts(steps)
 
 
 def resampled(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np.ndarray]],
@@ -370,6 +370,16 @@ def _columns(scores: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
     return np.column_stack([scores.get(n, np.full(rows, np.nan)) for n in names])
 
 
+def copy_sources(spoiled_of: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per kind, each spoiled copy's real trial (the row whose copy it is): `spoiled_of` inverted."""
+    source = {}
+    for kind, copies in spoiled_of.items():
+        has = np.flatnonzero(copies >= 0)
+        source[kind] = np.zeros(int(copies.max(initial=-1)) + 1, dtype=int)
+        source[kind][copies[has]] = has
+    return source
+
+
 def cross_fitted_joint(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np.ndarray]],
                        spoiled_of: dict[str, np.ndarray], folds: int = CROSS_FIT_FOLDS, seed: int = ALLOCATION_SEED
                        ) -> tuple[JointScore, np.ndarray, dict[str, np.ndarray]]:
@@ -380,11 +390,7 @@ def cross_fitted_joint(real: dict[str, np.ndarray], spoiled: dict[str, dict[str,
     fold_of = np.random.default_rng(seed).permutation(rows) % folds
     x_real = _columns(real, names)
     x_kind = {kind: _columns(scores, names) for kind, scores in spoiled.items()}
-    source = {}  # each spoiled row's real trial
-    for kind, copies in spoiled_of.items():
-        source[kind] = np.zeros(len(x_kind[kind]), dtype=int)
-        has = np.flatnonzero(copies >= 0)
-        source[kind][copies[has]] = has
+    source = copy_sources(spoiled_of)
     joint_real = np.empty(rows)
     joint_kind = {kind: np.empty(len(x)) for kind, x in x_kind.items()}
     for fold in range(folds):
