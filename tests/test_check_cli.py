@@ -44,6 +44,17 @@ def test_check_bad_input_is_one_line(phase1_store_path, tmp_path):
     assert missing.returncode == 2 and "nope.csv" in missing.stderr and "Traceback" not in missing.stderr
     no_store = cli("check", str(XML_FILE), "--store", str(tmp_path / "none"), "--out", str(tmp_path / "v.jsonl"))
     assert no_store.returncode == 2 and "no trial store here" in no_store.stderr
+    # half a character (a lone surrogate escape) in a trial's text: refused by its file and line, not a crash in
+    # the encoder's tokenizer
+    trial = read_trials([XML_FILE])[0].model_copy(update={"nct_id": "SYN-00000bad", "source": "synthetic"})
+    record = json.loads(trial.model_dump_json())
+    record["conditions"] = ["asthma \ud83d"]
+    halved = tmp_path / "halved.jsonl"
+    halved.write_text(json.dumps(record) + "\n")
+    refused = cli("check", str(halved), "--store", str(phase1_store_path), "--out", str(tmp_path / "v.jsonl"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "halved.jsonl" in refused.stderr and "line 1" in refused.stderr and "\\ud83d" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "v.jsonl").exists()
 
 

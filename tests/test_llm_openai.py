@@ -118,6 +118,25 @@ def test_non_json_answer_gets_one_repair_then_is_counted():
         assert client.usage.failures == 1 and client.usage.repairs == 2
 
 
+def test_half_a_character_in_an_answer_is_dropped():
+    """A model that cuts a character in two writes a lone surrogate escape ("\\ud83d" without its pair); the
+    parsed draft must not hold it (no tokenizer, SQLite or parquet writer takes it: a generation run crashed on it
+    in the critic's encoder), while a whole character (a pair) stays."""
+    answer = ('{"brief_title": "A trial \\ud83d\\ude00", "phase": "phase 2", "conditions": ["asthma"], '
+              '"interventions": [{"name": "budesonide"}], "brief_summary": "s", '
+              '"inclusion_criteria": ["\\ud83d by 80% of baseline"], "exclusion_criteria": ["smokers \\udc00"], '
+              '"enrollment": 40, "allocation": "randomized", "masking": "double", "primary_purpose": "treatment", '
+              '"primary_outcomes": [{"measure": "FEV1"}]}')
+    with FakeOpenAIServer() as server:
+        server.faults.extend([Fault(content=answer), Fault(content="half \ud83d of it")])
+        client = LLMClient(openai_config(server.base_url, max_retries=0))
+        draft = client.structured([HumanMessage(content="write")], TrialDraft).value
+        assert draft.inclusion_criteria == ["by 80% of baseline"] and draft.exclusion_criteria == ["smokers"]
+        assert draft.brief_title == "A trial \U0001F600"  # the pair is one character: kept
+        assert all(text.encode("utf-8") for text in draft.inclusion_criteria + draft.exclusion_criteria)
+        assert client.text([HumanMessage(content="hi")]) == "half  of it"  # sent as the escape in the server's JSON
+
+
 def test_sampled_calls_carry_distinct_seeds():
     """Each call carries the seed its node derived from the run seed (`tools.seeds.llm_seed`)."""
     seeds = [llm_seed(100, "writer", index) for index in range(3)]

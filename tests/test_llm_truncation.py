@@ -48,3 +48,12 @@ def test_a_cut_constrained_answer_is_closed_after_its_last_whole_list_item():
     assert close_cut_answer('{"a": [{"name": "d", "type": "dr') is None
     assert close_cut_answer('{"brief_title": "A phase 1 stu') is None
     assert close_cut_answer('["a", "b') is None  # not an object: no answer of ours
+
+
+def test_parsed_answers_hold_no_half_characters():
+    """A lone surrogate escape (half of a character a model cut) is dropped from parsed answers, cut or whole;
+    a surrogate pair is one character and stays."""
+    from synthtrials.tools.llm.client import close_cut_answer, extract_json
+
+    assert extract_json('{"a": ["x \\ud83d y", "\\ud83d\\ude00"]}') == {"a": ["x  y", "\U0001F600"]}
+    assert close_cut_answer('{"a": ["x \\udfff y", "z", "cut') == {"a": ["x  y", "z"]}

@@ -43,6 +43,7 @@ from synthtrials.tools.llm.config import (
 from synthtrials.tools.llm.errors import CallsStopped, LLMConfigError, LLMError, StructuredOutputError
 from synthtrials.tools.llm.failures import classify, malformed_answer
 from synthtrials.tools.llm.usage import Usage, UsageCallback
+from synthtrials.tools.records.surrogates import without_lone_surrogates
 
 __all__ = ["BUNDLED_GGUF", "CHAT_TOKENS_PER_MESSAGE", "DEFAULT_GGUF", "LLMClient", "LLMConfig", "LLMConfigError",
            "LLMError", "StructuredOutputError", "StructuredResult", "Usage", "close_cut_answer", "extract_json", "grammar_schema",
@@ -58,14 +59,14 @@ def extract_json(text: str) -> Any:
     """The JSON object in a model answer (code fences and chatter around it tolerated)."""
     cleaned = _FENCE.sub("", text.strip())
     try:
-        return json.loads(cleaned, strict=False)  # strict=False: raw newlines inside strings
+        return without_lone_surrogates(json.loads(cleaned, strict=False))  # strict=False: raw newlines inside strings
     except json.JSONDecodeError:
         pass
     start = cleaned.find("{")
     end = cleaned.rfind("}")
     if start == -1 or end <= start:
         raise ValueError("the answer holds no JSON object")
-    return json.loads(cleaned[start:end + 1], strict=False)
+    return without_lone_surrogates(json.loads(cleaned[start:end + 1], strict=False))
 
 
 def close_cut_answer(text: str) -> Any | None:
@@ -100,7 +101,7 @@ def close_cut_answer(text: str) -> Any | None:
             value = json.loads(text[:end] + closers, strict=False)
         except json.JSONDecodeError:
             continue
-        return value if isinstance(value, dict) else None
+        return without_lone_surrogates(value) if isinstance(value, dict) else None
     return None
 
 
@@ -284,7 +285,7 @@ class LLMClient:
     def text(self, messages: list[BaseMessage], *, seed: int = 0, temperature: float | None = None) -> str:
         """A free-text answer."""
         bound = self.model.bind(**self._sampling(seed, temperature))
-        return str(self._invoke(bound, messages).content)
+        return without_lone_surrogates(str(self._invoke(bound, messages).content))
 
     def _sampling(self, seed: int, temperature: float | None) -> dict[str, Any]:
         params: dict[str, Any] = {"seed": seed}
@@ -353,7 +354,7 @@ class LLMClient:
                 if method == "tool_calling":
                     if not answer.tool_calls:
                         raise ValueError("the answer holds no tool call")
-                    data = answer.tool_calls[0]["args"]
+                    data = without_lone_surrogates(answer.tool_calls[0]["args"])
                     raw = json.dumps(data)
                 else:
                     raw = str(answer.content)

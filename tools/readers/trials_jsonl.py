@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 from synthtrials.tools.errors import InputError, describe
+from synthtrials.tools.records.surrogates import first_lone_surrogate
 from synthtrials.tools.records.trial import Trial
 
 
@@ -18,6 +19,15 @@ def read_trials_jsonl_bytes(data: bytes, source_name: str) -> Iterator[Trial | I
         if not line.strip():
             continue
         try:
-            yield Trial.model_validate(json.loads(line))
-        except (json.JSONDecodeError, ValueError) as exc:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield InputError(source_name, f"not a Trial ({describe(exc)})", where=f"line {number}")
+            continue
+        if surrogate := first_lone_surrogate(record):
+            yield InputError(source_name, f"text holds half a character ('{surrogate}' without its pair): not valid "
+                                          "Unicode; fix or drop that text", where=f"line {number}")
+            continue
+        try:
+            yield Trial.model_validate(record)
+        except ValueError as exc:
             yield InputError(source_name, f"not a Trial ({describe(exc)})", where=f"line {number}")

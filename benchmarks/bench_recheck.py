@@ -1,0 +1,125 @@
+"""A finished run's drafts judged by two calibrations of the critic (issue 20: "the central run's accepted
+trials re-checked: the share now rejected, with random examples of what the new checks reject").
+
+Each draw of the run ends with a draft: the accepted trial, or the last draft of a rejected draw; on the
+way, the critic judged one draft per round (read from the thread's checkpoints). Each draft is scored
+once (`DomainKnowledge.scores`, as the critique node scores a draft) and judged by the calibrated
+checks of
+- version 6: every score on its own threshold (`tools.knowledge.calibration.allocate_scores`, the
+  whole 5% budget, read from the store's grounding trials now), and
+- the store's calibration (version 7: the scores one by one on part of the budget, the joint score
+  `coherence_joint` on the rest).
+Only the calibrated checks differ between the two; the copy, privacy and leakage checks are the same
+and are left out here. Printed: the 2 x 2 table of the two verdicts for the accepted trials and for the
+rejected draws' last drafts and for every draft judged, which checks of the store's calibration reject
+drafts version 6 passes, and random examples of those (seeded).
+
+    python benchmarks/bench_recheck.py --run runs/v7_s0 --store STORE [--examples 4] [--seed 0]
+
+Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def run_drafts(run: Path):
+    """Per draw of the run: (plan index, the run's verdict, its final draft, every distinct draft the critic
+    judged in it, in order), read from the thread's checkpoint history."""
+    from synthtrials.graphs.runner import open_checkpointer, started_threads, thread_id
+    from synthtrials.graphs.state import GenerationState
+
+    checkpointer = open_checkpointer(run)
+    try:
+        out = []
+        for index in started_threads(checkpointer):
+            judged: dict[str, object] = {}
+            final = None
+            history = list(checkpointer.list({"configurable": {"thread_id": thread_id(index)}}))
+            for number, saved in enumerate(reversed(history)):  # oldest first
+                values = {k: v for k, v in saved.checkpoint["channel_values"].items() if not k.startswith("__")}
+                if "target" not in values:
+                    continue
+                state = GenerationState.model_validate(values)
+                critiqued = bool(state.log) and state.log[-1].node == "critique"
+                if state.draft is not None and critiqued:
+                    judged.setdefault(state.draft.model_dump_json(), state.draft)
+                if number == len(history) - 1:
+                    final = state
+            if final is not None and final.draft is not None and final.verdict in ("accept", "reject"):
+                out.append((index, final.verdict, final.draft, list(judged.values())))
+        return out
+    finally:
+        checkpointer.conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--examples", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from synthtrials.tools.knowledge.calibration import (
+        CALIBRATION_VERSION,
+        allocate_scores,
+        build_knowledge,
+        calibration_scores,
+        load_or_calibrate,
+    )
+    from synthtrials.tools.knowledge.checks import check_domain, with_joint
+    from synthtrials.tools.store.protocol import default_grounding_splits
+    from synthtrials.tools.store.trial_store import open_store
+
+    store = open_store(args.store, create=False)
+    splits = default_grounding_splits(store)
+    knowledge = build_knowledge(store, splits)
+    calibration = load_or_calibrate(store, splits, knowledge, say=print)
+    new = calibration.critic_thresholds()
+    _, version6, _, _ = allocate_scores(*calibration_scores(knowledge))
+
+    drawn = run_drafts(args.run)
+    every = [draft for _, _, _, judged in drawn for draft in judged]
+    knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
+
+    def verdicts(draft) -> tuple[list, list]:
+        scores = knowledge.scores(draft)
+        return check_domain(scores, version6), check_domain(with_joint(scores, new.joint), new.calibrated)
+
+    table: Counter = Counter()
+    failing: Counter = Counter()
+    only_new: list[tuple[int, str, str, list[str]]] = []
+    for index, verdict, draft, judged in drawn:
+        old_problems, new_problems = verdicts(draft)
+        table[verdict, bool(old_problems), bool(new_problems)] += 1
+        for each in judged:
+            old_each, new_each = verdicts(each) if each is not draft else (old_problems, new_problems)
+            table["judged", bool(old_each), bool(new_each)] += 1
+            if new_each and not old_each:
+                failing.update({p.check for p in new_each})
+                only_new.append((index, verdict, each.nct_id, [p.message for p in new_each]))
+
+    print(f"\n### {args.run}: {len(drawn)} draws, {len(every)} drafts judged; calibration {calibration.key} (version "
+          f"{CALIBRATION_VERSION}) against version 6 on the same store, the calibrated checks only\n")
+    print("| drafts | n | both pass | version 6 rejects only | the store's calibration rejects only | both reject |")
+    print("|---|---|---|---|---|---|")
+    for key, label in (("accept", "accepted trials (final drafts of accepted draws)"),
+                       ("reject", "final drafts of rejected draws"), ("judged", "every draft the critic judged")):
+        cells = [table[key, old, new_] for old, new_ in ((False, False), (True, False), (False, True), (True, True))]
+        print(f"| {label} | {sum(cells)} | " + " | ".join(str(c) for c in cells) + " |")
+    print("\nchecks of the store's calibration that reject drafts version 6 passes: "
+          + (", ".join(f"{check} {n}" for check, n in failing.most_common()) or "none"))
+    for index, verdict, trial_id, messages in random.Random(args.seed).sample(only_new, min(args.examples, len(only_new))):
+        print(f"- draw {index} ({trial_id}, {'accepted' if verdict == 'accept' else 'rejected'} in the end): "
+              + "; ".join(messages))
+
+if __name__ == "__main__":
+    main()
