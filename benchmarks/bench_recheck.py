@@ -42,17 +42,14 @@ def run_drafts(run: Path):
         for index in started_threads(checkpointer):
             judged: dict[str, object] = {}
             final = None
-            history = list(checkpointer.list({"configurable": {"thread_id": thread_id(index)}}))
-            for number, saved in enumerate(reversed(history)):  # oldest first
+            history = checkpointer.list({"configurable": {"thread_id": thread_id(index)}})
+            for saved in reversed(list(history)):  # oldest first: `final` ends as the newest state
                 values = {k: v for k, v in saved.checkpoint["channel_values"].items() if not k.startswith("__")}
                 if "target" not in values:
                     continue
-                state = GenerationState.model_validate(values)
-                critiqued = bool(state.log) and state.log[-1].node == "critique"
-                if state.draft is not None and critiqued:
-                    judged.setdefault(state.draft.model_dump_json(), state.draft)
-                if number == len(history) - 1:
-                    final = state
+                final = GenerationState.model_validate(values)
+                if final.draft is not None and final.log and final.log[-1].node == "critique":
+                    judged.setdefault(final.draft.model_dump_json(), final.draft)
             if final is not None and final.draft is not None and final.verdict in ("accept", "reject"):
                 out.append((index, final.verdict, final.draft, list(judged.values())))
         return out
@@ -101,7 +98,7 @@ def main() -> None:
         old_problems, new_problems = verdicts(draft)
         table[verdict, bool(old_problems), bool(new_problems)] += 1
         for each in judged:
-            old_each, new_each = verdicts(each) if each is not draft else (old_problems, new_problems)
+            old_each, new_each = verdicts(each)
             table["judged", bool(old_each), bool(new_each)] += 1
             if new_each and not old_each:
                 failing.update({p.check for p in new_each})
