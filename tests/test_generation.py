@@ -325,8 +325,9 @@ def test_a_run_with_its_trials_stops_the_draws_in_flight_and_a_longer_run_resume
     """Once the first n trials in plan order are accepted, the draws still in flight cannot change them:
     the run stops them at their current call instead of waiting for their last revision, records how
     many it stopped, and a run resumed with a larger --n continues them from their checkpoints.
-    Draw 0's writer is answered at once; the other draws' writers get invalid answers after a delay, so
-    they are still revising when draw 0 is accepted."""
+    Draw 0's writer is answered at once; the other draw's writer gets invalid answers after a delay, so
+    it is still revising when draw 0 is accepted. Of its 3 slots the run fills 2: with nothing accepted
+    yet, two draws in flight are expected to bring its one trial (`more_draws_needed`)."""
     import time
 
     from synthtrials.tools.seeds import llm_seed
@@ -349,9 +350,9 @@ def test_a_run_with_its_trials_stops_the_draws_in_flight_and_a_longer_run_resume
     summary = json.loads((out / "summary.json").read_text())
     ids, rows = _accepted(out)
     assert len(ids) == 1 and rows[0]["provenance"]["plan_index"] == 0
-    assert summary["complete"] and summary["draws"] == 1 and summary["stopped_draws"] == 2
+    assert summary["complete"] and summary["draws"] == 1 and summary["stopped_draws"] == 1
     assert summary["tokens"]["failures"] == 0  # a stopped call is not a failed one
-    assert held  # the other two draws had asked for their drafts: they were in flight
+    assert held  # the other draw had asked for its draft: it was in flight
     with FakeOpenAIServer(responder=scripted_trial_answer) as server:
         again = cli(*_generate_args(phase1_store_path, out, server, n=3, extra=["--concurrency", "3"]))
         assert again.returncode == 0, again.stderr
@@ -359,6 +360,23 @@ def test_a_run_with_its_trials_stops_the_draws_in_flight_and_a_longer_run_resume
     assert ids_after[0] == ids[0] and len(set(ids_after)) == 3 and rows_after[0] == rows[0]
     resumed = json.loads((out / "summary.json").read_text())
     assert resumed["complete"] and resumed["sessions"] == 2
+
+
+def test_a_run_starts_only_the_draws_it_may_still_need():
+    """A draw is started while the trials accepted so far (at any plan index) and those the draws in flight
+    are expected to bring, at the run's smoothed acceptance, fall short of n; never once n are accepted."""
+    from types import SimpleNamespace
+
+    from synthtrials.graphs.runner import more_draws_needed
+
+    accepted, rejected = SimpleNamespace(verdict="accept", draft=object()), SimpleNamespace(verdict="reject", draft=None)
+    # nothing finished: a draw in flight counts as half a trial
+    assert more_draws_needed(20, {}, 15) and not more_draws_needed(2, {}, 4) and more_draws_needed(2, {}, 3)
+    # 18 of 20 accepted, 2 rejected (acceptance (18 + 1) / (20 + 2)): a third draw in flight is the last one started
+    results = {i: accepted for i in range(18)} | {18: rejected, 25: rejected}
+    assert more_draws_needed(20, results, 2) and not more_draws_needed(20, results, 3)
+    # accepted past a draw still in flight count: the prefix only waits for it
+    assert not more_draws_needed(18, results, 0)
 
 
 def test_the_adapted_writer_samples_with_the_penalty_unless_dry_is_asked_where_the_server_has_it():
