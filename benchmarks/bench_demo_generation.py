@@ -2,7 +2,8 @@
 draws started only while the run still needs them (`graphs.runner.more_draws_needed`).
 
 It runs the demo's own generation (the same GenerationConfig, 16 parallel draws through llama.cpp's
-server, the demo's adapter, n=20, no time budget) on an existing demo folder's store and adapter
+server, the demo's adapter, n=20; not the demo's 4-minute budget, which only stops new draws from
+starting, so both ways run until they have their trials) on an existing demo folder's store and adapter
 (`synthtrials demo` makes one), into fresh run folders under --out, for each seed and each way of
 starting draws. Printed per run: wall seconds, draws, accepted trials kept, accepted trials past
 them (surplus), draws stopped in flight, writer calls and completion tokens.

@@ -375,7 +375,7 @@ def test_a_run_starts_only_the_draws_it_may_still_need():
     # 18 of 20 accepted, 2 rejected (acceptance (18 + 1) / (20 + 2)): a third draw in flight is the last one started
     results = {i: accepted for i in range(18)} | {18: rejected, 25: rejected}
     assert more_draws_needed(20, results, 2) and not more_draws_needed(20, results, 3)
-    # accepted past a draw still in flight count: the prefix only waits for it
+    # trials accepted at any plan index count (here past the gap at 19-24): once n are accepted, no new draw
     assert not more_draws_needed(18, results, 0)
 
 
