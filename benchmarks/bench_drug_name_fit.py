@@ -36,6 +36,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,7 @@ def fitted_as_if_new(knowledge: WithDrugNames, real, spoiled, spoiled_of):
     """`allocate_budget` with the joint score's weights fitted on scores read with the trial's drug and its
     near-copies left out (item 3 of the docstring); its values and thresholds on the usual scores."""
     from synthtrials.tools.knowledge import calibration
-    from synthtrials.tools.knowledge.calibration import _columns, copy_sources, score_matrix, spoiled_with_donors
-    from synthtrials.tools.knowledge.joint import JointScore
+    from synthtrials.tools.knowledge.calibration import score_matrix, spoiled_with_donors
     from synthtrials.tools.records.eligibility import first_drug
 
     same_drug: dict[str, list[str]] = {}
@@ -132,25 +132,8 @@ def fitted_as_if_new(knowledge: WithDrugNames, real, spoiled, spoiled_of):
     new_spoiled = {kind: score_matrix(knowledge, trials=[t for t, _ in p], excludes=[as_new(t.nct_id, e) for t, e in p])
                    for kind, p in pairs.items()}
 
-    def cross_fitted(real, spoiled, spoiled_of, folds=calibration.CROSS_FIT_FOLDS, seed=calibration.ALLOCATION_SEED):
-        names = sorted(n for n, v in real.items() if np.isfinite(v).any())
-        fold_of = np.random.default_rng(seed).permutation(len(real[names[0]])) % folds
-        x_real, fit_real = _columns(real, names), _columns(new_real, names)
-        x_kind = {k: _columns(s, names) for k, s in spoiled.items()}
-        fit_kind = {k: _columns(new_spoiled[k], names) for k in spoiled}
-        source = copy_sources(spoiled_of)
-        joint_real, joint_kind = np.empty(len(x_real)), {k: np.empty(len(x)) for k, x in x_kind.items()}
-        for fold in range(folds):
-            kept = fold_of != fold
-            fitted = JointScore.fit(names, fit_real[kept], [x[fold_of[source[k]] != fold] for k, x in fit_kind.items()])
-            joint_real[~kept] = fitted.values(x_real[~kept])
-            for kind, x in x_kind.items():
-                held = fold_of[source[kind]] == fold
-                joint_kind[kind][held] = fitted.values(x[held])
-        return JointScore.fit(names, fit_real, list(fit_kind.values())), joint_real, joint_kind
-
     shipped_form = calibration.cross_fitted_joint
-    calibration.cross_fitted_joint = cross_fitted
+    calibration.cross_fitted_joint = partial(shipped_form, fitted_on=(new_real, new_spoiled))
     try:
         return calibration.allocate_budget(real, spoiled, spoiled_of)
     finally:

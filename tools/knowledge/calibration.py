@@ -381,26 +381,31 @@ def copy_sources(spoiled_of: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def cross_fitted_joint(real: dict[str, np.ndarray], spoiled: dict[str, dict[str, np.ndarray]],
-                       spoiled_of: dict[str, np.ndarray], folds: int = CROSS_FIT_FOLDS, seed: int = ALLOCATION_SEED
+                       spoiled_of: dict[str, np.ndarray], folds: int = CROSS_FIT_FOLDS, seed: int = ALLOCATION_SEED,
+                       fitted_on: tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]] | None = None
                        ) -> tuple[JointScore, np.ndarray, dict[str, np.ndarray]]:
     """The joint score fitted on every grounding trial and its spoiled copies, and its values on them
-    cross-fitted: each fold's trials and their copies scored by the model fitted on the other folds."""
+    cross-fitted: each fold's trials and their copies scored by the model fitted on the other folds.
+    `fitted_on`: other scores of the same trials and copies, row for row, to fit the weights on (a bench's
+    variant, e.g. scores read as if each drug were new); the values are still those of `real` and `spoiled`."""
     names = sorted(n for n, v in real.items() if np.isfinite(v).any())
     rows = len(real[names[0]])
     fold_of = np.random.default_rng(seed).permutation(rows) % folds
     x_real = _columns(real, names)
     x_kind = {kind: _columns(scores, names) for kind, scores in spoiled.items()}
+    fit_real, fit_kind = (x_real, x_kind) if fitted_on is None else (
+        _columns(fitted_on[0], names), {kind: _columns(fitted_on[1][kind], names) for kind in spoiled})
     source = copy_sources(spoiled_of)
     joint_real = np.empty(rows)
     joint_kind = {kind: np.empty(len(x)) for kind, x in x_kind.items()}
     for fold in range(folds):
         kept = fold_of != fold
-        model = JointScore.fit(names, x_real[kept], [x[fold_of[source[k]] != fold] for k, x in x_kind.items()])
+        model = JointScore.fit(names, fit_real[kept], [x[fold_of[source[k]] != fold] for k, x in fit_kind.items()])
         joint_real[~kept] = model.values(x_real[~kept])
         for kind, x in x_kind.items():
             held = fold_of[source[kind]] == fold
             joint_kind[kind][held] = model.values(x[held])
-    return JointScore.fit(names, x_real, list(x_kind.values())), joint_real, joint_kind
+    return JointScore.fit(names, fit_real, list(fit_kind.values())), joint_real, joint_kind
 
 
 @dataclass
