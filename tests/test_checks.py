@@ -41,7 +41,9 @@ def test_terse_real_criteria_pass_the_plain_checks():
 def test_real_criteria_that_stop_a_drug_state_no_outcome():
     # phase II criteria that the outcome rule read as a stopped trial (bench_critic, issue 20)
     real = ["Progression of disease since the agents were suspended",
-            "Prior therapy was discontinued at least 4 weeks before enrolment"]
+            "Prior therapy was discontinued at least 4 weeks before enrolment",
+            "Patients whose immunosuppression is being stopped early to treat or prevent relapse",  # phase_I_train
+            "Accrual closed as of 5/27/2009 to patients with renal cell carcinoma"]  # phase_I_train
     assert check_leakage(draft(eligibility=Eligibility(inclusion=["Age >= 18", *real], exclusion=["Pregnancy"]))) == []
 
 
@@ -68,6 +70,8 @@ def test_criteria_that_repeat_themselves_fail_the_content_check():
 @pytest.mark.parametrize("text, check", [
     ("The study was terminated early due to slow accrual.", "leakage"),
     ("Enrollment was halted after the interim analysis.", "leakage"),
+    ("The trial stopped early after the interim analysis.", "leakage"),
+    ("Recruitment terminated early for futility.", "leakage"),
     ("Contact Dr. Smith at john.smith@hospital.org or 555-123-4567", "privacy"),
     ("See NCT01234567 for details", "privacy"),
     ("<b>Inclusion</b> {{criteria}}", "content"),
@@ -76,6 +80,54 @@ def test_named_junk_fails_its_check(text, check):
     trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", text], exclusion=["Pregnancy"]))
     problems = check_leakage(trial) + check_privacy(trial) + check_plausibility(trial, TOP_FIELDS)
     assert check in {p.check for p in problems}
+
+
+@pytest.mark.parametrize("number", ["+1 617 555 0123", "(617) 555-0123", "617.555.0123", "1-800-555-0199",
+                                    "+44 20 7946 0958", "+33 1 45 67 89 10", "+49 30 12345678"])
+def test_phone_numbers_in_the_usual_forms_fail_privacy(number):
+    trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", f"Questions: call the study nurse on {number}"],
+                                          exclusion=["Pregnancy"]))
+    assert [p.message for p in check_privacy(trial)] == ["remove phone numbers"]
+
+
+def test_drug_codes_doses_and_counts_in_real_trials_are_not_phone_numbers():
+    """Every run of ten or more digits in TOP's trials is a drug code with its dose, a national drug code or a
+    count ("pf-00734200 30 mg qd", "ndc 0378-4141-01", "1.5 x 1000000000/L"); a digit-run pattern read them as
+    phone numbers, and the critic rejected such real trials (one of bench_critic's real phase II trials)."""
+    import re
+
+    from support import TOP
+    from synthtrials.tools.knowledge.checks import _text_fields
+    from synthtrials.tools.readers import read_trials
+
+    digit_runs = re.compile(r"(?:\+?\d[\s().-]?){9,}\d")
+    trials = [t for name in ("phase_I_train.csv", "phase_II_valid.csv") for t in read_trials([TOP / name])
+              if digit_runs.search("\n".join(_text_fields(t)))]
+    assert len(trials) >= 7
+    assert {"NCT01298505", "NCT00618007", "NCT01022853"} <= {t.nct_id for t in trials}
+    flagged = [t.nct_id for t in trials if "remove phone numbers" in {p.message for p in check_privacy(t)}]
+    assert flagged == []
+
+
+@pytest.mark.parametrize("condition", ["Phase 1", "phase II", "Healthy volunteers, phase 1/2", "Phase I/II study"])
+def test_a_trial_phase_is_no_condition(condition):
+    problems = check_plausibility(draft(conditions=["Multiple Myeloma", condition]), TOP_FIELDS)
+    assert [p.check for p in problems] == ["content"] and condition in problems[0].message
+
+
+def test_a_diseases_own_phase_is_a_condition():
+    """Real grounding trials list the phases of chronic myelogenous leukemia as conditions ("accelerated phase ...",
+    "blastic phase"); the anchored plan hands them to the writer, and reading every "phase" as a trial phase rejected
+    each such draft at every revision (5 of the 96 draws rejected in three 300-trial runs)."""
+    import re
+
+    from support import TOP
+    from synthtrials.tools.readers import read_trials
+
+    real = [t for t in read_trials([TOP / "phase_I_train.csv"])
+            if any(re.search(r"\bphase\b", c, re.IGNORECASE) for c in t.conditions)]
+    assert len(real) >= 5
+    assert [p.message for t in real for p in check_plausibility(t, TOP_FIELDS) if "disease names" in p.message] == []
 
 
 def test_real_criteria_with_comparison_signs_are_not_markup():
