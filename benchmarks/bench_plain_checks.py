@@ -45,7 +45,9 @@ def main() -> None:
             real = trial.model_copy(update={"overall_status": None, "why_stopped": None})
             problems = check_leakage(real) + check_privacy(real) + check_plausibility(real, TOP_FIELDS)
             for problem in problems:
-                found[(problem.check, problem_kind(problem.message))].append((trial.nct_id, problem.message))
+                hits = found[(problem.check, problem_kind(problem.message))]
+                if trial.nct_id not in {nct_id for nct_id, _ in hits}:  # trials, not problems, are counted
+                    hits.append((trial.nct_id, problem.message))
         if not found:
             print(f"| {name} | {len(trials)} | - | none | 0 | | |")
         for (check, kind), hits in sorted(found.items(), key=lambda item: -len(item[1])):

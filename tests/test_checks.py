@@ -72,6 +72,7 @@ def test_criteria_that_repeat_themselves_fail_the_content_check():
     ("Enrollment was halted after the interim analysis.", "leakage"),
     ("The trial stopped early after the interim analysis.", "leakage"),
     ("Recruitment terminated early for futility.", "leakage"),
+    ("Stopped early for futility at the interim analysis.", "leakage"),
     ("Contact Dr. Smith at john.smith@hospital.org or 555-123-4567", "privacy"),
     ("See NCT01234567 for details", "privacy"),
     ("<b>Inclusion</b> {{criteria}}", "content"),
@@ -83,7 +84,8 @@ def test_named_junk_fails_its_check(text, check):
 
 
 @pytest.mark.parametrize("number", ["+1 617 555 0123", "(617) 555-0123", "617.555.0123", "1-800-555-0199",
-                                    "+44 20 7946 0958", "+33 1 45 67 89 10", "+49 30 12345678"])
+                                    "+44 20 7946 0958", "0044 20 7946 0958", "+33 1 45 67 89 10", "+49 30 12345678",
+                                    "555-123-4567", "(555) 123-4567"])  # the last two: made up, not valid
 def test_phone_numbers_in_the_usual_forms_fail_privacy(number):
     trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", f"Questions: call the study nurse on {number}"],
                                           exclusion=["Pregnancy"]))
@@ -101,15 +103,17 @@ def test_drug_codes_doses_and_counts_in_real_trials_are_not_phone_numbers():
     from synthtrials.tools.readers import read_trials
 
     digit_runs = re.compile(r"(?:\+?\d[\s().-]?){9,}\d")
-    trials = [t for name in ("phase_I_train.csv", "phase_II_valid.csv") for t in read_trials([TOP / name])
+    trials = [t for name in ("phase_I_train.csv", "phase_II_valid.csv", "toy_train.csv") for t in read_trials([TOP / name])
               if digit_runs.search("\n".join(_text_fields(t)))]
-    assert len(trials) >= 7
-    assert {"NCT01298505", "NCT00618007", "NCT01022853"} <= {t.nct_id for t in trials}
+    assert len(trials) >= 11
+    # the last: "jnj-30979754 15 mg/m2", whose digits and dose make a valid North American number
+    assert {"NCT01298505", "NCT00618007", "NCT01022853", "NCT00796003"} <= {t.nct_id for t in trials}
     flagged = [t.nct_id for t in trials if "remove phone numbers" in {p.message for p in check_privacy(t)}]
     assert flagged == []
 
 
-@pytest.mark.parametrize("condition", ["Phase 1", "phase II", "Healthy volunteers, phase 1/2", "Phase I/II study"])
+@pytest.mark.parametrize("condition", ["Phase 1", "phase II", "Healthy volunteers, phase 1/2", "Phase I/II study",
+                                       "Phase 1b", "phase IIa", "Phases I-III"])
 def test_a_trial_phase_is_no_condition(condition):
     problems = check_plausibility(draft(conditions=["Multiple Myeloma", condition]), TOP_FIELDS)
     assert [p.check for p in problems] == ["content"] and condition in problems[0].message

@@ -133,6 +133,7 @@ _OUTCOME_WORD = re.compile(r"\b(" + "|".join(OUTCOME_WORDS) + r")\b", re.IGNOREC
 _OUTCOME_STATEMENT = re.compile(
     r"\b(?:(?:study|trial|enrol{1,2}ment|recruitment|accrual)\s+(?:(?:was|were|has been|had been|is being)\s+"
     r"(?:terminated|stopped|halted|withdrawn|discontinued|suspended|closed)(?:\s+early)?|(?:stopped|terminated)\s+early)"
+    r"|(?:stopped|terminated|halted)\s+early\s+(?:for|due to|because of)\s+(?:futility|efficacy|benefit)"
     r"|(?:met|achieved|missed|failed to meet|did not meet)\s+(?:its|the)\s+primary"
     r"|(?:low|slow|poor)\s+(?:accrual|enrollment|enrolment)|lack of (?:efficacy|funding)|sponsor decision"
     r"|rationale for (?:failure|success)|the (?:trial|study) (?:succeeded|failed))\b",
@@ -196,17 +197,30 @@ _PERSON = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms)\.?\s+[A-Z][a-z]+|\b[A-Z][a-z]+\s+
 _MARKUP = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|\{\{|\}\}|\[\[|\]\]")  # tags, not "</= 2.0"
 
 
-def phone_numbers(text: str) -> list[str]:
-    """The phone numbers in `text`, as libphonenumber reads them: valid numbers of any country written with its
-    code ("+44 20 7946 0958"), and valid North American numbers without it ("(617) 555-1234", "617-555-1234").
+#: a North American number in its usual shape, valid or not: the placeholders a writer makes up
+#: ("555-123-4567", "(555) 123-4567") are no valid numbers, and are as much a phone number in a trial
+_NANP_SHAPED = re.compile(r"(?<![\w-])\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}(?![\w-])")
+#: "00" before a country code, the international prefix of most countries outside North America ("0044 20 ...")
+_INTERNATIONAL_PREFIX = re.compile(r"(?<![\w+-])00(?=\s?[1-9])")
 
-    A pattern for runs of ten or more digits, used before, found 15 "phone numbers" in TOP's 2,578 trials and every
-    one was something else: a drug code with its dose ("pf-00734200 30 mg qd", "bms-663068 1200 mg"), a national drug
-    code ("ndc 0378-4141-01"), a count ("1.5 x 1000000000/L"). None of those is a valid number. A national number of
-    another country written without its country code ("020 7946 0958") has no region to be read in and is not found.
+
+def phone_numbers(text: str) -> list[str]:
+    """The phone numbers in `text`: those libphonenumber reads as valid, of any country written with its code
+    ("+44 20 7946 0958", "0044 20 7946 0958") or North American without it ("(617) 555-1234"), and any text in the
+    shape of a North American number ("555-123-4567": a made-up number is still one).
+
+    A pattern for runs of ten or more digits, used before, fired on 11 of TOP's 2,578 trials (15 with the toy files)
+    and every time on something else: a drug code with its dose ("pf-00734200 30 mg qd", "bms-663068 1200 mg"), a
+    national drug code ("ndc 0378-4141-01"), a count ("1.5 x 1000000000/L"). None of those is a valid number or has a
+    phone number's shape, except a code whose digits and dose happen to make a valid one ("jnj-30979754 15 mg/m2"):
+    digits that go on from a word or a hyphen are part of it. A national number of another country written without
+    its country code ("020 7946 0958") has no region to be read in and is not found.
     """
-    return [match.raw_string for match in
-            phonenumbers.PhoneNumberMatcher(text, "US", leniency=phonenumbers.Leniency.VALID)]
+    international = _INTERNATIONAL_PREFIX.sub("+", text)
+    found = {match.raw_string for match in
+             phonenumbers.PhoneNumberMatcher(international, "US", leniency=phonenumbers.Leniency.VALID)
+             if match.start == 0 or not re.match(r"[\w-]", international[match.start - 1])}  # "jnj-30979754 15 mg"
+    return sorted(found | {match.group(0) for match in _NANP_SHAPED.finditer(text)})
 
 
 def check_privacy(trial: Trial) -> list[Problem]:
@@ -236,7 +250,8 @@ ENROLLMENT_RANGES: dict[Phase, tuple[int, int]] = {
 _WORD = re.compile(r"[A-Za-z]{3,}")
 #: a trial phase written as a condition ("Phase 1", "phase I/II"); a disease's own phase is a condition
 #: ("accelerated phase chronic myelogenous leukemia", "blastic phase": 5 phase_I_train trials, 3 of phase_I_test)
-_TRIAL_PHASE = re.compile(r"\bphase\s*(?:[0-4]|iv|i{1,3})(?:\s*[/-]\s*(?:[0-4]|iv|i{1,3}))?\b", re.IGNORECASE)
+_TRIAL_PHASE = re.compile(r"\bphases?\s*(?:[0-4]|iv|i{1,3}|one|two|three|four)[ab]?"
+                          r"(?:\s*[/-]\s*(?:[0-4]|iv|i{1,3})[ab]?)?\b", re.IGNORECASE)
 
 
 def _words(text: str) -> int:
