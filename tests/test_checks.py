@@ -138,6 +138,17 @@ def test_real_criteria_with_comparison_signs_are_not_markup():
     trial = draft(eligibility=Eligibility(inclusion=["Serum creatinine </= 2.0 mg/dL, or clearance > 40 mL/min"],
                                           exclusion=["Pregnancy"]))
     assert check_plausibility(trial, TOP_FIELDS) == []
+    # TOP toy_train NCT01587118 and toy_test NCT03274076: a "<" and a later ">" in one criterion
+    real = ["Vulnerable patient populations, persons with dementia, minors (<age 19), the elderly (>age 65), prisoners",
+            "Pulmonary disease with FVC <LLN or mean PAP> 30 mmHg on right heart catheterization"]
+    assert check_plausibility(draft(eligibility=Eligibility(inclusion=real, exclusion=["Pregnancy"])), TOP_FIELDS) == []
+
+
+@pytest.mark.parametrize("markup", ["<b>Inclusion</b>", "Age >= 18<br/>", '<a href="https://example.org">consent</a>',
+                                    "{{criteria}}", "[[criterion_2]]"])
+def test_markup_and_placeholders_fail_content(markup):
+    trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", markup], exclusion=["Pregnancy"]))
+    assert "remove markup and placeholders" in {p.message for p in check_plausibility(trial, TOP_FIELDS)}
 
 
 def test_wrong_drug_and_copies_are_caught():

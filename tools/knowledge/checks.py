@@ -194,7 +194,10 @@ def check_leakage(trial: Trial) -> list[Problem]:
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _URL = re.compile(r"https?://|www\.|\.(?:com|org|net|gov|html?|png|jpe?g)\b", re.IGNORECASE)
 _PERSON = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms)\.?\s+[A-Z][a-z]+|\b[A-Z][a-z]+\s+[A-Z][a-z]+,\s*(?:MD|M\.D\.|PhD|RN)\b")
-_MARKUP = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|\{\{|\}\}|\[\[|\]\]")  # tags, not "</= 2.0"
+#: tags ("<b>", "</p>", "<br/>", '<a href="...">') and template braces; not comparisons: "</= 2.0", and "<LLN" or "<age 19"
+#: with a ">" later in the criterion ("(<age 19), the elderly (>age 65)"), which a tag's attributes made into one
+_MARKUP = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s+[a-zA-Z-]+\s*=\s*(?:\"[^\"\n]*\"|'[^'\n]*'))*\s*/?>"
+                     r"|\{\{|\}\}|\[\[|\]\]")
 
 
 #: a North American number in its usual shape, valid or not: the placeholders a writer makes up
