@@ -12,6 +12,9 @@ spoiled one way each, plus drafts written by the embedded model (not adapted):
   to please the critic);
 - outcome_statement: a sentence stating the outcome, built from real why-stopped texts;
 - personal_data: a person's name with an e-mail address and a phone number;
+- phone_number: a phone number alone, in one of six forms: North American, international, with the "00"
+  prefix, and made up ("555-123-4567", which no phone plan counts as valid); drawn with a random generator of
+  its own, so every other kind is spoiled as before;
 - nct_id: a real-format NCT id;
 - fragments: every criterion cut to a fragment of 8-20 characters;
 - one_bad_criterion: one fluent nonsense sentence inserted among the real inclusion criteria;
@@ -91,12 +94,20 @@ def doc_sentences() -> list[str]:
     return sorted(set(out))
 
 
+def phone_number(rng: random.Random) -> str:
+    """A phone number in one of six forms (North American, international with "+" or "00", made up)."""
+    line = f"{rng.randint(0, 9999):04d}"
+    return rng.choice([f"+1 617 555 {line}", f"(617) 555-{line}", f"+44 20 7946 {line}", f"0044 20 7946 {line}",
+                       f"+49 30 1234{line}", f"555-123-{line}"])
+
+
 def criteria(trial: Trial) -> list[str]:
     return (trial.eligibility.inclusion + trial.eligibility.exclusion) if trial.eligibility else []
 
 
 def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: list[str], embed) -> dict[str, list[Trial]]:
     rng = random.Random(seed)
+    phones = random.Random(f"phone_number {seed}")  # its own draws: the other kinds are spoiled as before
     vectors = embed(["; ".join(t.conditions) or "none" for t in trials])
     similarity = vectors @ vectors.T
 
@@ -108,8 +119,8 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         return trial.model_copy(update={"eligibility": Eligibility(inclusion=inclusion, exclusion=exclusion)})
 
     out: dict[str, list[Trial]] = {k: [] for k in ("unrelated_conditions", "unrelated_eligibility", "fluent_nonsense",
-                                                   "outcome_statement", "personal_data", "nct_id", "fragments",
-                                                   "one_bad_criterion", "off_topic_criterion")}
+                                                   "outcome_statement", "personal_data", "phone_number", "nct_id",
+                                                   "fragments", "one_bad_criterion", "off_topic_criterion")}
     for i, trial in enumerate(trials):
         elig = trial.eligibility or Eligibility()
         inc, exc = list(elig.inclusion) or ["Adults"], list(elig.exclusion)
@@ -124,6 +135,8 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         contact = (f"Contact the study coordinator Dr. {first} {last} at {first.lower()}.{last.lower()}@example.org "
                    f"or +1 617 555 {rng.randint(1000, 9999)}")
         out["personal_data"].append(with_criteria(trial, inc + [contact], exc))
+        out["phone_number"].append(with_criteria(trial, inc + [f"Questions about the study: call {phone_number(phones)}"],
+                                                 exc))
         nct = f"Patients previously enrolled in NCT{rng.randint(0, 99999999):08d} are not eligible"
         out["nct_id"].append(with_criteria(trial, inc, exc + [nct]))
         cut = [c[:rng.randint(8, 20)] for c in inc + exc]
