@@ -22,8 +22,7 @@ from collections import defaultdict
 from common import TOP
 from synthtrials.tools.knowledge.checks import check_leakage, check_plausibility, check_privacy
 from synthtrials.tools.readers import read_trials
-
-TOP_FIELDS = ("phase", "conditions", "interventions", "eligibility")
+from synthtrials.tools.records.fields import field_set
 
 
 def problem_kind(message: str) -> str:
@@ -40,10 +39,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name in args.files:
         trials = read_trials([TOP / name])
+        fields = field_set(trials)  # what the critic requires of a trial grounded on this file
         found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for trial in trials:
             real = trial.model_copy(update={"overall_status": None, "why_stopped": None})
-            problems = check_leakage(real) + check_privacy(real) + check_plausibility(real, TOP_FIELDS)
+            problems = check_leakage(real) + check_privacy(real) + check_plausibility(real, fields)
             for problem in problems:
                 hits = found[(problem.check, problem_kind(problem.message))]
                 if trial.nct_id not in {nct_id for nct_id, _ in hits}:  # trials, not problems, are counted

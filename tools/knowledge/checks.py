@@ -231,9 +231,10 @@ def check_privacy(trial: Trial) -> list[Problem]:
     text = "\n".join(_text_fields(trial))
     if NCT_ID_ANYWHERE.search(text) or NCT_ID_ANYWHERE.search(trial.nct_id if trial.source == "synthetic" else ""):
         problems.append(Problem("privacy", "remove NCT identifiers"))
-    found = {"e-mail addresses": bool(_EMAIL.search(text)), "phone numbers": bool(phone_numbers(text)),
-             "web addresses and file names": bool(_URL.search(text)), "personal names": bool(_PERSON.search(text))}
-    problems += [Problem("privacy", f"remove {what}") for what, present in found.items() if present]
+    for find, what in ((_EMAIL.search, "e-mail addresses"), (phone_numbers, "phone numbers"),
+                       (_URL.search, "web addresses and file names"), (_PERSON.search, "personal names")):
+        if find(text):
+            problems.append(Problem("privacy", f"remove {what}"))
     return problems
 
 
