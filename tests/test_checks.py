@@ -138,7 +138,7 @@ def test_real_criteria_with_comparison_signs_are_not_markup():
     trial = draft(eligibility=Eligibility(inclusion=["Serum creatinine </= 2.0 mg/dL, or clearance > 40 mL/min"],
                                           exclusion=["Pregnancy"]))
     assert check_plausibility(trial, TOP_FIELDS) == []
-    # TOP toy_train NCT01587118 and toy_test NCT03274076: a "<" and a later ">" in one criterion
+    # shaped after TOP toy_train NCT01587118 and toy_test NCT03274076 (shortened): a "<" and a later ">" in one criterion
     real = ["Vulnerable patient populations, persons with dementia, minors (<age 19), the elderly (>age 65), prisoners",
             "Pulmonary disease with FVC <LLN or mean PAP> 30 mmHg on right heart catheterization"]
     assert check_plausibility(draft(eligibility=Eligibility(inclusion=real, exclusion=["Pregnancy"])), TOP_FIELDS) == []
