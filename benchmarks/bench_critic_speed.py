@@ -21,9 +21,11 @@ ed083e5), which the batched critic of issue 19 matched; issue 20 added the coher
 spent the calibration budget otherwise, and the file was re-recorded with that critic (again
 when calibration version 5 bagged and cross-fitted the budget, when version 6 scored each spoiled
 copy without the trial it took its section from, and when version 7 added the joint score, recorded with
-the thresholds: `recorded_thresholds`)
+the thresholds: `recorded_thresholds`; and when the reader split criteria written without headers and
+version 8 added a spoiled kind, stop 46)
 (`critic_files` holds the blob ids of the files that ran). Re-record it whenever the critic's
-verdicts change on purpose, or the tests' store changes:
+verdicts change on purpose, or the tests' store changes (the store this script keeps is built again when
+the reader's files change: `reader_stamp`):
 
     python benchmarks/bench_critic_speed.py --write-fixture tests/fixtures/critic_verdicts.json
 """
@@ -79,7 +81,10 @@ def open_phase1_store(path: Path, like_tests: bool = False) -> TrialStore:
     from support import drug_complete_subset, head_csv
     from synthtrials.tools.store.ingest import ingest
 
-    if not (path / "DONE").exists():
+    stamp = reader_stamp()
+    done = path / "DONE"
+    if not done.exists() or done.read_text() != stamp:  # none yet, or ingested by another reader: build it again
+        shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, exist_ok=True)
         store = open_store(path)
         train = TOP / "phase_I_train.csv"
@@ -87,8 +92,18 @@ def open_phase1_store(path: Path, like_tests: bool = False) -> TrialStore:
             train = drug_complete_subset(train, path / "phase_I_train.csv")
         ingest(store, [train, head_csv(TOP / "phase_I_test.csv", path / "phase_I_test.csv", 120)])
         store.close()
-        (path / "DONE").write_text("ingested\n")
+        done.write_text(stamp)
     return open_store(path, create=False)
+
+
+#: the files that read the TOP CSVs into trials: a store ingested by other versions of them holds other trials
+READER_FILES = ("tools/readers/text.py", "tools/readers/top_csv.py")
+
+
+def reader_stamp() -> str:
+    """The blob ids of `READER_FILES`, as the store's DONE marker records them."""
+    package = Path(synthtrials.__file__).parent
+    return "".join(f"ingested by {name} {git_blob_id(package / name)}\n" for name in READER_FILES)
 
 
 def _criteria(trial: Trial) -> list[str]:

@@ -237,10 +237,14 @@ def test_swapped_parts_score_below_the_trials_own(phase1_knowledge):
 def test_the_calibration_catches_spoiled_grounding_trials_within_the_real_budget(phase1_knowledge):
     store, known, calibration = phase1_knowledge
     assert calibration.real_rejection <= 0.05 and calibration.cross_fitted_rejection <= 0.05
-    assert calibration.joint is not None and calibration.quantiles[JOINT] > FLOOR_QUANTILE
+    # the joint score is fitted and recorded; which part of the budget it takes is the allocation's choice (on
+    # this 365-trial store the scores one by one may take it all; on all of phase_I_train the joint score takes
+    # 40%: benchmarks/RESULTS.md)
+    assert calibration.joint is not None and calibration.score_share in SCORE_SHARES
+    assert calibration.quantiles[JOINT] > FLOOR_QUANTILE or calibration.score_share == 1.0
     assert {"coherence_eligibility", "coherence_criterion", "coherence_conditions"} <= set(calibration.thresholds)
     assert set(calibration.spoiled_caught) == {"unrelated_conditions", "unrelated_eligibility", "off_topic_criterion",
-                                               "fragments"}
+                                               "fragments", "foreign_sentence"}
     # each kind made from the grounding split is caught more often than real trials are rejected
     assert all(rate > calibration.real_rejection for rate in calibration.spoiled_caught.values())
     spoiled = spoiled_grounding_trials(known)

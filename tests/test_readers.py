@@ -32,6 +32,32 @@ def test_all_top_files_load_completely():
     assert trial.eligibility.exclusion
 
 
+def test_criteria_without_inclusion_and_exclusion_headers_are_split():
+    """One TOP trial in ten writes its criteria without "Inclusion Criteria:" / "Exclusion Criteria:"
+    headers (most in the NCI PDQ form); every one of them now gets its items, all read as inclusion
+    criteria where no exclusion header exists."""
+    trials = {t.nct_id: t for t in iter_sources(TOP_FILES) if isinstance(t, Trial)}
+    assert all(t.eligibility.inclusion or t.eligibility.exclusion for t in trials.values())
+    # the PDQ form over bulleted items: section headings dropped, a label put before the item under it
+    pdq = trials["NCT00068757"].eligibility
+    assert pdq.inclusion[0] == "Histologically or cytologically confirmed breast cancer"
+    assert "Age: 18 and over" in pdq.inclusion and "Hepatic: Bilirubin no greater than 1.5 times upper limit of normal (ULN)" in pdq.inclusion
+    assert not any("CHARACTERISTICS" in item or "PRIOR CONCURRENT THERAPY" in item for item in pdq.inclusion)
+    assert pdq.exclusion == [] and pdq.raw.startswith("DISEASE CHARACTERISTICS:")
+    # the PDQ form in paragraphs: one item per paragraph, its heading cut off
+    inline = trials["NCT00003005"].eligibility.inclusion
+    assert len(inline) == 3 and inline[0].startswith("TdT positive acute lymphocytic leukemia")
+    # headers written other ways: "Inclusion" / "Exclusion" alone on their lines, "Inc Criteria:", "Inclusion:"
+    plain = trials["NCT00063583"].eligibility
+    assert plain.inclusion[0] == "Type 1 or type 2 diabetes" and plain.exclusion[0] == "Cancer, liver disease, hepatitis, HIV+"
+    assert len(plain.inclusion) == len(plain.exclusion) == 5
+    short = trials["NCT01160926"].eligibility
+    assert short.inclusion[0] == "Histologically confirmed rectal adenocarcinoma" and len(short.exclusion) == 33
+    assert trials["NCT00038194"].eligibility.exclusion[0] == "Patients with severe intercurrent infection."
+    # a heading line alone ("Criteria:") goes, a criterion that ends with a colon stays
+    assert trials["NCT00379080"].eligibility.inclusion[0] == "Histologically confirmed glioblastoma:"
+
+
 def test_list_literals_are_parsed_safely():
     assert parse_list_literal("['a', \"b\"]", "drugs") == ["a", "b"]
     for bad in ("__import__('os').system('true')", "['a'", "[1, 2]", "{'a': 1}"):

@@ -6,7 +6,8 @@ its own sections never count as its neighbours), each score taken over the trial
 The checks together may reject at most `max_real_rejection` (5%) of real trials they did not see.
 That budget is spent where it catches incoherent trials made from the grounding split itself
 (`spoiled_grounding_trials`: each trial with the conditions of an unrelated grounding trial, with its
-eligibility, with one of its inclusion criteria inserted, or with its criteria cut to fragments; each
+eligibility, with one of its inclusion criteria inserted, with its criteria cut to fragments, or with
+one fluent sentence from outside medicine among its criteria; each
 scored without its own trial and without the trial it took a section from, as a writer's mistake has
 no donor among the grounding trials), in three steps (`allocate_budget`):
 - one joint score over all the others (`tools.knowledge.joint.JointScore`: a logistic regression of
@@ -36,6 +37,7 @@ records the key and the thresholds it used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -57,8 +59,9 @@ from synthtrials.tools.store.protocol import (
 from synthtrials.tools.records.trial import Eligibility, Trial
 
 #: 4: the coherence scores, the budget allocated on spoiled grounding trials; 5: bagged, cross-fitted;
-#: 6: a spoiled trial scored without the trial it took its section from; 7: the joint score takes the budget
-CALIBRATION_VERSION = "7"
+#: 6: a spoiled trial scored without the trial it took its section from; 7: the joint score takes the budget;
+#: 8: a fifth spoiled kind, one sentence from outside medicine among the criteria (`foreign_sentence`)
+CALIBRATION_VERSION = "8"
 FLOOR_QUANTILE = 0.001
 UNRELATED_BELOW = 0.35  # condition centroids less similar than this belong to unrelated trials
 SPOIL_SEED = 0
@@ -68,6 +71,12 @@ BAG_RESAMPLES = 25  # bootstrap resamples whose allocations' median is the calib
 SCORE_SHARES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # parts of the budget the scores may spend one by one
 CROSS_FIT_FOLDS = 5  # folds of the joint score's values and of the cross-fitted real rejection the budget bounds
 ALLOCATION_SEED = 0
+#: the spoiled kinds the joint score is not fitted on (their values are still read and counted): the joint
+#: score is for kinds that lower several scores a little at once. A foreign sentence lowers one score far
+#: (its criterion's typicality), which that score's own threshold sees; fitted on it too, the one linear
+#: model weighs typicality against the swaps' scores and catches fewer swaps (benchmarks/RESULTS.md,
+#: "Criteria written without headers")
+NOT_IN_JOINT = ("foreign_sentence",)
 MAX_LEVEL = 8.0  # the allocation's raises above the floors at most 7 times their shares
 
 
@@ -152,6 +161,31 @@ def with_off_topic_criterion(trial: Trial, other: Trial, rng: random.Random) -> 
     return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
 
 
+@functools.lru_cache(maxsize=1)
+def foreign_sentences() -> tuple[str, ...]:
+    """Fluent English sentences from outside medicine: the Python language reference that ships with
+    every Python (`pydoc_data.topics`), sentences of 6-22 words and plain letters. A writer that
+    drifts off its task writes such sentences among good criteria. (bench_critic's nonsense comes from
+    another source, the standard library's docstrings, so the bench does not read the calibration's
+    own sentences.)"""
+    from pydoc_data.topics import topics
+
+    out = set()
+    for text in topics.values():
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+            if 6 <= len(sentence.split()) <= 22 and re.fullmatch(r"[A-Za-z ,;'()-]+\.", sentence):
+                out.add(sentence)
+    return tuple(sorted(out))
+
+
+def with_foreign_sentence(trial: Trial, rng: random.Random) -> Trial:
+    """`trial` with one of `foreign_sentences()` inserted at a random place among its inclusion criteria."""
+    eligibility = trial.eligibility or Eligibility()
+    inclusion = list(eligibility.inclusion)
+    inclusion.insert(rng.randint(0, len(inclusion)), rng.choice(foreign_sentences()))
+    return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
+
+
 def spoiled_grounding_trials(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> dict[str, list[Trial]]:
     """Grounding trials made incoherent, each under its own id, by kind (`spoiled_with_donors`)."""
     return {kind: [trial for trial, _ in pairs] for kind, pairs in spoiled_with_donors(knowledge, seed).items()}
@@ -163,7 +197,9 @@ def spoiled_with_donors(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> d
     grounding trial (its conditions' centroid less similar than `UNRELATED_BELOW`), that trial's
     eligibility, or one of that trial's inclusion criteria about its own conditions inserted among
     the trial's (`with_off_topic_criterion`); and the trial's criteria cut to fragments of 8-20
-    characters (a writer stopped short). Leaving the donor out matters: with it in, a swapped
+    characters (a writer stopped short); and one fluent sentence from outside medicine inserted among
+    its inclusion criteria (`with_foreign_sentence`; its own random draws, so the other kinds are
+    drawn as before version 8). Leaving the donor out matters: with it in, a swapped
     section finds its own trial among the neighbours (the swapped criteria lead to exactly the
     donor's conditions), which no writer's mistake and no unseen trial offers, and the budget would
     go to the checks that exploit it (calibration version 6)."""
@@ -171,8 +207,10 @@ def spoiled_with_donors(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> d
     rng = random.Random(seed)
     by_id = {t.nct_id: t for t in knowledge.trials}
     similar = model.conditions @ model.conditions.T if len(model) else np.zeros((0, 0))
+    foreign = random.Random(f"foreign_sentence {seed}")
     out: dict[str, list[tuple[Trial, Excluded]]] = {"unrelated_conditions": [], "unrelated_eligibility": [],
-                                                     "off_topic_criterion": [], "fragments": []}
+                                                     "off_topic_criterion": [], "fragments": [],
+                                                     "foreign_sentence": []}
     for row, trial_id in enumerate(model.ids):
         trial = by_id[trial_id]
         unrelated = [model.ids[j] for j in np.flatnonzero(similar[row] < UNRELATED_BELOW) if _inclusion(by_id[model.ids[j]])]
@@ -187,6 +225,7 @@ def spoiled_with_donors(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> d
             "inclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.inclusion],
             "exclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.exclusion]})
         out["fragments"].append((trial.model_copy(update={"eligibility": cut}), trial_id))
+        out["foreign_sentence"].append((with_foreign_sentence(trial, foreign), trial_id))
     return out
 
 
@@ -400,12 +439,14 @@ def cross_fitted_joint(real: dict[str, np.ndarray], spoiled: dict[str, dict[str,
     joint_kind = {kind: np.empty(len(x)) for kind, x in x_kind.items()}
     for fold in range(folds):
         kept = fold_of != fold
-        model = JointScore.fit(names, fit_real[kept], [x[fold_of[source[k]] != fold] for k, x in fit_kind.items()])
+        model = JointScore.fit(names, fit_real[kept], [x[fold_of[source[k]] != fold] for k, x in fit_kind.items()
+                                                       if k not in NOT_IN_JOINT])
         joint_real[~kept] = model.values(x_real[~kept])
         for kind, x in x_kind.items():
             held = fold_of[source[kind]] == fold
             joint_kind[kind][held] = model.values(x[held])
-    return JointScore.fit(names, fit_real, list(fit_kind.values())), joint_real, joint_kind
+    return (JointScore.fit(names, fit_real, [x for k, x in fit_kind.items() if k not in NOT_IN_JOINT]),
+            joint_real, joint_kind)
 
 
 @dataclass

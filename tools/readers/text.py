@@ -9,7 +9,19 @@ from synthtrials.tools.records.trial import Eligibility
 
 _INCLUSION = re.compile(r"inclusion\s+criteria\s*:?", re.IGNORECASE)
 _EXCLUSION = re.compile(r"exclusion\s+criteria\s*:?", re.IGNORECASE)
+#: the same headers written other ways, each alone at the start of its line: "Inclusion", "INCLUSION:",
+#: "Inclusions:", "Inc Criteria:", "Inclusion_Criteria:" (and their exclusion forms)
+_INCLUSION_LINE = re.compile(r"^[ \t]*(?:inclusions?|inc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
+                             re.IGNORECASE | re.MULTILINE)
+_EXCLUSION_LINE = re.compile(r"^[ \t]*(?:exclusions?|exc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
+                             re.IGNORECASE | re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+")
+#: a section heading of criteria written without inclusion/exclusion headers: the NCI PDQ form's
+#: "DISEASE CHARACTERISTICS:", "PATIENT CHARACTERISTICS:", "PRIOR CONCURRENT THERAPY:", or "Criteria:"
+_HEADING = re.compile(r"^(?:[A-Z][A-Z0-9 /&,()-]{2,60}|(?i:(?:eligibility\s+)?criteria|eligibility))\s*:\s*")
+_HEADING_ITEM = re.compile(r"(?i:(?:eligibility\s+)?criteria|eligibility)\s*:?")
+#: a label over the items that follow it in the PDQ form ("Age", "Hepatic", "Performance status:")
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z /-]{1,40}:?$")
 
 
 def clean(text: str | None) -> str | None:
@@ -67,13 +79,63 @@ def parse_criteria(raw: str | None) -> Eligibility | None:
     exc = _EXCLUSION.search(text)
     inclusion: list[str] = []
     exclusion: list[str] = []
+    if not inc and not exc:
+        inc, exc = _INCLUSION_LINE.search(text), _EXCLUSION_LINE.search(text)
     if exc:
         start = inc.end() if inc and inc.start() < exc.start() else 0
         inclusion = _items(text[start:exc.start()])
         exclusion = _items(text[exc.end():])
     elif inc:
         inclusion = _items(text[inc.end():])
+    else:
+        inclusion = _items_without_headers(text)
     return Eligibility(inclusion=inclusion, exclusion=exclusion, raw=clean_lines(text))
+
+
+def _items_without_headers(text: str) -> list[str]:
+    """The items of criteria with no inclusion or exclusion header, all read as inclusion criteria, as
+    the registry lists them (10% of TOP's trials, most in the NCI PDQ form: "DISEASE CHARACTERISTICS:",
+    "PATIENT CHARACTERISTICS:", "PRIOR CONCURRENT THERAPY:", each over bulleted items or one paragraph).
+    Section headings are dropped (inline ones cut off their paragraph); a short label line over
+    bulleted items ("Age", "Hepatic") is put before the item that follows it ("Age: 18 and over")."""
+    items: list[str] = []
+    current: list[str] = []
+    label: str | None = None
+    lines = text.split("\n")
+
+    def flush() -> None:
+        nonlocal current, label
+        if current:
+            item = " ".join(" ".join(current).split())
+            if label and item:
+                item = f"{label}: {item}"
+                label = None
+            items.append(item)
+        current = []
+
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            flush()
+            continue
+        if _BULLET.match(line):
+            flush()
+            current = [_BULLET.sub("", line).strip()]
+            continue
+        if not current:
+            heading = _HEADING.match(stripped)
+            if heading:
+                stripped = stripped[heading.end():].strip()
+                label = None
+                if not stripped:
+                    continue
+            nxt = next((n.strip() for n in lines[number + 1:] if n.strip()), "")
+            if _LABEL.match(stripped) and len(stripped.split()) <= 4 and _BULLET.match(nxt or "x"):
+                label = stripped.rstrip(":").strip()
+                continue
+        current.append(stripped)
+    flush()
+    return [i for i in items if i.strip(" -:") and not _HEADING_ITEM.fullmatch(i)]
 
 
 _DATE_FORMATS = ("%B %d, %Y", "%B %Y", "%Y-%m-%d", "%Y-%m", "%b %d, %Y", "%b %Y")
