@@ -96,8 +96,9 @@ def open_phase1_store(path: Path, like_tests: bool = False) -> TrialStore:
     return open_store(path, create=False)
 
 
-#: the files that read the TOP CSVs into trials: a store ingested by other versions of them holds other trials
-READER_FILES = ("tools/readers/text.py", "tools/readers/top_csv.py")
+#: the files that read the TOP CSVs into trials and store them: a store ingested by other versions of them
+#: holds other trials
+READER_FILES = ("tools/readers/text.py", "tools/readers/top_csv.py", "tools/records/trial.py", "tools/store/ingest.py")
 
 
 def reader_stamp() -> str:

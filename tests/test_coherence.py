@@ -19,6 +19,7 @@ from synthtrials.tools.knowledge.calibration import (
     at_level,
     calibrate,
     cross_fitted_rejection,
+    foreign_sentences,
     over_budget,
     spoiled_grounding_trials,
     spoiled_with_donors,
@@ -197,6 +198,20 @@ def test_a_spoiled_copy_is_scored_without_the_trial_it_took_its_section_from(pha
     unseen = [known.scores(t, exclude=left)["coherence_typical_conditions"].score
               for t, left in pairs["unrelated_eligibility"][:40]]
     assert np.mean(unseen) > np.mean(seen)
+
+
+def test_a_foreign_sentence_is_one_fluent_sentence_from_outside_medicine_among_the_criteria(phase1_knowledge):
+    store, known, _ = phase1_knowledge
+    sentences = foreign_sentences()
+    assert len(sentences) == 445 and all(6 <= len(s.split()) <= 22 and "--" not in s for s in sentences)
+    by_id = {t.nct_id: t for t in known.trials}
+    pairs = spoiled_with_donors(known)["foreign_sentence"]
+    assert len(pairs) == len(spoiled_with_donors(known)["fragments"])
+    for trial, left in pairs[:20]:
+        real = by_id[left].eligibility
+        added = [c for c in trial.eligibility.inclusion if c not in real.inclusion]
+        assert len(trial.eligibility.inclusion) == len(real.inclusion) + 1 and len(added) == 1 and added[0] in sentences
+        assert trial.eligibility.exclusion == real.exclusion and trial.conditions == by_id[left].conditions
 
 
 def _grounding_trial(known: DomainKnowledge, word: str):

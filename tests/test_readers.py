@@ -33,9 +33,9 @@ def test_all_top_files_load_completely():
 
 
 def test_criteria_without_inclusion_and_exclusion_headers_are_split():
-    """One TOP trial in ten writes its criteria without "Inclusion Criteria:" / "Exclusion Criteria:"
-    headers (most in the NCI PDQ form); every one of them now gets its items, all read as inclusion
-    criteria where no exclusion header exists."""
+    """6% of TOP's trials (one in ten of phase_I_train's) write their criteria without "Inclusion Criteria:" /
+    "Exclusion Criteria:" headers (most in the NCI PDQ form); every one of them now gets its items, all
+    read as inclusion criteria where no exclusion header exists."""
     trials = {t.nct_id: t for t in iter_sources(TOP_FILES) if isinstance(t, Trial)}
     assert all(t.eligibility.inclusion or t.eligibility.exclusion for t in trials.values())
     # the PDQ form over bulleted items: section headings dropped, a label put before the item under it
@@ -56,6 +56,14 @@ def test_criteria_without_inclusion_and_exclusion_headers_are_split():
     assert trials["NCT00038194"].eligibility.exclusion[0] == "Patients with severe intercurrent infection."
     # a heading line alone ("Criteria:") goes, a criterion that ends with a colon stays
     assert trials["NCT00379080"].eligibility.inclusion[0] == "Histologically confirmed glioblastoma:"
+    # one header standard, the other written another way: "Inclusion:" comes before a criterion that mentions
+    # "additional inclusion criteria for Cohort 6", and "Exclusion" alone opens the exclusion list
+    mixed = trials["NCT01294540"].eligibility
+    assert mixed.inclusion[0] == "Healthy males and females" and len(mixed.inclusion) == 4
+    assert mixed.exclusion[0] == "Females of child-bearing potential" and len(mixed.exclusion) == 5
+    # a criterion wrapped before its last word ("... do not result in\n exclusion") is no header
+    wrapped = trials["NCT03040011"].eligibility
+    assert wrapped.inclusion[1].endswith("do not result in exclusion") and len(wrapped.exclusion) == 15
 
 
 def test_list_literals_are_parsed_safely():

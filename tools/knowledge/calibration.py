@@ -11,7 +11,8 @@ one fluent sentence from outside medicine among its criteria; each
 scored without its own trial and without the trial it took a section from, as a writer's mistake has
 no donor among the grounding trials), in three steps (`allocate_budget`):
 - one joint score over all the others (`tools.knowledge.joint.JointScore`: a logistic regression of
-  the real grounding trials against their spoiled copies), its values on the grounding trials
+  the real grounding trials against their spoiled copies, all kinds but `NOT_IN_JOINT`: a foreign
+  sentence, which one score's own threshold sees), its values on the grounding trials
   cross-fitted over `CROSS_FIT_FOLDS` folds of trials (a trial and its spoiled copies in one fold,
   each fold scored by the model fitted on the others): a swapped section lowers several scores a
   little at once, which no score alone sees;
@@ -43,6 +44,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -161,21 +163,21 @@ def with_off_topic_criterion(trial: Trial, other: Trial, rng: random.Random) -> 
     return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
 
 
+#: fluent English sentences from outside medicine, one per line (scripts/make_foreign_sentences.py)
+FOREIGN_SENTENCES = Path(__file__).with_name("foreign_sentences.txt")
+
+
 @functools.lru_cache(maxsize=1)
 def foreign_sentences() -> tuple[str, ...]:
-    """Fluent English sentences from outside medicine: the Python language reference that ships with
-    every Python (`pydoc_data.topics`), sentences of 6-22 words and plain letters. A writer that
-    drifts off its task writes such sentences among good criteria. (bench_critic's nonsense comes from
-    another source, the standard library's docstrings, so the bench does not read the calibration's
-    own sentences.)"""
-    from pydoc_data.topics import topics
-
-    out = set()
-    for text in topics.values():
-        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
-            if 6 <= len(sentence.split()) <= 22 and re.fullmatch(r"[A-Za-z ,;'()-]+\.", sentence):
-                out.add(sentence)
-    return tuple(sorted(out))
+    """Fluent English sentences from outside medicine, as a writer that drifts off its task writes them
+    among good criteria: 445 sentences of 6-22 words from the Python language reference
+    (`pydoc_data.topics`), taken once and kept in the repository, so every Python calibrates on the same
+    ones. bench_critic's nonsense comes from another source, the standard library's docstrings, so the
+    bench does not read the calibration's own sentences."""
+    lines = tuple(line for line in FOREIGN_SENTENCES.read_text(encoding="utf-8").splitlines() if line.strip())
+    if not lines:
+        raise ConfigError(f"{FOREIGN_SENTENCES}: no sentences (re-create it: python scripts/make_foreign_sentences.py)")
+    return lines
 
 
 def with_foreign_sentence(trial: Trial, rng: random.Random) -> Trial:

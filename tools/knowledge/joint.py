@@ -3,7 +3,8 @@
 The calibrated checks each compare one score with its own threshold. A swapped section often lowers
 several coherence and typicality scores a little at once without pushing any of them past its
 threshold; a weighted sum sees it. `JointScore` is that sum: a logistic regression of real grounding
-trials against their spoiled copies (`tools.knowledge.calibration.spoiled_grounding_trials`) on the
+trials against their spoiled copies (`tools.knowledge.calibration.spoiled_grounding_trials`, all kinds
+but those the calibration leaves to single scores: `NOT_IN_JOINT`) on the
 other scores, each standardised, a missing score (one that does not apply to the trial) counted at
 the median of the trials it was fitted on. Its value is the log-odds of "real" (higher: more like a
 real trial), so its threshold reads like any other score's. Its weights are stored with the store's

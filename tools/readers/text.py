@@ -9,19 +9,24 @@ from synthtrials.tools.records.trial import Eligibility
 
 _INCLUSION = re.compile(r"inclusion\s+criteria\s*:?", re.IGNORECASE)
 _EXCLUSION = re.compile(r"exclusion\s+criteria\s*:?", re.IGNORECASE)
-#: the same headers written other ways, each alone at the start of its line: "Inclusion", "INCLUSION:",
-#: "Inclusions:", "Inc Criteria:", "Inclusion_Criteria:" (and their exclusion forms)
-_INCLUSION_LINE = re.compile(r"^[ \t]*(?:inclusions?|inc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
+#: the same headers written other ways, each alone at the start of a paragraph: "Inclusion", "INCLUSION:",
+#: "Inclusions:", "Inc Criteria:", "Inclusion_Criteria:" (and their exclusion forms); a paragraph's start, so
+#: that a criterion wrapped before its last word ("... do not result in\n exclusion") is no header
+_INCLUSION_LINE = re.compile(r"(?:\A|\n[ \t]*\n)\s*(?:inclusions?|inc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
                              re.IGNORECASE | re.MULTILINE)
-_EXCLUSION_LINE = re.compile(r"^[ \t]*(?:exclusions?|exc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
+_EXCLUSION_LINE = re.compile(r"(?:\A|\n[ \t]*\n)\s*(?:exclusions?|exc(?=[ \t_]+criteria))(?:[ \t_]+criteria)?[ \t]*(?::|$)",
                              re.IGNORECASE | re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+")
-#: a section heading of criteria written without inclusion/exclusion headers: the NCI PDQ form's
-#: "DISEASE CHARACTERISTICS:", "PATIENT CHARACTERISTICS:", "PRIOR CONCURRENT THERAPY:", or "Criteria:"
-_HEADING = re.compile(r"^(?:[A-Z][A-Z0-9 /&,()-]{2,60}|(?i:(?:eligibility\s+)?criteria|eligibility))\s*:\s*")
-_HEADING_ITEM = re.compile(r"(?i:(?:eligibility\s+)?criteria|eligibility)\s*:?")
-#: a label over the items that follow it in the PDQ form ("Age", "Hepatic", "Performance status:")
-_LABEL = re.compile(r"^[A-Za-z][A-Za-z /-]{1,40}:?$")
+#: a section heading of criteria written without inclusion/exclusion headers: the NCI PDQ form's three, or a
+#: lone "Criteria:" / "Eligibility:" over the list
+_HEADING = re.compile(r"^(?:(?:DISEASE|PATIENT)\s+CHARACTERISTICS|PRIOR\s+CONCURRENT\s+THERAPY|"
+                      r"(?:eligibility\s+)?criteria|eligibility)\s*:\s*", re.IGNORECASE)
+_HEADING_ITEM = re.compile(r"(?:eligibility\s+)?criteria|eligibility\s*:?", re.IGNORECASE)
+#: the labels the PDQ form puts alone on a line over the items of a section ("Age", "Hepatic: ...")
+PDQ_LABELS = frozenset({
+    "age", "sex", "menopausal status", "performance status", "life expectancy", "hematopoietic", "hepatic",
+    "renal", "cardiovascular", "pulmonary", "gastrointestinal", "immunologic", "endocrine", "neurologic", "other",
+    "biologic therapy", "chemotherapy", "endocrine therapy", "radiotherapy", "surgery"})
 
 
 def clean(text: str | None) -> str | None:
@@ -70,17 +75,22 @@ def _items(block: str) -> list[str]:
     return [" ".join(i.split()) for i in items if i.strip(" -")]
 
 
+def _first(*matches: re.Match[str] | None) -> re.Match[str] | None:
+    """The match that starts first (a header written "Inclusion:" on its line before a criterion that
+    mentions "additional inclusion criteria" is the header)."""
+    found = [m for m in matches if m]
+    return min(found, key=lambda m: m.start()) if found else None
+
+
 def parse_criteria(raw: str | None) -> Eligibility | None:
     """Split free-text eligibility criteria into inclusion and exclusion items; keep the raw text."""
     if raw is None or not raw.strip():
         return None
     text = raw.replace("\r", "")
-    inc = _INCLUSION.search(text)
-    exc = _EXCLUSION.search(text)
+    inc = _first(_INCLUSION.search(text), _INCLUSION_LINE.search(text))
+    exc = _first(_EXCLUSION.search(text), _EXCLUSION_LINE.search(text))
     inclusion: list[str] = []
     exclusion: list[str] = []
-    if not inc and not exc:
-        inc, exc = _INCLUSION_LINE.search(text), _EXCLUSION_LINE.search(text)
     if exc:
         start = inc.end() if inc and inc.start() < exc.start() else 0
         inclusion = _items(text[start:exc.start()])
@@ -94,10 +104,11 @@ def parse_criteria(raw: str | None) -> Eligibility | None:
 
 def _items_without_headers(text: str) -> list[str]:
     """The items of criteria with no inclusion or exclusion header, all read as inclusion criteria, as
-    the registry lists them (10% of TOP's trials, most in the NCI PDQ form: "DISEASE CHARACTERISTICS:",
-    "PATIENT CHARACTERISTICS:", "PRIOR CONCURRENT THERAPY:", each over bulleted items or one paragraph).
-    Section headings are dropped (inline ones cut off their paragraph); a short label line over
-    bulleted items ("Age", "Hepatic") is put before the item that follows it ("Age: 18 and over")."""
+    the registry lists them (6% of TOP's trials, one in ten of phase_I_train's; most in the NCI PDQ form:
+    "DISEASE CHARACTERISTICS:", "PATIENT CHARACTERISTICS:", "PRIOR CONCURRENT THERAPY:", each over
+    bulleted items or one paragraph). Section headings are dropped (an inline one is cut off its
+    paragraph); a label line over bulleted items (one of the PDQ form's `PDQ_LABELS`, or a short line
+    ending with a colon: "Patients must be:") is put before the item that follows it ("Age: 18 and over")."""
     items: list[str] = []
     current: list[str] = []
     label: str | None = None
@@ -122,16 +133,19 @@ def _items_without_headers(text: str) -> list[str]:
             flush()
             current = [_BULLET.sub("", line).strip()]
             continue
+        heading = _HEADING.match(stripped)
+        if heading:
+            flush()
+            label = None
+            stripped = stripped[heading.end():].strip()
+            if not stripped:
+                continue
         if not current:
-            heading = _HEADING.match(stripped)
-            if heading:
-                stripped = stripped[heading.end():].strip()
-                label = None
-                if not stripped:
-                    continue
-            nxt = next((n.strip() for n in lines[number + 1:] if n.strip()), "")
-            if _LABEL.match(stripped) and len(stripped.split()) <= 4 and _BULLET.match(nxt or "x"):
-                label = stripped.rstrip(":").strip()
+            name = stripped.rstrip(":").strip()
+            is_label = name.lower() in PDQ_LABELS or (stripped.endswith(":") and len(stripped.split()) <= 4)
+            following = next((n for n in lines[number + 1:] if n.strip()), "")
+            if is_label and _BULLET.match(following):
+                label = name
                 continue
         current.append(stripped)
     flush()
