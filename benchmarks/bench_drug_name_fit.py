@@ -32,7 +32,6 @@ Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
 from bench_swap_detectability import criteria_of, names_conditions  # noqa: E402
-from common import print_table  # noqa: E402
+from common import phase2_arguments, print_table  # noqa: E402
 from synthtrials.tools.knowledge.coherence import Excluded, excluded_ids, unit_centroid  # noqa: E402
 from synthtrials.tools.knowledge.domain import DomainKnowledge, SectionScore  # noqa: E402
 from synthtrials.tools.records.eligibility import trial_drugs  # noqa: E402
@@ -148,11 +147,7 @@ def auc(real: np.ndarray, spoiled: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--n", type=int, default=150, help="phase II positives, as bench_critic")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = phase2_arguments(__doc__)
 
     from synthtrials.agents.critic import check_trials
     from synthtrials.tools.knowledge.calibration import _rejected, allocate_budget, calibration_scores

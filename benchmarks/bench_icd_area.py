@@ -20,7 +20,6 @@ Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import TOP, print_table  # noqa: E402
+from common import TOP, phase2_arguments, print_table  # noqa: E402
 
 QUANTILES = (0.01, 0.02, 0.03, 0.05)
 
@@ -50,11 +49,7 @@ def chapters_of(path: Path) -> dict[str, set[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--n", type=int, default=150, help="phase II positives, as bench_critic")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = phase2_arguments(__doc__)
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold

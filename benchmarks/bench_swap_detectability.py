@@ -24,7 +24,6 @@ Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import print_table  # noqa: E402
+from common import phase2_arguments, print_table  # noqa: E402
 
 
 def names_conditions(criteria: list[str], conditions: list[str]) -> bool:
@@ -53,11 +52,7 @@ def split_rates(caught: np.ndarray, named: np.ndarray) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--n", type=int, default=150, help="phase II positives, as bench_critic")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = phase2_arguments(__doc__)
 
     from synthtrials.agents.critic import check_trials
     from synthtrials.tools.knowledge.calibration import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import resource
@@ -82,3 +83,13 @@ def grounding_criteria_texts(store) -> dict[str, str]:
     from synthtrials.tools.store.protocol import grounding_filter
 
     return {t.nct_id: " | ".join(trial_criteria(t)) for t in store.filter(grounding_filter(["train"]))}
+
+
+def phase2_arguments(doc: str) -> argparse.Namespace:
+    """The arguments of a bench that judges bench_critic's phase II trials: --store, --n (the positives) and
+    --seed, as bench_critic draws them."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--n", type=int, default=150, help="phase II positives, as bench_critic")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
