@@ -157,9 +157,15 @@ def off_topic_criteria(trial: Trial, other: Trial) -> list[str]:
 def with_off_topic_criterion(trial: Trial, other: Trial, rng: random.Random) -> Trial:
     """`trial` with one of `off_topic_criteria(trial, other)` (else any inclusion criterion of
     `other`) inserted at a random place among its inclusion criteria."""
+    return with_inserted_criterion(trial, off_topic_criteria(trial, other) or _inclusion(other), rng)
+
+
+def with_inserted_criterion(trial: Trial, choices: Sequence[str], rng: random.Random) -> Trial:
+    """`trial` with one of `choices` inserted at a random place among its inclusion criteria (the place drawn
+    first, then the criterion)."""
     eligibility = trial.eligibility or Eligibility()
     inclusion = list(eligibility.inclusion)
-    inclusion.insert(rng.randint(0, len(inclusion)), rng.choice(off_topic_criteria(trial, other) or _inclusion(other)))
+    inclusion.insert(rng.randint(0, len(inclusion)), rng.choice(choices))
     return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
 
 
@@ -182,10 +188,7 @@ def foreign_sentences() -> tuple[str, ...]:
 
 def with_foreign_sentence(trial: Trial, rng: random.Random) -> Trial:
     """`trial` with one of `foreign_sentences()` inserted at a random place among its inclusion criteria."""
-    eligibility = trial.eligibility or Eligibility()
-    inclusion = list(eligibility.inclusion)
-    inclusion.insert(rng.randint(0, len(inclusion)), rng.choice(foreign_sentences()))
-    return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
+    return with_inserted_criterion(trial, foreign_sentences(), rng)
 
 
 def spoiled_grounding_trials(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> dict[str, list[Trial]]:

@@ -19,9 +19,10 @@ _EXCLUSION_LINE = re.compile(r"(?:\A|\n[ \t]*\n)\s*(?:exclusions?|exc(?=[ \t_]+c
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+")
 #: a section heading of criteria written without inclusion/exclusion headers: the NCI PDQ form's three, or a
 #: lone "Criteria:" / "Eligibility:" over the list
-_HEADING = re.compile(r"^(?:(?:DISEASE|PATIENT)\s+CHARACTERISTICS|PRIOR\s+CONCURRENT\s+THERAPY|"
-                      r"(?:eligibility\s+)?criteria|eligibility)\s*:\s*", re.IGNORECASE)
-_HEADING_ITEM = re.compile(r"(?:eligibility\s+)?criteria|eligibility\s*:?", re.IGNORECASE)
+_LIST_HEADING = r"(?:eligibility\s+)?criteria|eligibility"
+_HEADING = re.compile(rf"^(?:(?:DISEASE|PATIENT)\s+CHARACTERISTICS|PRIOR\s+CONCURRENT\s+THERAPY|{_LIST_HEADING})\s*:\s*",
+                      re.IGNORECASE)
+_HEADING_ITEM = re.compile(rf"(?:{_LIST_HEADING})\s*:?", re.IGNORECASE)  # a bulleted "- Eligibility:"
 #: the labels the PDQ form puts alone on a line over the items of a section ("Age", "Hepatic: ...")
 PDQ_LABELS = frozenset({
     "age", "sex", "menopausal status", "performance status", "life expectancy", "hematopoietic", "hepatic",
@@ -118,7 +119,7 @@ def _items_without_headers(text: str) -> list[str]:
         nonlocal current, label
         if current:
             item = " ".join(" ".join(current).split())
-            if label and item:
+            if label:
                 item = f"{label}: {item}"
                 label = None
             items.append(item)
@@ -143,8 +144,7 @@ def _items_without_headers(text: str) -> list[str]:
         if not current:
             name = stripped.rstrip(":").strip()
             is_label = name.lower() in PDQ_LABELS or (stripped.endswith(":") and len(stripped.split()) <= 4)
-            following = next((n for n in lines[number + 1:] if n.strip()), "")
-            if is_label and _BULLET.match(following):
+            if is_label and _BULLET.match(next((n for n in lines[number + 1:] if n.strip()), "")):
                 label = name
                 continue
         current.append(stripped)
