@@ -13,7 +13,9 @@ by repeating its trials (more rows, nothing new): what the hybrid must beat to a
 grounded on all of train and scored with part of it is labelled as such; a run made with
 `generate --ground-sample F` (grounding.json) is scored like for like: every real arm is exactly its
 grounding sample. The utility ladder (evals.ladder: shuffled, plan_only, echo controls of the synthetic
-set's size from the grounding trials) is a second table: TF-IDF always, MiniLM with --minilm-ladder.
+set's size from the grounding trials) is a second table: TF-IDF always, MiniLM with --minilm-ladder. A third
+table reads the low-resource rows against the same controls: each share of real trials plus shuffled,
+plan_only and echo instead of the synthetic set (three more fits per share and seed).
 
 The table goes to benchmarks/RESULTS.md (its "Central experiment" section is replaced), whatever
 the sign of the differences.
@@ -36,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, TOP
 from synthtrials.evals.data import labels_of
 from synthtrials.evals.experiment import EvalOptions, Evaluation
-from synthtrials.evals.ladder import RUNGS, duplicated
+from synthtrials.evals.ladder import RUNGS, controls, duplicated
 from synthtrials.evals.metrics import binary_metrics, paired_bootstrap
-from synthtrials.evals.results import LadderMetrics
+from synthtrials.evals.results import LADDER_CONTROLS, LadderMetrics
 from synthtrials.tools.records.eligibility import first_drug
 from synthtrials.tools.seeds import stream
 
@@ -47,11 +49,19 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- bench_hybrid:start -->", "<!-- bench_hybrid:end -->"
 
 
-def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: tuple[float, ...], say) -> list[list[str]]:
+def ci(b: dict) -> str:
+    return f"{b['difference']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}]"
+
+
+def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: tuple[float, ...], say,
+         with_controls: bool = False) -> tuple[list[list[str]], list[list[str]]]:
+    """The hybrid table's rows and, with `with_controls`, the low-resource ladder's rows: below 100%, the same
+    share of real trials plus each ladder control (drawn from all of train, which the writer grounded on)."""
     split = evaluation.split(seeds[0])
     synthetic = evaluation.synthetic
     y = np.asarray(labels_of(split.test))
-    rows = []
+    ladder_sets = {seed: controls(synthetic, split.train, seed) for seed in seeds} if with_controls else {}
+    rows, low_rows = [], []
     synthetic_only = []
     for seed in seeds:
         say(f"{classifier} seed {seed}: synthetic only ({len(synthetic)})")
@@ -78,6 +88,23 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
                 say(f"{classifier} seed {seed}: {fraction:.0%} real duplicated to {len(grown)}")
                 dup_m.append(binary_metrics(y, *evaluation.fit_predict(classifier, grown, split.valid, split.test,
                                                                           seed)))
+        control_p: dict[str, list[np.ndarray]] = {name: [] for name in LADDER_CONTROLS}
+        control_m: dict[str, list[dict]] = {name: [] for name in LADDER_CONTROLS}
+        if fraction < 1 and arm is None and ladder_sets:
+            for seed in seeds:
+                train = split.train
+                train, _ = train_test_split(train, train_size=fraction, stratify=labels_of(train), random_state=seed)
+                for name in LADDER_CONTROLS:
+                    rung = ladder_sets[seed].sets[name]
+                    say(f"{classifier} seed {seed}: {fraction:.0%} real + {name} ({len(rung)})")
+                    made = evaluation.fit_predict(classifier, train + rung, split.valid, split.test, seed)
+                    control_p[name].append(made.proba)
+                    control_m[name].append(binary_metrics(y, *made))
+            for name in LADDER_CONTROLS:
+                low_rows.append([classifier, f"{fraction:.0%}", name, f"{len(ladder_sets[seeds[0]].sets[name])}",
+                                 f"{np.mean([m['roc_auc'] for m in control_m[name]]):.3f}",
+                                 ci(paired_bootstrap(y, real_p, control_p[name], n_boot=1000)['roc_auc']),
+                                 ci(paired_bootstrap(y, control_p[name], hybrid_p, n_boot=1000)['roc_auc'])])
         boot = paired_bootstrap(y, real_p, hybrid_p, n_boot=1000)
 
         def mean(values, metric):
@@ -92,21 +119,15 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
             what = f"100% ({len(train)}): writer and classifier on all of train"
         rows.append([classifier, f"{len(seeds)}", what, mean(real_m, "roc_auc"),
                      mean(dup_m, "roc_auc") if dup_m else "", mean(hybrid_m, "roc_auc"),
-                     f"{boot['roc_auc']['difference']:+.3f} [{boot['roc_auc']['ci_low']:+.3f}, {boot['roc_auc']['ci_high']:+.3f}]",
-                     mean(real_m, "pr_auc"), mean(hybrid_m, "pr_auc"),
-                     f"{boot['pr_auc']['difference']:+.3f} [{boot['pr_auc']['ci_low']:+.3f}, {boot['pr_auc']['ci_high']:+.3f}]",
+                     ci(boot['roc_auc']), mean(real_m, "pr_auc"), mean(hybrid_m, "pr_auc"), ci(boot['pr_auc']),
                      mean(synthetic_only, "roc_auc") if fraction == 1 else ""])
-    return rows
+    return rows, low_rows
 
 
 def ladder_rows(classifier: str, ladder: LadderMetrics) -> list[list[str]]:
     """The ladder table's rows for one classifier (files split: one bootstrap over the seeds)."""
     if ladder.skipped:
         return [[classifier, f"skipped: {ladder.skipped}", "", "", "", "", ""]]
-
-    def ci(b) -> str:
-        return f"{b['difference']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}]"
-
     rows = []
     for name in RUNGS:
         arm = ladder.arms[name]
@@ -139,13 +160,17 @@ def main() -> None:
     common = dict(real_train=str(data / "phase_I_train.csv"), real_valid=str(data / "phase_I_valid.csv"),
                   real_test=str(data / "phase_I_test.csv"), synthetic=args.synthetic, out=ROOT / "benchmarks" / "out")
     tfidf = Evaluation(EvalOptions(**common, classifier="tfidf", seeds=args.tfidf_seeds))
-    rows = grid(tfidf, "tfidf", args.tfidf_seeds, FRACTIONS, say)
     say("tfidf: utility ladder")
     tfidf.progress = say
-    ladder = ladder_rows("tfidf", tfidf.ladder())
+    tfidf_ladder = tfidf.ladder()
+    ladder = ladder_rows("tfidf", tfidf_ladder)
+    rows, low_rows = grid(tfidf, "tfidf", args.tfidf_seeds, FRACTIONS, say, with_controls=not tfidf_ladder.skipped)
     if not args.skip_minilm:
         minilm = Evaluation(EvalOptions(**common, classifier="transformer", epochs=1, seeds=args.minilm_seeds))
-        rows += grid(minilm, "transformer", args.minilm_seeds, tuple(args.minilm_fractions), say)
+        more, more_low = grid(minilm, "transformer", args.minilm_seeds, tuple(args.minilm_fractions), say,
+                              with_controls=args.minilm_ladder and not tfidf_ladder.skipped)
+        rows += more
+        low_rows += more_low
         if args.minilm_ladder:
             minilm.progress = say
             ladder += ladder_rows("transformer", minilm.ladder())
@@ -159,6 +184,14 @@ def main() -> None:
                      "real + rung - real ROC-AUC [95% CI]", "TSTR synthetic - rung ROC-AUC [95% CI]"]
     ladder_lines = ["| " + " | ".join(ladder_header) + " |", "|" + "|".join("---" for _ in ladder_header) + "|"]
     ladder_lines += ["| " + " | ".join(row) + " |" for row in ladder]
+    low_header = ["classifier", "real training data", "control added", "control trials", "ROC-AUC real + control",
+                  "real + control - real ROC-AUC [95% CI]", "hybrid - (real + control) ROC-AUC [95% CI]"]
+    low_lines = ["| " + " | ".join(low_header) + " |", "|" + "|".join("---" for _ in low_header) + "|"]
+    low_lines += ["| " + " | ".join(row) + " |" for row in low_rows]
+    low_table = ["", "The ladder below 100%: the same share of real trials plus each control instead of the synthetic "
+                 "set (the controls drawn from all of train, which the writer grounded on; the hybrid's row above is "
+                 "the synthetic rung). A low-resource lift that does not clear plan_only is the plan's; one that "
+                 "clears echo adds more than restating the grounding data.", "", *low_lines] if low_rows else []
     arm = evaluation.real_arm
     grounding = (f"The run grounded on a {arm.ground_sample:.0%} sample of phase_I_train (grounding.json: {arm.trials} "
                  f"of {arm.of} trials): every real arm and the ladder's controls use exactly those trials (like for "
@@ -179,7 +212,7 @@ def main() -> None:
         "", *lines, "",
         "Utility ladder (evals.ladder): controls of the synthetic set's size drawn from the grounding trials. Above "
         "echo the writer adds knowledge; between plan_only and echo it echoes its grounding; at shuffled, no signal.",
-        "", *ladder_lines])
+        "", *ladder_lines, *low_table])
     print(table)
     if not args.no_write:
         section = f"{START}\n{table}\n{END}"

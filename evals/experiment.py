@@ -24,7 +24,7 @@ from synthtrials.evals.classifiers import (
 )
 from synthtrials.evals.data import labels_of, load_labelled, load_synthetic
 from synthtrials.evals.decontamination import DecontaminationReport, decontaminate
-from synthtrials.evals.ladder import SeedRun, duplicated, run_ladder
+from synthtrials.evals.ladder import SeedRun, both_labels, controls, duplicated, run_ladder
 from synthtrials.evals.leakage import (
     LeakageReport,
     drop_grounded_on,
@@ -32,7 +32,13 @@ from synthtrials.evals.leakage import (
     guard,
 )
 from synthtrials.evals.metrics import aggregate, binary_metrics, paired_bootstrap
-from synthtrials.evals.results import EvaluationMetrics, LadderMetrics, RealArm, TrainingSetMetrics
+from synthtrials.evals.results import (
+    LADDER_CONTROLS,
+    EvaluationMetrics,
+    LadderMetrics,
+    RealArm,
+    TrainingSetMetrics,
+)
 from synthtrials.tools.atomic import write_json_atomic
 from synthtrials.tools.records.eligibility import eligible_trials, first_drug
 from synthtrials.tools.errors import ConfigError
@@ -429,10 +435,20 @@ class Evaluation:
 
     def sweep_low_resource(self) -> list[dict[str, Any]]:
         """A share of the real training trials alone, with the synthetic set, and (below 1) duplicated to the
-        hybrid's size (more rows, nothing new: what the hybrid must beat to add anything)."""
+        hybrid's size (more rows, nothing new: what the hybrid must beat to add anything). With the ladder on,
+        below 1 also the share plus each ladder control (evals.ladder.controls, drawn from the whole grounding
+        split the writer saw): whether the synthetic trials add more at low resource than their plan
+        (`plan_only`) or than restating their grounding (`echo`)."""
+        with_controls = self.ladder_on() and not self.ladder_skipped
+        ladder_sets = {seed: controls(self.synthetic_for(self.split(seed))[0], self.split(seed).train, seed)
+                       for seed in self.o.seeds} if with_controls else {}
+        if any(not all(both_labels(c.sets[name]) for name in LADDER_CONTROLS) for c in ladder_sets.values()):
+            ladder_sets = {}  # the ladder itself is skipped (too few trials of a label): so are its controls here
         out = []
         for fraction in FRACTIONS:
-            arms = ("real", "hybrid", "real_duplicated") if fraction < 1.0 else ("real", "hybrid")
+            arms: tuple[str, ...] = ("real", "hybrid", "real_duplicated") if fraction < 1.0 else ("real", "hybrid")
+            if fraction < 1.0 and ladder_sets:
+                arms += LADDER_CONTROLS
             for arm in arms:
                 runs = []
                 for seed in self.o.seeds:
@@ -445,10 +461,14 @@ class Evaluation:
                         train = train + synthetic
                     elif arm == "real_duplicated":
                         train = duplicated(train, len(train) + len(synthetic), stream(seed, "ladder", "duplicate", fraction))
+                    elif arm in LADDER_CONTROLS:
+                        train = train + ladder_sets[seed].sets[arm]
                     runs.append((train, split.valid, split.test, seed))
                 row = {"real_fraction": fraction, "with_synthetic": arm == "hybrid", **self._mean_metrics(runs)}
                 if arm == "real_duplicated":
                     row["real_duplicated"] = True
+                elif arm in LADDER_CONTROLS:
+                    row["control"] = arm
                 out.append(row)
         return out
 

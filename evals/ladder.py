@@ -144,7 +144,7 @@ class SeedRun:
 FitPredict = Callable[[list[Trial], list[Trial] | None, list[Trial], int], PredictionLike]
 
 
-def _both_labels(trials: list[Trial]) -> bool:
+def both_labels(trials: list[Trial]) -> bool:
     counts = np.bincount(np.asarray(labels_of(trials), dtype=int), minlength=2) if trials else np.zeros(2)
     return bool(counts.min() >= 2)
 
@@ -168,7 +168,7 @@ def run_ladder(runs: Sequence[SeedRun], fit_predict: FitPredict, *, shared_test:
                            no_grounding_label=first.no_grounding_label, left_out_example=first.left_out_example,
                            pool=first.pool, warnings=list(first.warnings))
     for name in RUNGS:
-        short = [s for s, c in zip(seeds, per_seed) if not _both_labels(c.sets[name])]
+        short = [s for s, c in zip(seeds, per_seed) if not both_labels(c.sets[name])]
         if short:
             result.skipped = (f"the {name.replace('_', ' ')} rung has fewer than 2 trials of a label on seed "
                               f"{short[0]} ({first.n} of {first.n_synthetic} synthetic trials have a drug and "

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from synthtrials.evals.leakage import LeakageReport
 from synthtrials.evals.metrics import METRICS
 from synthtrials.evals.results import (
+    LADDER_CONTROLS,
     BootstrapDifference,
     EvaluationMetrics,
     FidelitySummary,
@@ -288,25 +289,30 @@ def ratio_plot(points: list[RatioPoint], seeds: Sequence[int]) -> Figure:
 def low_resource_plot(points: list[LowResourcePoint]) -> Figure:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for with_synthetic, dup, label in ((False, False, "real only"), (True, False, "real + synthetic"),
-                                       (False, True, "real duplicated to the hybrid's size")):
-        chosen = [p for p in points if p.with_synthetic == with_synthetic and p.real_duplicated == dup]
+    lines = [((False, False, None), "real only", "-"), ((True, False, None), "real + synthetic", "-"),
+             ((False, True, None), "real duplicated to the hybrid's size", "-"),
+             *(((False, False, control), f"real + {control} control", ":") for control in LADDER_CONTROLS)]
+    for key, label, style in lines:
+        chosen = [p for p in points if (p.with_synthetic, p.real_duplicated, p.control) == key]
         if not chosen:
             continue
         ax.errorbar([100 * p.real_fraction for p in chosen], [p.roc_auc.mean for p in chosen],
-                    yerr=[p.roc_auc.std for p in chosen], marker="o", capsize=3, label=label)
+                    yerr=[p.roc_auc.std for p in chosen], marker="o", capsize=3, label=label, linestyle=style)
     ax.set_xlabel("share of the real training trials used (%)")
     ax.set_ylabel("test ROC-AUC (0 to 1)")
     ax.set_title("Low-resource sweep: fewer real trials")
-    ax.legend(title="training set", fontsize=8)
+    ax.legend(title="training set", fontsize=7)
     smallest = min(p.real_fraction for p in points)
-    at_smallest = {(p.with_synthetic, p.real_duplicated): p.roc_auc.mean for p in points if p.real_fraction == smallest}
-    dup = at_smallest.get((False, True))
+    at_smallest = {(p.with_synthetic, p.real_duplicated, p.control): p.roc_auc.mean for p in points
+                   if p.real_fraction == smallest}
+    dup = at_smallest.get((False, True, None))
     dup_text = "" if dup is None else f", real duplicated to the hybrid's size {decimal(dup)}"
+    control_text = "".join(f", real plus the {control} control {decimal(at_smallest[(False, False, control)])}"
+                           for control in LADDER_CONTROLS if (False, False, control) in at_smallest)
     return figure(fig, f"Line chart of test ROC-AUC against the share of real training trials used, real only "
                        f"against real plus synthetic; with {percent(smallest)} of the real trials: real only "
-                       f"{decimal(at_smallest.get((False, False)))}, with synthetic "
-                       f"{decimal(at_smallest.get((True, False)))}{dup_text}.")
+                       f"{decimal(at_smallest.get((False, False, None)))}, with synthetic "
+                       f"{decimal(at_smallest.get((True, False, None)))}{dup_text}{control_text}.")
 
 
 RUNG_NAMES = {"shuffled": "shuffled labels", "plan_only": "plan only", "echo": "echo", "synthetic": "synthetic (writer)"}

@@ -76,6 +76,10 @@ class LowResourcePoint(SweepMetrics):
     with_synthetic: bool
     real_duplicated: bool = Field(False, description="the share of real trials duplicated to the hybrid's size "
                                                      "(fractions below 1)")
+    control: str | None = Field(None, description="fractions below 1, with the ladder on: the share of real trials "
+                                "plus this ladder control (shuffled, plan_only or echo; evals.ladder) instead of the "
+                                "synthetic set, drawn from the writer's grounding trials: what the hybrid must beat "
+                                "to add more than its plan, or to add more than restating its grounding")
 
 
 class RealArm(BaseModel):

@@ -22,6 +22,7 @@ from synthtrials.evals.report import (
     render_html,
     render_markdown,
 )
+from synthtrials.evals.results import LADDER_CONTROLS
 from synthtrials.tools.errors import ConfigError
 from synthtrials.tools.readers import read_trials
 from synthtrials.tools.records.eligibility import first_drug
@@ -166,8 +167,17 @@ def test_a_ground_sample_run_trains_the_real_arm_on_the_sample(tmp_path, files, 
     for row in duplicated_rows:
         hybrid = next(r for r in rows if r.with_synthetic and r.real_fraction == row.real_fraction)
         assert row.train_size == hybrid.train_size and not row.with_synthetic
+    # below 100%, the share of real trials plus each ladder control, drawn from the same pool as the ladder's
+    control_rows = [r for r in rows if r.control]
+    assert sorted((r.real_fraction, r.control) for r in control_rows) == sorted(
+        (fraction, control) for fraction in (0.1, 0.25, 0.5) for control in LADDER_CONTROLS)
+    for row in control_rows:
+        real = next(r for r in rows if r.real_fraction == row.real_fraction and not r.with_synthetic
+                    and not r.real_duplicated and r.control is None)
+        assert row.train_size == real.train_size + saved["ladder"]["n"] and not row.with_synthetic
     page = render_html("t", "i", [evaluation_section("eval/metrics.json", result)])
     assert "150 of the 300 real training trials" in page
+    assert "real plus the echo control" in page  # the low-resource figure draws the controls
 
 
 def test_no_provenance_refuses_the_ladder_when_asked_and_skips_it_otherwise(tmp_path, files, train):
