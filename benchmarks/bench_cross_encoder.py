@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import print_table  # noqa: E402
+from common import critic_rejects, print_table  # noqa: E402
 
 QUANTILES = (0.01, 0.025, 0.05)
 UNRELATED_BELOW = 0.35
@@ -59,9 +59,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
-    from synthtrials.agents.critic import check_trials
-    from synthtrials.tools.knowledge.calibration import build_knowledge, load_or_calibrate
-    from synthtrials.tools.records.writer_format import DraftSpec
+    from synthtrials.tools.knowledge.calibration import build_knowledge
     from synthtrials.tools.store.embeddings import bundled_minilm_path
     from synthtrials.tools.store.protocol import default_grounding_splits, grounding_filter
     from synthtrials.tools.store.trial_store import open_store
@@ -147,15 +145,7 @@ def main() -> None:
 
     positives, why_stopped = phase2_positives(store, args.n, args.seed)
     kinds = spoil(positives, args.seed, why_stopped, doc_sentences(), embed)
-    knowledge = build_knowledge(store, splits)
-    calibration = load_or_calibrate(store, splits, knowledge)
-    spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
-
-    def gate(trials: list) -> np.ndarray:
-        verdicts = check_trials(trials, store=store, splits=splits, knowledge=knowledge,
-                                thresholds=calibration.critic_thresholds(), fields=spec.fields)
-        return np.array([v.verdict == "reject" for v in verdicts])
-
+    gate = critic_rejects(store, splits, build_knowledge(store, splits))
     def cross(trials: list) -> np.ndarray:
         return score([(conditions_text(t), criteria_text(t)) for t in trials])
 

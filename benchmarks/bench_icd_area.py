@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import TOP, phase2_arguments, print_table  # noqa: E402
+from common import TOP, critic_rejects, phase2_arguments, print_table  # noqa: E402
 
 QUANTILES = (0.01, 0.02, 0.03, 0.05)
 
@@ -53,11 +53,9 @@ def main() -> None:
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
-    from synthtrials.agents.critic import check_trials
-    from synthtrials.tools.knowledge.calibration import build_knowledge, load_or_calibrate
+    from synthtrials.tools.knowledge.calibration import build_knowledge
     from synthtrials.tools.knowledge.coherence import unit_centroid
-    from synthtrials.tools.records.writer_format import DraftSpec
-    from synthtrials.tools.store.protocol import default_grounding_splits, grounding_filter
+    from synthtrials.tools.store.protocol import default_grounding_splits
     from synthtrials.tools.store.trial_store import open_store
 
     store = open_store(args.store, create=False)
@@ -105,14 +103,7 @@ def main() -> None:
                        score(proba(conditions_model, conditions[None]), proba(criteria_model, criteria[None]))[0])
         return np.array(out)
 
-    calibration = load_or_calibrate(store, splits, knowledge)
-    spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
-
-    def gate(trials: list) -> np.ndarray:
-        verdicts = check_trials(trials, store=store, splits=splits, knowledge=knowledge,
-                                thresholds=calibration.critic_thresholds(), fields=spec.fields)
-        return np.array([v.verdict == "reject" for v in verdicts])
-
+    gate = critic_rejects(store, splits, knowledge)
     real_ii, swapped_ii = scores(positives), scores(kinds["unrelated_conditions"])
     gate_real, gate_swapped = gate(positives), gate(kinds["unrelated_conditions"])
     rows = []

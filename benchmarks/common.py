@@ -93,3 +93,23 @@ def phase2_arguments(doc: str) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=150, help="phase II positives, as bench_critic")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
+
+
+def critic_rejects(store, splits: list[str], knowledge):
+    """A function of trials -> which of them the store's calibrated critic rejects (numpy bools), as `check` judges
+    them: the benches that ask whether a score adds to the critic compare with it."""
+    import numpy as np
+    from synthtrials.agents.critic import check_trials
+    from synthtrials.tools.knowledge.calibration import load_or_calibrate
+    from synthtrials.tools.records.writer_format import DraftSpec
+    from synthtrials.tools.store.protocol import grounding_filter
+
+    thresholds = load_or_calibrate(store, splits, knowledge).critic_thresholds()
+    fields = DraftSpec.from_trials(store.filter(grounding_filter(splits))).fields
+
+    def rejects(trials: list) -> np.ndarray:
+        verdicts = check_trials(trials, store=store, splits=splits, knowledge=knowledge, thresholds=thresholds,
+                                fields=fields)
+        return np.array([v.verdict == "reject" for v in verdicts])
+
+    return rejects
