@@ -9,9 +9,10 @@ definition) and of any other trial (0), fresh negatives each epoch. The held-out
 (quantiles of its real trials' scores) and measures the grounding swaps caught: its trials with the
 conditions of an unrelated held-out trial. The plain cosine of the two MiniLM embeddings is scored beside it.
 
-Then bench_critic's phase II trials (the same seeded 150 positives and their swapped conditions and
-eligibility; phase II tunes nothing): real rejected and swaps caught by the cross-encoder alone, and by the
-critic with it (either rejects), the critic alone in brackets.
+Then bench_critic's phase II trials (the same seeded 150 positives, their swapped conditions and
+eligibility, one nonsense criterion and one off-topic criterion among theirs; phase II tunes nothing):
+real rejected and spoiled trials caught by the cross-encoder alone, and by the critic with it (either
+rejects), the critic alone in brackets.
 
     python benchmarks/bench_cross_encoder.py --store STORE [--fold 0] [--epochs 3]
 
@@ -150,7 +151,8 @@ def main() -> None:
         return score([(conditions_text(t), criteria_text(t)) for t in trials])
 
     sets = {"real": positives, "swapped conditions": kinds["unrelated_conditions"],
-            "swapped eligibility": kinds["unrelated_eligibility"]}
+            "swapped eligibility": kinds["unrelated_eligibility"], "one nonsense criterion": kinds["one_bad_criterion"],
+            "off-topic criterion": kinds["off_topic_criterion"]}
     scores = {name: cross(trials) for name, trials in sets.items()}
     gates = {name: gate(trials) for name, trials in sets.items()}
     rows = []
@@ -163,7 +165,7 @@ def main() -> None:
     print_table(f"bench_critic's phase II trials ({len(positives)} of each; {time.perf_counter() - start:.0f} s in all): "
                 "the cross-encoder alone; with the critic (the critic alone)",
                 ["threshold: quantile of the held-out grounding fold's real trials", "real rejected",
-                 "swapped conditions caught", "swapped eligibility caught"], rows)
+                 *(f"{name} caught" for name in list(sets)[1:])], rows)
 
 
 if __name__ == "__main__":
