@@ -72,6 +72,9 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
         fractions = (1.0,)
     for fraction in fractions:
         real_p, hybrid_p, real_m, hybrid_m, dup_m = [], [], [], [], []
+        control_p: dict[str, list[np.ndarray]] = {name: [] for name in LADDER_CONTROLS}
+        control_m: dict[str, list[dict]] = {name: [] for name in LADDER_CONTROLS}
+        with_rungs = fraction < 1 and arm is None and bool(ladder_sets)
         for seed in seeds:
             train = split.train
             if fraction < 1:
@@ -88,18 +91,13 @@ def grid(evaluation: Evaluation, classifier: str, seeds: list[int], fractions: t
                 say(f"{classifier} seed {seed}: {fraction:.0%} real duplicated to {len(grown)}")
                 dup_m.append(binary_metrics(y, *evaluation.fit_predict(classifier, grown, split.valid, split.test,
                                                                           seed)))
-        control_p: dict[str, list[np.ndarray]] = {name: [] for name in LADDER_CONTROLS}
-        control_m: dict[str, list[dict]] = {name: [] for name in LADDER_CONTROLS}
-        if fraction < 1 and arm is None and ladder_sets:
-            for seed in seeds:
-                train = split.train
-                train, _ = train_test_split(train, train_size=fraction, stratify=labels_of(train), random_state=seed)
-                for name in LADDER_CONTROLS:
-                    rung = ladder_sets[seed].sets[name]
-                    say(f"{classifier} seed {seed}: {fraction:.0%} real + {name} ({len(rung)})")
-                    made = evaluation.fit_predict(classifier, train + rung, split.valid, split.test, seed)
-                    control_p[name].append(made.proba)
-                    control_m[name].append(binary_metrics(y, *made))
+            for name in LADDER_CONTROLS if with_rungs else ():
+                rung = ladder_sets[seed].sets[name]
+                say(f"{classifier} seed {seed}: {fraction:.0%} real + {name} ({len(rung)})")
+                made = evaluation.fit_predict(classifier, train + rung, split.valid, split.test, seed)
+                control_p[name].append(made.proba)
+                control_m[name].append(binary_metrics(y, *made))
+        if with_rungs:
             for name in LADDER_CONTROLS:
                 low_rows.append([classifier, f"{fraction:.0%}", name, f"{len(ladder_sets[seeds[0]].sets[name])}",
                                  f"{np.mean([m['roc_auc'] for m in control_m[name]]):.3f}",
