@@ -1,4 +1,5 @@
-"""Would a cross-encoder on (conditions, criteria) catch the swaps the critic misses? (issue 20; measured, not built)
+"""Would a cross-encoder on (conditions, criteria) catch the swaps the critic misses? (issue 20; measured at stop 48,
+built at stop 49 as `store calibrate --cross-encoder`: tools/knowledge/cross_encoder.py, measured there by bench_critic)
 
 The critic's coherence scores compare sentence embeddings (MiniLM, one vector per condition and per
 criterion). A cross-encoder reads the conditions and the criteria together, token against token. This
@@ -32,19 +33,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
 from common import critic_rejects, print_table  # noqa: E402
+from synthtrials.tools.knowledge.cross_encoder import conditions_text, criteria_text  # noqa: E402
 
 QUANTILES = (0.01, 0.025, 0.05)
 UNRELATED_BELOW = 0.35
 MAX_TOKENS = 256
-
-
-def conditions_text(trial) -> str:
-    return "; ".join(trial.conditions)[:300]
-
-
-def criteria_text(trial) -> str:
-    e = trial.eligibility
-    return "Inclusion: " + "; ".join(e.inclusion) + " Exclusion: " + "; ".join(e.exclusion) if e else ""
 
 
 def main() -> None:
@@ -54,6 +47,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="bench_critic's seed (and the negatives' draws)")
     parser.add_argument("--fold", type=int, default=0, choices=range(5), help="the held-out grounding fold (of 5)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS,
+                        help="tokens per pair (the shipped cross-encoder: 128, with 2 epochs)")
     args = parser.parse_args()
 
     import torch
@@ -95,7 +90,7 @@ def main() -> None:
         for k in range(0, len(pairs), size):
             chunk = pairs[k:k + size]
             encoded = tokenizer([a for a, _, _ in chunk], [b for _, b, _ in chunk], truncation="longest_first",
-                                max_length=MAX_TOKENS, padding=True, return_tensors="pt")
+                                max_length=args.max_tokens, padding=True, return_tensors="pt")
             yield encoded, torch.tensor([y for _, _, y in chunk], dtype=torch.float)
 
     for epoch in range(args.epochs):
@@ -139,7 +134,7 @@ def main() -> None:
         rows.append([name, f"{roc_auc_score(y, np.r_[a, b]):.3f}",
                      *(f"{np.mean(b < np.quantile(a, q)):.1%}" for q in QUANTILES)])
     print_table(f"python benchmarks/bench_cross_encoder.py --store {args.store} --fold {args.fold} --epochs "
-                f"{args.epochs}: grounding fold {args.fold} held out ({len(real)} real trials, {len(swapped)} with an "
+                f"{args.epochs} --max-tokens {args.max_tokens}: grounding fold {args.fold} held out ({len(real)} real trials, {len(swapped)} with an "
                 f"unrelated trial's conditions; trained on {len(train)})",
                 ["score", "ROC-AUC", *(f"swaps caught, {q:.1%} of held-out real rejected" for q in QUANTILES)], rows)
     limits = {q: float(np.quantile(real, q)) for q in QUANTILES}

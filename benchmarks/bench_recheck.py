@@ -9,12 +9,14 @@ checks of
   whole 5% budget, read from the store's grounding trials now), and
 - the store's calibration (version 7: the scores one by one on part of the budget, the joint score
   `coherence_joint` on the rest).
+With `--baseline-store`, the first is that store's own calibration instead of version 6 (e.g. the same store
+calibrated without the cross-encoder, against one calibrated with it: `store calibrate --cross-encoder`).
 Only the calibrated checks differ between the two; the copy, privacy and leakage checks are the same
 and are left out here. Printed: the 2 x 2 table of the two verdicts for the accepted trials and for the
 rejected draws' last drafts and for every draft judged, which checks of the store's calibration reject
 drafts version 6 passes, and random examples of those (seeded).
 
-    python benchmarks/bench_recheck.py --run runs/v7_s0 --store STORE [--examples 4] [--seed 0]
+    python benchmarks/bench_recheck.py --run runs/v7_s0 --store STORE [--baseline-store STORE0] [--examples 4] [--seed 0]
 
 Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 """
@@ -61,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--store", required=True)
+    parser.add_argument("--baseline-store", default=None,
+                        help="judge the drafts first by this store's calibration (default: version 6 on --store)")
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -81,15 +85,27 @@ def main() -> None:
     knowledge = build_knowledge(store, splits)
     calibration = load_or_calibrate(store, splits, knowledge, say=print)
     new = calibration.critic_thresholds()
-    _, version6, _, _ = allocate_scores(*calibration_scores(knowledge))
-
     drawn = run_drafts(args.run)
     every = [draft for _, _, _, judged in drawn for draft in judged]
     knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
+    if args.baseline_store:
+        base_store = open_store(args.baseline_store, create=False)
+        base_knowledge = build_knowledge(base_store, splits)
+        base = load_or_calibrate(base_store, splits, base_knowledge).critic_thresholds()
+        base_knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
+        old_name = f"{args.baseline_store}'s calibration ({base.calibration})"
+
+        def old_verdict(draft) -> list:
+            return check_domain(with_joint(base_knowledge.scores(draft), base.joint), base.calibrated)
+    else:
+        _, version6, _, _ = allocate_scores(*calibration_scores(knowledge))
+        old_name = "version 6 on the same store"
+
+        def old_verdict(draft) -> list:
+            return check_domain(knowledge.scores(draft), version6)
 
     def verdicts(draft) -> tuple[list, list]:
-        scores = knowledge.scores(draft)
-        return check_domain(scores, version6), check_domain(with_joint(scores, new.joint), new.calibrated)
+        return old_verdict(draft), check_domain(with_joint(knowledge.scores(draft), new.joint), new.calibrated)
 
     table: Counter = Counter()
     failing: Counter = Counter()
@@ -105,14 +121,15 @@ def main() -> None:
                 only_new.append((index, verdict, each.nct_id, [p.message for p in new_each]))
 
     print(f"\n### {args.run}: {len(drawn)} draws, {len(every)} drafts judged; calibration {calibration.key} (version "
-          f"{CALIBRATION_VERSION}) against version 6 on the same store, the calibrated checks only\n")
-    print("| drafts | n | both pass | version 6 rejects only | the store's calibration rejects only | both reject |")
+          f"{CALIBRATION_VERSION}) against {old_name}, the calibrated checks only\n")
+    first = "version 6" if not args.baseline_store else "the baseline"
+    print(f"| drafts | n | both pass | {first} rejects only | the store's calibration rejects only | both reject |")
     print("|---|---|---|---|---|---|")
     for key, label in (("accept", "accepted trials (final drafts of accepted draws)"),
                        ("reject", "final drafts of rejected draws"), ("judged", "every draft the critic judged")):
         cells = [table[key, old, new_] for old, new_ in ((False, False), (True, False), (False, True), (True, True))]
         print(f"| {label} | {sum(cells)} | " + " | ".join(str(c) for c in cells) + " |")
-    print("\nchecks of the store's calibration that reject drafts version 6 passes: "
+    print(f"\nchecks of the store's calibration that reject drafts {first} passes: "
           + (", ".join(f"{check} {n}" for check, n in failing.most_common()) or "none"))
     for index, verdict, trial_id, messages in random.Random(args.seed).sample(only_new, min(args.examples, len(only_new))):
         print(f"- draw {index} ({trial_id}, {'accepted' if verdict == 'accept' else 'rejected'} in the end): "

@@ -30,6 +30,11 @@ no donor among the grounding trials), in three steps (`allocate_budget`):
 At the same real rejection, version 7 catches 9-11 points more of both swapped kinds than version 6
 (which spent the whole budget score by score), 13-16 on grounding trials it did not see
 (benchmarks/bench_joint_score.py).
+Opt-in (`synthtrials store calibrate --cross-encoder`, `train_cross_encoder`): the cross-encoder's fold models
+(`tools.knowledge.cross_encoder`) are trained on the grounding trials first, and their score
+`coherence_cross_encoder` (each grounding trial and its spoiled copies scored by the fold model that did not
+see it) is one more column of the same allocation and of the joint score; that calibration has its own key
+(`cross_encoder_key`), and where a store has it, `build_knowledge` and `load_or_calibrate` use it.
 No trial outside the grounding split is read. The result is saved with
 the store under a key that hashes what it depends on (the grounding trials, the embedding model,
 the method's version), so re-ingesting or naming other splits gives another calibration, and a run
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 import re
 from collections.abc import Sequence
@@ -49,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 from synthtrials.tools.knowledge.coherence import MIN_COHERENCE_TRIALS, Excluded
+from synthtrials.tools.knowledge import cross_encoder as ce
 from synthtrials.tools.knowledge.checks import CriticThresholds
 from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.knowledge.joint import JOINT, JointScore
@@ -101,6 +108,8 @@ class Calibration(BaseModel):
     joint: JointScore | None = Field(default=None, description="the joint score over the others (`coherence_joint`)")
     score_share: float | None = Field(default=None, description="the part of the budget the scores spent one by one "
                                                                 "(the joint score spent the rest)")
+    cross_encoder: dict | None = Field(default=None, description="the cross-encoder's settings and the folder of its "
+                                                                 "fold models, where it is one of the scores")
 
     def critic_thresholds(self, base: CriticThresholds | None = None) -> CriticThresholds:
         """`base` (default: the documented constants) with this calibration's thresholds and joint score."""
@@ -113,6 +122,49 @@ def calibration_key(store: TrialStore, splits: list[str], sample: list[str] | No
     ids = sorted(store.filter_ids(grounding_filter(splits, sample)))
     digest = hashlib.sha256("\n".join([CALIBRATION_VERSION, store.embedding_model, *sorted(splits), *ids]).encode())
     return digest.hexdigest()[:16]
+
+
+def cross_encoder_key(store: TrialStore, splits: list[str], sample: list[str] | None = None) -> str:
+    """Names the calibration with the cross-encoder (`store calibrate --cross-encoder`), and its fold models' folder."""
+    base = calibration_key(store, splits, sample)
+    return hashlib.sha256(f"{base} cross-encoder {ce.VERSION}".encode()).hexdigest()[:16]
+
+
+def model_folder(store: TrialStore, key: str) -> Path:
+    """Where the cross-encoder's fold models of calibration `key` live: in the store's folder for the local store,
+    else in the user's cache (`SYNTHTRIALS_CACHE`, default ~/.cache/synthtrials), per machine."""
+    root = getattr(store, "path", None)
+    if root is None:
+        root = Path(os.environ.get("SYNTHTRIALS_CACHE", Path.home() / ".cache" / "synthtrials"))
+    return Path(root) / "cross_encoder" / key
+
+
+def attach_cross_encoder(store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
+                         sample: list[str] | None = None) -> None:
+    """Give `knowledge` the fold models of the store's calibration with the cross-encoder, where it has one."""
+    key = cross_encoder_key(store, splits, sample)
+    saved = store.load_calibration(key)
+    if saved is not None and saved.get("cross_encoder") and knowledge.cross_encoder is None:
+        # found where the store is now (the folder recorded is where it was trained: a store may be moved)
+        knowledge.cross_encoder = ce.CrossEncoderCoherence.load(model_folder(store, key))
+
+
+def train_cross_encoder(store: TrialStore, knowledge: DomainKnowledge, splits: list[str], epochs: int = ce.EPOCHS,
+                        folds: int = ce.FOLDS, max_tokens: int = ce.MAX_TOKENS,
+                        progress: ce.FoldProgress | None = None) -> str:
+    """Train the cross-encoder's fold models on the grounding trials, save them with the store, give them to
+    `knowledge`; returns the key of the calibration they belong to."""
+    key = cross_encoder_key(store, splits)
+    model = knowledge.coherence
+    trials = [t for t in knowledge.trials if t.nct_id in model.position]
+    vectors = model.conditions[[model.position[t.nct_id] for t in trials]]
+    trained = ce.CrossEncoderCoherence.train(trials, vectors, folds=folds, epochs=epochs, max_tokens=max_tokens,
+                                             progress=progress)
+    folder = model_folder(store, key)
+    trained.save(folder)
+    trained.settings["folder"] = str(folder.resolve())
+    knowledge.cross_encoder = trained
+    return key
 
 
 def score_matrix(knowledge: DomainKnowledge, progress: ProgressFn | None = None,
@@ -547,7 +599,8 @@ def calibrate(knowledge: DomainKnowledge, key: str, splits: list[str], max_real_
                        scored={n: int(np.isfinite(v).sum()) for n, v in budget.real.items()},
                        spoiled_caught={k: round(float(_rejected(v, thresholds).mean()), 4)
                                        for k, v in budget.spoiled.items()},
-                       joint=budget.joint, score_share=budget.score_share)
+                       joint=budget.joint, score_share=budget.score_share,
+                       cross_encoder=dict(knowledge.cross_encoder.settings) if knowledge.cross_encoder else None)
 
 
 def over_budget(calibration: Calibration) -> str:
@@ -559,18 +612,28 @@ def over_budget(calibration: Calibration) -> str:
 
 
 def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn | None = None,
-                    sample: list[str] | None = None) -> DomainKnowledge:
+                    sample: list[str] | None = None, cross_encoder: bool = True) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials: their sections embedded once and cached
-    with the store; a draft's new sections embedded by the store's encoder (never cached there)."""
+    with the store; a draft's new sections embedded by the store's encoder (never cached there); the
+    cross-encoder's fold models where the store was calibrated with them (unless `cross_encoder` is False)."""
     trials = store.filter(grounding_filter(splits, sample))
-    return DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
-                           encode=lambda texts: store.embeddings.embed_array(texts))
+    knowledge = DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
+                                encode=lambda texts: store.embeddings.embed_array(texts))
+    if cross_encoder:
+        attach_cross_encoder(store, splits, knowledge, sample)
+    return knowledge
 
 
 def load_or_calibrate(store: TrialStore, splits: list[str], knowledge: DomainKnowledge | None = None,
                       say: SayFn | None = None, progress: ProgressFn | None = None,
                       sample: list[str] | None = None) -> Calibration:
-    """The store's calibration for `splits`, computed and saved on the spot when there is none."""
+    """The store's calibration for `splits`, computed and saved on the spot when there is none: the one with the
+    cross-encoder where `store calibrate --cross-encoder` made it (its fold models given to `knowledge`)."""
+    with_cross_encoder = store.load_calibration(cross_encoder_key(store, splits, sample))
+    if with_cross_encoder is not None:
+        if knowledge is not None:
+            attach_cross_encoder(store, splits, knowledge, sample)
+        return Calibration.model_validate(with_cross_encoder)
     key = calibration_key(store, splits, sample)
     saved = store.load_calibration(key)
     if saved is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from pydantic import BaseModel, Field
+from synthtrials.tools.knowledge.cross_encoder import CROSS_ENCODER
 from synthtrials.tools.knowledge.domain import SectionScore
 from synthtrials.tools.knowledge.joint import JOINT, JointScore
 from synthtrials.tools.records.normalize import normalize_intervention
@@ -38,7 +39,7 @@ SCORE_CHECKS = {"condition_fit": "condition_fit", "eligibility_fit": "eligibilit
                 "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit",
                 "coherence_eligibility": "coherence", "coherence_criterion": "coherence",
                 "coherence_typical_criteria": "coherence", "coherence_typical_conditions": "coherence",
-                "coherence_conditions": "coherence", JOINT: "coherence"}
+                "coherence_conditions": "coherence", CROSS_ENCODER: "coherence", JOINT: "coherence"}
 
 
 def check_of(score_name: str) -> str:
@@ -81,6 +82,7 @@ _SCORE_MEANS = {
     "coherence_typical_conditions": "conditions unlike those of real trials with such criteria",
     "coherence_criterion": "an inclusion criterion about another disease",
     "coherence_conditions": "a condition that does not go with the others",
+    CROSS_ENCODER: "criteria and conditions that, read together, do not belong to one trial",
 }
 
 
@@ -115,6 +117,8 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
                                           f"(the furthest: {quoted})",
             "coherence_typical_conditions": "the conditions are unlike those of real trials with such criteria "
                                             f"(the furthest: {quoted})",
+            CROSS_ENCODER: "the eligibility criteria, read together with the conditions, do not read like the "
+                           "criteria of a trial of these conditions: write criteria for the trial's own conditions",
             JOINT: "the trial's parts fit together less well than real trials' do (most of all: "
                    f"{_SCORE_MEANS.get(score.by or '', 'its sections')}{', ' + quoted if score.section else ''})",
         }.get(name, f"the {what} {quoted} reads like no real {what}")

@@ -18,7 +18,9 @@ summary) embedded once and cached with the store:
 - coherence (`tools.knowledge.coherence`): the criteria as a whole fit the conditions and read like the
   criteria of real trials of the nearest conditions, the conditions like those of real trials with
   the nearest criteria, each inclusion criterion fits the conditions (the worst decides), and
-  several conditions fit each other, each measured against the average grounding trial.
+  several conditions fit each other, each measured against the average grounding trial;
+- where the store was calibrated with `--cross-encoder`, a cross-encoder's reading of the conditions and the
+  criteria together (`tools.knowledge.cross_encoder`, `coherence_cross_encoder`).
 
 Every score is higher-is-better and computed leave-one-trial-out when asked to (`exclude`): a
 trial's own sections never count as its neighbours, which is how the calibration scores real
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from synthtrials.tools.knowledge.coherence import CoherenceModel, Excluded, excluded_ids, unit_centroid
+from synthtrials.tools.knowledge.cross_encoder import CROSS_ENCODER, CrossEncoderCoherence
 from synthtrials.tools.records.eligibility import trial_drugs
 from synthtrials.tools.records.normalize import normalize_condition
 from synthtrials.tools.records.trial import Trial
@@ -187,6 +190,15 @@ class SectionScore:
     by: str | None = None  # a joint score's: the score that pulls it down most (`tools.knowledge.joint`)
 
 
+def _named(scores: dict[str, SectionScore], cross: dict[str, SectionScore]) -> dict[str, SectionScore]:
+    """`scores` with the cross-encoder's (`cross`), which reads the criteria as a whole: the criterion it names for
+    a writer is the one furthest from the conditions by the embeddings (`coherence_eligibility`'s)."""
+    if CROSS_ENCODER in cross and scores.get("coherence_eligibility"):
+        cross = {CROSS_ENCODER: SectionScore(cross[CROSS_ENCODER].score, scores["coherence_eligibility"].section,
+                                             "criterion")}
+    return scores | cross
+
+
 class _TrialSections:
     """One trial's sections by kind, their vectors (one lookup) and their similarities to each kind
     of real section (one matrix product each, computed when first read)."""
@@ -277,6 +289,8 @@ class DomainKnowledge:
             self._candidate_rows[i, :len(self.condition_rows[t])] = self.condition_rows[t]
         self._texts_of: dict[str, dict[str, list[str]]] = {}
         criterion_matrix = self.index["criterion"].matrix
+        #: the cross-encoder's fold models (`tools.knowledge.cross_encoder`), where the store's calibration has them
+        self.cross_encoder: CrossEncoderCoherence | None = None
         self.coherence = CoherenceModel.from_profiles([
             (t.nct_id, unit_centroid(conditions.matrix[self.condition_rows[t.nct_id]]),
              unit_centroid(criterion_matrix[self.criterion_rows.get(t.nct_id, [])])) for t in self.trials])
@@ -387,7 +401,7 @@ class DomainKnowledge:
 
     def scores(self, trial: Trial, exclude: Excluded = None) -> dict[str, SectionScore]:
         """Every calibrated score of a trial, by name (`tools.knowledge.checks.check_of` maps each to its check)."""
-        return self._scores(trial, self._sections(trial, exclude))
+        return _named(self._scores(trial, self._sections(trial, exclude)), self._cross_encoder([trial], [exclude])[0])
 
     def scores_of(self, trials: Sequence[Trial], excludes: Sequence[Excluded],
                   chunk: int = SCORED_TOGETHER) -> Iterator[dict[str, SectionScore]]:
@@ -412,8 +426,16 @@ class DomainKnowledge:
                         rows = len(s.vectors[kind])
                         s._sims[(kind, against, False)] = sims[row:row + rows]
                         row += rows
-            for (trial, _), s in zip(batch, sections):
-                yield self._scores(trial, s)
+            cross = self._cross_encoder([trial for trial, _ in batch], [exclude for _, exclude in batch])
+            for (trial, _), s, more in zip(batch, sections, cross):
+                yield _named(self._scores(trial, s), more)
+
+    def _cross_encoder(self, trials: Sequence[Trial], excludes: Sequence[Excluded]) -> list[dict[str, SectionScore]]:
+        """`coherence_cross_encoder` of each trial where the knowledge has the cross-encoder, else nothing."""
+        if self.cross_encoder is None:
+            return [{} for _ in trials]
+        return [{CROSS_ENCODER: SectionScore(value, None, "criterion")}
+                for value in self.cross_encoder.scores(trials, excludes)]
 
     def _scores(self, trial: Trial, s: _TrialSections) -> dict[str, SectionScore]:
         out = {f"typicality_{kind}": score for kind, score in self._typicality(s).items()}
