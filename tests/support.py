@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,20 @@ def smollm2_copy(smollm2_transformers):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, copy.deepcopy(model)
+
+
+def copy_store(source, target):
+    """A copy of a local store that other tests of this process keep open. The database is copied with SQLite's
+    backup API: reading it with plain file calls (`shutil.copytree`) would close a descriptor of this process on
+    the database file, which drops every POSIX lock this process holds on it (SQLite's documented pitfall) and
+    left the shared store's WAL unreadable ("disk I/O error") for later tests."""
+    import sqlite3
+    from contextlib import closing
+
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name.startswith("trials.sqlite"):
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, target / item.name)
+    with closing(sqlite3.connect(source / "trials.sqlite")) as db, closing(sqlite3.connect(target / "trials.sqlite")) as copy:
+        db.backup(copy)

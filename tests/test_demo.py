@@ -10,25 +10,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from fake_openai import FakeOpenAIServer, scripted_trial_answer
-from support import TOP, cli
+from support import TOP, cli, copy_store
 from synthtrials.tools.store.trial_store import open_store
-
-
-def copy_store(source, target):
-    """A copy of a local store that other tests of this process keep open. The database is copied with SQLite's
-    backup API: reading it with plain file calls (`shutil.copytree`) would close a descriptor of this process on
-    the database file, which drops every POSIX lock this process holds on it (SQLite's documented pitfall) and
-    left the shared store's WAL unreadable ("disk I/O error") for later tests."""
-    import sqlite3
-    from contextlib import closing
-
-    target.mkdir(parents=True)
-    for item in source.iterdir():
-        if item.name.startswith("trials.sqlite"):
-            continue
-        (shutil.copytree if item.is_dir() else shutil.copy2)(item, target / item.name)
-    with closing(sqlite3.connect(source / "trials.sqlite")) as db, closing(sqlite3.connect(target / "trials.sqlite")) as copy:
-        db.backup(copy)
 
 
 def test_demo_runs_every_stage(phase1_data, phase1_store_path, tmp_path):

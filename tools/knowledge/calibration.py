@@ -151,10 +151,11 @@ def attach_cross_encoder(store: TrialStore, splits: list[str], knowledge: Domain
 
 def train_cross_encoder(store: TrialStore, knowledge: DomainKnowledge, splits: list[str], epochs: int = ce.EPOCHS,
                         folds: int = ce.FOLDS, max_tokens: int = ce.MAX_TOKENS,
-                        progress: ce.FoldProgress | None = None) -> str:
-    """Train the cross-encoder's fold models on the grounding trials, save them with the store, give them to
-    `knowledge`; returns the key of the calibration they belong to."""
-    key = cross_encoder_key(store, splits)
+                        progress: ce.FoldProgress | None = None, sample: list[str] | None = None) -> str:
+    """Train the cross-encoder's fold models on the grounding trials (`knowledge`'s: the `sample` of them it was
+    built on, if any), save them with the store, give them to `knowledge`; returns the key of the calibration
+    they belong to."""
+    key = cross_encoder_key(store, splits, sample)
     model = knowledge.coherence
     trials = [t for t in knowledge.trials if t.nct_id in model.position]
     vectors = model.conditions[[model.position[t.nct_id] for t in trials]]
