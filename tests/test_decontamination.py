@@ -27,8 +27,21 @@ def phase1():
     """The whole TOP phase I train, test and valid files, and every trial's features (embedded once)."""
     train, test, valid = (load_labelled(TOP / f"phase_I_{name}.csv") for name in ("train", "test", "valid"))
     fields = field_set(train)
-    features = TrialFeatures.of(train + test + valid, fields, get_embeddings().embed_array)
+    features = TrialFeatures.of(train + test + valid, fields, remembered_embeddings)
     return train, test, valid, fields, features
+
+
+#: text -> its MiniLM vector, for every text the module has embedded
+EMBEDDED: dict[str, np.ndarray] = {}
+
+
+def remembered_embeddings(texts):
+    """MiniLM vectors of `texts`: each text embedded once in this module (the trials' vectors are the same
+    whichever test asks for them)."""
+    new = sorted({t for t in texts if t not in EMBEDDED})
+    if new:
+        EMBEDDED.update(zip(new, get_embeddings().embed_array(new)))
+    return np.stack([EMBEDDED[t] for t in texts])
 
 
 def ids(trials):
@@ -95,7 +108,7 @@ def test_decontaminate_refuses_in_one_line_or_drops_the_copies(phase1):
 
     def encode(texts):
         encoded.append(len(texts))
-        return get_embeddings().embed_array(texts)
+        return remembered_embeddings(texts)
 
     with pytest.raises(ConfigError) as error:
         decontaminate(synthetic, train, held_out, fields, encode, DEFAULT_EMBEDDING_MODEL, source="trials.jsonl")
