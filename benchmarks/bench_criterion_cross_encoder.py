@@ -15,7 +15,6 @@ the trial's conditions; swap+off: also the trial's own criterion under an unrela
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import sys
@@ -25,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, TOP  # noqa: E402
+from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
+from common import OUT, TOP, train_pair_epoch  # noqa: E402
 from synthtrials.tools.knowledge.calibration import (  # noqa: E402
     foreign_sentences,
     off_topic_criteria,
@@ -106,16 +106,8 @@ def main() -> None:
                 if off:
                     pairs.append((ci, rng.choice(off), 0.0))
         rng.shuffle(pairs)
-        model.train()
-        total = 0.0
-        for enc, y in batches(pairs, 16):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(**enc).logits.squeeze(-1), y)
-            loss.backward()
-            optimiser.step()
-            optimiser.zero_grad()
-            total += loss.item() * len(y)
-        print(f"epoch {epoch}: {len(pairs)} pairs, loss {total / len(pairs):.4f} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        loss = train_pair_epoch(model, optimiser, batches(pairs, 16))
+        print(f"epoch {epoch}: {len(pairs)} pairs, loss {loss:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.model:
         model.load_state_dict(torch.load(args.model))
     elif args.save:
@@ -154,15 +146,11 @@ def main() -> None:
         auc = roc_auc_score(np.r_[np.ones(len(real)), np.zeros(len(s))], np.r_[real, s])
         print(f"  {kind}: ROC-AUC {auc:.3f}; " + " / ".join(f"{100 * np.mean(s < t):.1f}%" for t in thresholds))
 
-    spec = importlib.util.spec_from_file_location("bench_critic", Path(__file__).with_name("bench_critic.py"))
-    bench_critic = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_critic)
     from synthtrials.tools.store.trial_store import open_store
 
     store = open_store(args.store, create=False)
-    positives, why_stopped = bench_critic.phase2_positives(store, 150, 0)
-    kinds = {"real": positives, **bench_critic.spoil(positives, 0, why_stopped, bench_critic.doc_sentences(),
-                                                     store.embeddings.embed_array)}
+    positives, why_stopped = phase2_positives(store, 150, 0)
+    kinds = {"real": positives, **spoil(positives, 0, why_stopped, doc_sentences(), store.embeddings.embed_array)}
     print("phase II (bench_critic's trials and kinds, seed 0), at the held-out fold's thresholds")
     for kind, ts in kinds.items():
         s = trial_scores(ts)

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import critic_rejects, print_table  # noqa: E402
+from common import critic_rejects, print_table, train_pair_epoch  # noqa: E402
 from synthtrials.tools.knowledge.cross_encoder import conditions_text, criteria_text  # noqa: E402
 
 QUANTILES = (0.01, 0.025, 0.05)
@@ -101,15 +101,8 @@ def main() -> None:
                 if j is not None and j != i:
                     pairs.append((conditions_text(grounding[j]), criteria_text(grounding[i]), 0.0))
         rng.shuffle(pairs)
-        model.train()
-        total = 0.0
-        for encoded, y in batches(pairs, 16):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(**encoded).logits.squeeze(-1), y)
-            loss.backward()
-            optimiser.step()
-            optimiser.zero_grad()
-            total += loss.item() * len(y)
-        print(f"  [{time.perf_counter() - start:5.0f} s] epoch {epoch}: {len(pairs)} pairs, loss {total / len(pairs):.4f}",
+        loss = train_pair_epoch(model, optimiser, batches(pairs, 16))
+        print(f"  [{time.perf_counter() - start:5.0f} s] epoch {epoch}: {len(pairs)} pairs, loss {loss:.4f}",
               file=sys.stderr, flush=True)
     model.eval()
 

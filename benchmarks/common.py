@@ -113,3 +113,19 @@ def critic_rejects(store, splits: list[str], knowledge):
         return np.array([v.verdict == "reject" for v in verdicts])
 
     return rejects
+
+
+def train_pair_epoch(model, optimiser, batches) -> float:
+    """One epoch of a one-logit cross-encoder on (encoded pairs, labels) batches, binary cross-entropy; the mean
+    loss (bench_cross_encoder, bench_criterion_cross_encoder)."""
+    import torch
+
+    model.train()
+    total, seen = 0.0, 0
+    for encoded, y in batches:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(**encoded).logits.squeeze(-1), y)
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        total, seen = total + loss.item() * len(y), seen + len(y)
+    return total / max(seen, 1)
