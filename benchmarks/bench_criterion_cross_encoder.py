@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
 from common import OUT, TOP, train_pair_epoch  # noqa: E402
@@ -48,7 +49,6 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="saved weights to score with (no training)")
     parser.add_argument("--save", default=None, help="where to save the trained weights")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sklearn.metrics import roc_auc_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
