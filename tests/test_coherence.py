@@ -309,3 +309,49 @@ def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
     spoiled = with_off_topic_criterion(asthma, diabetes, random.Random(0))
     assert sorted(spoiled.eligibility.inclusion) == sorted(asthma.eligibility.inclusion + ["Type 2 diabetes for at least a year"])
     assert spoiled.eligibility.exclusion == asthma.eligibility.exclusion and spoiled.conditions == asthma.conditions
+
+
+def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its_trial(phase1_knowledge):
+    """`coherence_criterion_fit` (calibration version 9): a model learnt from the grounding trials reads each
+    inclusion criterion with the trial's conditions; an inserted criterion of another disease is the worst and is
+    named; a grounding trial is scored by the fold model that did not see it, a new trial by the fold models' mean."""
+    from synthtrials.tools.knowledge.coherence import unit_centroid
+    from synthtrials.tools.knowledge.criterion_fit import FOLDS, inclusion_texts
+
+    store, known, calibration = phase1_knowledge
+    fit = known.criterion_fit
+    assert fit is not None and len(fit.models) == FOLDS
+    assert set(fit.fold_of) <= {t.nct_id for t in known.trials} and len(fit.fold_of) > 0.8 * len(known.trials)
+    trial = _grounding_trial(known, "cancer")
+    inclusion = list(trial.eligibility.inclusion)
+    inclusion.insert(1, DIABETES_CRITERION)
+    spoiled = trial.model_copy(update={"eligibility": trial.eligibility.model_copy(update={"inclusion": inclusion})})
+    own = known.scores(trial, exclude=trial.nct_id)["coherence_criterion_fit"]
+    score = known.scores(spoiled, exclude=trial.nct_id)["coherence_criterion_fit"]
+    assert score.section == DIABETES_CRITERION and score.score < own.score and score.kind == "criterion"
+    # the grounding trial's own fold model, which did not see it; a new trial: the mean of the five
+    centroid = unit_centroid(store.section_vectors([" ".join(c.split()) for c in trial.conditions if c.strip()]))
+    vectors = store.section_vectors(inclusion_texts(trial))
+    by_own_fold = fit.models[fit.fold_of[trial.nct_id]].decision_function(centroid, vectors)
+    assert own.score == pytest.approx(float(by_own_fold.min()), abs=1e-4)
+    mean = np.mean([m.decision_function(centroid, vectors) for m in fit.models], axis=0)
+    assert known.scores(trial)["coherence_criterion_fit"].score == pytest.approx(float(mean.min()), abs=1e-4)
+    # calibrated on its own threshold, outside the joint score; its verdict names the criterion
+    assert "coherence_criterion_fit" in calibration.thresholds and "coherence_criterion_fit" not in calibration.joint.names
+    problems = check_domain({"coherence_criterion_fit": score}, {"coherence_criterion_fit": own.score})
+    assert [p.check for p in problems] == ["coherence"] and problems[0].section == DIABETES_CRITERION
+    assert "another disease" in problems[0].message and DIABETES_CRITERION[:60] in problems[0].message
+
+
+def test_the_criterion_fit_needs_both_classes_and_enough_trials(phase1_knowledge):
+    from synthtrials.tools.knowledge.criterion_fit import BilinearCriterionFit, CriterionFit
+
+    store, known, _ = phase1_knowledge
+    vectors = store.section_vectors(["Age 18 years or older", "Signed informed consent"])
+    with pytest.raises(ValueError, match="both classes"):
+        BilinearCriterionFit().fit(vectors[:1], vectors, np.ones(2))
+    centroids = {t.nct_id: known.coherence.conditions[known.coherence.position[t.nct_id]]
+                 for t in known.trials if t.nct_id in known.coherence.position}
+    assert CriterionFit.train(known.trials[:20], centroids, store.section_vectors) is None  # too few: no score
+    assert DomainKnowledge(known.trials[:20], store.section_vectors).scores(known.trials[0])[
+        "coherence_criterion_fit"].score is None

@@ -37,7 +37,7 @@ class Problem:
 #: calibrated score -> the check it belongs to (see `tools.knowledge.domain.DomainKnowledge.scores`)
 SCORE_CHECKS = {"condition_fit": "condition_fit", "eligibility_fit": "eligibility_fit", "criteria_count": "content",
                 "intervention_fit": "intervention_fit", "intervention_margin": "intervention_fit",
-                "coherence_eligibility": "coherence", "coherence_criterion": "coherence",
+                "coherence_eligibility": "coherence", "coherence_criterion": "coherence", "coherence_criterion_fit": "coherence",
                 "coherence_typical_criteria": "coherence", "coherence_typical_conditions": "coherence",
                 "coherence_conditions": "coherence", CROSS_ENCODER: "coherence", JOINT: "coherence"}
 
@@ -81,6 +81,7 @@ _SCORE_MEANS = {
     "coherence_typical_criteria": "criteria unlike those of real trials of these conditions",
     "coherence_typical_conditions": "conditions unlike those of real trials with such criteria",
     "coherence_criterion": "an inclusion criterion about another disease",
+    "coherence_criterion_fit": "an inclusion criterion of another disease than the conditions",
     "coherence_conditions": "a condition that does not go with the others",
     CROSS_ENCODER: "criteria and conditions that, read together, do not belong to one trial",
 }
@@ -110,6 +111,8 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
                                          f"(the furthest: {quoted})",
             "coherence_criterion": f"the inclusion criterion {quoted} does not fit the trial's conditions: it is about "
                                    "another disease or population",
+            "coherence_criterion_fit": f"the inclusion criterion {quoted} belongs to trials of another disease than "
+                                       "the trial's conditions: write criteria for the trial's own conditions",
             "coherence_eligibility": "the eligibility criteria as a whole describe other conditions than the trial's "
                                      f"(the furthest: {quoted})",
             "coherence_conditions": f"the condition {quoted} does not fit with the trial's other conditions",

@@ -37,9 +37,11 @@ criteria.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
+from synthtrials.tools.records.trial import Trial
 
 #: the grounding trial(s) a score leaves out: one id (a real trial scored leave-one-out), several (a
 #: spoiled copy: its own trial and the trial it took a section from), or none
@@ -190,3 +192,27 @@ class CoherenceModel:
             others = unit_centroid(np.delete(vectors, i, axis=0))
             out[i] = -1.0 if others is None else float(vectors[i] @ others - vectors[i] @ average_conditions)
         return out
+
+
+def inclusion_criteria(trial: Trial) -> list[str]:
+    """A trial's inclusion criteria that are not blank."""
+    return [c for c in trial.eligibility.inclusion if c.strip()] if trial.eligibility else []
+
+
+def _words(texts: list[str]) -> set[str]:
+    return {w for text in texts for w in re.findall(r"[a-z]{5,}", text.lower())}
+
+
+def off_topic_criteria(trial: Trial, other: Trial) -> list[str]:
+    """`other`'s inclusion criteria that are about its conditions and not about `trial`'s: those that
+    name one of its conditions whole, else those with a word of its conditions (5 letters or more)
+    that `trial`'s conditions do not have; [] where none does (a criterion such as "signed informed
+    consent" fits any trial and is no error)."""
+    own = _words(trial.conditions)
+    criteria = inclusion_criteria(other)
+    whole = [c for c in criteria if any(len(n) >= 5 and n.lower() in c.lower() for n in other.conditions)
+             and not own & _words([c])]
+    if whole:
+        return whole
+    foreign = _words(other.conditions) - own
+    return [c for c in criteria if foreign & _words([c]) and not own & _words([c])]

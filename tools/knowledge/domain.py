@@ -18,7 +18,10 @@ summary) embedded once and cached with the store:
 - coherence (`tools.knowledge.coherence`): the criteria as a whole fit the conditions and read like the
   criteria of real trials of the nearest conditions, the conditions like those of real trials with
   the nearest criteria, each inclusion criterion fits the conditions (the worst decides), and
-  several conditions fit each other, each measured against the average grounding trial;
+  several conditions fit each other, each measured against the average grounding trial; and each
+  inclusion criterion fits the conditions by a model learnt from the grounding trials' own criteria
+  against other diseases' criteria (`tools.knowledge.criterion_fit`, `coherence_criterion_fit`; the
+  worst decides);
 - where the store was calibrated with `--cross-encoder`, a cross-encoder's reading of the conditions and the
   criteria together (`tools.knowledge.cross_encoder`, `coherence_cross_encoder`).
 
@@ -44,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from synthtrials.tools.knowledge.coherence import CoherenceModel, Excluded, excluded_ids, unit_centroid
+from synthtrials.tools.knowledge.criterion_fit import CriterionFit
 from synthtrials.tools.knowledge.cross_encoder import CROSS_ENCODER, CrossEncoderCoherence
 from synthtrials.tools.records.eligibility import trial_drugs
 from synthtrials.tools.records.normalize import normalize_condition
@@ -291,9 +295,13 @@ class DomainKnowledge:
         criterion_matrix = self.index["criterion"].matrix
         #: the cross-encoder's fold models (`tools.knowledge.cross_encoder`), where the store's calibration has them
         self.cross_encoder: CrossEncoderCoherence | None = None
+        condition_centroids = {t.nct_id: unit_centroid(conditions.matrix[self.condition_rows[t.nct_id]])
+                               for t in self.trials}
         self.coherence = CoherenceModel.from_profiles([
-            (t.nct_id, unit_centroid(conditions.matrix[self.condition_rows[t.nct_id]]),
+            (t.nct_id, condition_centroids[t.nct_id],
              unit_centroid(criterion_matrix[self.criterion_rows.get(t.nct_id, [])])) for t in self.trials])
+        #: per inclusion criterion, its fit with the conditions (None: too few grounding trials to learn it)
+        self.criterion_fit = CriterionFit.train(self.trials, condition_centroids, self.vectors)
 
     @property
     def kinds(self) -> list[str]:
@@ -471,6 +479,12 @@ class DomainKnowledge:
         if each is not None and s.inclusion:
             worst = int(np.argmin(each[:s.inclusion]))
             out["coherence_criterion"] = SectionScore(float(each[worst]), criterion_texts[worst], "criterion")
+        centroid = unit_centroid(conditions)
+        out["coherence_criterion_fit"] = SectionScore(None)
+        if self.criterion_fit is not None and centroid is not None and s.inclusion:
+            learnt = self.criterion_fit.criteria_logits(centroid, criteria[:s.inclusion], s.exclude)
+            worst = int(np.argmin(learnt))
+            out["coherence_criterion_fit"] = SectionScore(float(learnt[worst]), criterion_texts[worst], "criterion")
         together = self.coherence.conditions_fit(conditions, s.exclude)
         if together is not None:
             worst = int(np.argmin(together))
