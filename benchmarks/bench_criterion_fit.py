@@ -118,6 +118,9 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-4, help="the penalty on W (bilinear) or the hidden layer (mlp)")
     parser.add_argument("--epochs", type=int, default=300, help="full-batch Adam steps")
     parser.add_argument("--iterations", type=int, default=ITERATIONS, help="L-BFGS's iterations (lbfgs)")
+    parser.add_argument("--context", choices=["conditions", "conditions+criteria"], default="conditions",
+                        help="what a criterion is read against: the conditions' centroid, or also the centroid of the "
+                             "trial's inclusion criteria (the criterion among them)")
     parser.add_argument("--cache", default=None, help="an .npz of the embedded texts, read if present, else written")
     args = parser.parse_args()
     import torch
@@ -173,9 +176,15 @@ def main() -> None:
             centroid[key] = unit_centroid(np.stack([vector_of[c] for c in key])) if key else None
     print(f"embedded {len(texts)} texts ({time.perf_counter() - start:.0f} s)", flush=True)
 
+    def context(trial):
+        c = centroid[tuple(conditions(trial))]
+        if args.context == "conditions" or c is None:
+            return c
+        return np.r_[c, unit_centroid(np.stack([vector_of[x] for x in inclusion(trial)]))]
+
     rows_c, rows_k, ys = [], [], []
     for i in train:
-        ci = centroid[tuple(conditions(trials[i]))]
+        ci = context(trials[i])
         for c in inclusion(trials[i]):
             rows_c.append(ci), rows_k.append(vector_of[c]), ys.append(1.0)
         for _ in range(args.negatives):
@@ -192,7 +201,7 @@ def main() -> None:
         scorer = Scorer(kind, args.seed, args.l2, args.epochs, args.iterations).fit(c_train, k_train, y_train)
 
         def trial_scores(ts):
-            pairs = [(k, centroid[tuple(conditions(t))], vector_of[c]) for k, t in enumerate(ts)
+            pairs = [(k, context(t), vector_of[c]) for k, t in enumerate(ts)
                      if centroid[tuple(conditions(t))] is not None for c in inclusion(t)]
             out = np.full(len(ts), np.inf)
             if pairs:

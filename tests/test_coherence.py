@@ -315,8 +315,9 @@ def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its
     """`coherence_criterion_fit` (calibration version 9): a model learnt from the grounding trials reads each
     inclusion criterion with the trial's conditions; an inserted criterion of another disease is the worst and is
     named; a grounding trial is scored by the fold model that did not see it, a new trial by the fold models' mean."""
+    from synthtrials.tools.knowledge.calibration import build_knowledge, criterion_fit_file
     from synthtrials.tools.knowledge.coherence import unit_centroid
-    from synthtrials.tools.knowledge.criterion_fit import FOLDS, inclusion_texts
+    from synthtrials.tools.knowledge.criterion_fit import FOLDS, CriterionFit, context, inclusion_texts
 
     store, known, calibration = phase1_knowledge
     fit = known.criterion_fit
@@ -332,10 +333,17 @@ def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its
     # the grounding trial's own fold model, which did not see it; a new trial: the mean of the five
     centroid = unit_centroid(store.section_vectors([" ".join(c.split()) for c in trial.conditions if c.strip()]))
     vectors = store.section_vectors(inclusion_texts(trial))
-    by_own_fold = fit.models[fit.fold_of[trial.nct_id]].decision_function(centroid, vectors)
+    read_with = context(centroid, vectors)  # the conditions, then the trial's inclusion criteria
+    assert read_with.shape == (2 * vectors.shape[1],)
+    by_own_fold = fit.models[fit.fold_of[trial.nct_id]].decision_function(read_with, vectors)
     assert own.score == pytest.approx(float(by_own_fold.min()), abs=1e-4)
-    mean = np.mean([m.decision_function(centroid, vectors) for m in fit.models], axis=0)
+    mean = np.mean([m.decision_function(read_with, vectors) for m in fit.models], axis=0)
     assert known.scores(trial)["coherence_criterion_fit"].score == pytest.approx(float(mean.min()), abs=1e-4)
+    # fitted once and kept with the store: loaded back, the same logits
+    saved = CriterionFit.load(criterion_fit_file(store, calibration.key))
+    assert saved is not None and saved.fold_of == fit.fold_of
+    assert saved.criteria_logits(centroid, vectors, trial.nct_id) == pytest.approx(by_own_fold, abs=1e-5)
+    assert build_knowledge(store, ["train"]).criterion_fit.fold_of == fit.fold_of
     # calibrated on its own threshold, outside the joint score; its verdict names the criterion
     assert "coherence_criterion_fit" in calibration.thresholds and "coherence_criterion_fit" not in calibration.joint.names
     problems = check_domain({"coherence_criterion_fit": score}, {"coherence_criterion_fit": own.score})
@@ -343,7 +351,7 @@ def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its
     assert "another disease" in problems[0].message and DIABETES_CRITERION[:60] in problems[0].message
 
 
-def test_the_criterion_fit_needs_both_classes_and_enough_trials(phase1_knowledge):
+def test_the_criterion_fit_needs_both_classes_and_enough_trials(phase1_knowledge, tmp_path):
     from synthtrials.tools.knowledge.criterion_fit import BilinearCriterionFit, CriterionFit
 
     store, known, _ = phase1_knowledge
@@ -353,5 +361,8 @@ def test_the_criterion_fit_needs_both_classes_and_enough_trials(phase1_knowledge
     centroids = {t.nct_id: known.coherence.conditions[known.coherence.position[t.nct_id]]
                  for t in known.trials if t.nct_id in known.coherence.position}
     assert CriterionFit.train(known.trials[:20], centroids, store.section_vectors) is None  # too few: no score
+    assert CriterionFit.load(tmp_path / "none.npz") is None  # no saved models: fitted again
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    assert CriterionFit.load(tmp_path / "bad.npz") is None
     assert DomainKnowledge(known.trials[:20], store.section_vectors).scores(known.trials[0])[
         "coherence_criterion_fit"].score is None

@@ -62,6 +62,7 @@ from synthtrials.tools.knowledge.coherence import (  # noqa: F401  (off_topic_cr
 )
 from synthtrials.tools.knowledge import cross_encoder as ce
 from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.knowledge.criterion_fit import CriterionFit
 from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.knowledge.joint import JOINT, JointScore
 from synthtrials.tools.errors import ConfigError
@@ -148,6 +149,12 @@ def model_folder(store: TrialStore, key: str) -> Path:
     if root is None:
         root = Path(os.environ.get("SYNTHTRIALS_CACHE", Path.home() / ".cache" / "synthtrials"))
     return Path(root) / "cross_encoder" / key
+
+
+def criterion_fit_file(store: TrialStore, key: str) -> Path:
+    """Where the `coherence_criterion_fit` fold models of the grounding trials of calibration `key` are kept (fitted
+    once, about 20 s on phase_I_train): beside the cross-encoder's models (`model_folder`)."""
+    return model_folder(store, key).parent.parent / "criterion_fit" / f"{key}.npz"
 
 
 def attach_cross_encoder(store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
@@ -604,10 +611,18 @@ def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn |
                     sample: list[str] | None = None, cross_encoder: bool = True) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials: their sections embedded once and cached
     with the store; a draft's new sections embedded by the store's encoder (never cached there); the
+    `coherence_criterion_fit` models fitted once and kept with the store (`criterion_fit_file`); the
     cross-encoder's fold models where the store was calibrated with them (unless `cross_encoder` is False)."""
     trials = store.filter(grounding_filter(splits, sample))
+    saved_fit = criterion_fit_file(store, calibration_key(store, splits, sample))
+    fitted = CriterionFit.load(saved_fit)
     knowledge = DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
-                                encode=lambda texts: store.embeddings.embed_array(texts))
+                                encode=lambda texts: store.embeddings.embed_array(texts), criterion_fit=fitted)
+    if fitted is None and knowledge.criterion_fit is not None:
+        try:
+            knowledge.criterion_fit.save(saved_fit)
+        except OSError:  # a store folder this user cannot write: fitted again next time
+            pass
     if cross_encoder:
         attach_cross_encoder(store, splits, knowledge, sample)
     return knowledge

@@ -245,10 +245,12 @@ class DomainKnowledge:
     """What the real grounding trials say about drugs, conditions and how sections read.
 
     `embed`: the grounding sections' vectors (the store's cached section vectors); `encode`: the
-    encoder for texts no grounding trial has (the store's encoder; default `embed`).
+    encoder for texts no grounding trial has (the store's encoder; default `embed`); `criterion_fit`: the
+    `coherence_criterion_fit` models of these trials where they were fitted before (else they are fitted here).
     """
 
-    def __init__(self, trials: Sequence[Trial], embed: EmbedFn, encode: EmbedFn | None = None) -> None:
+    def __init__(self, trials: Sequence[Trial], embed: EmbedFn, encode: EmbedFn | None = None,
+                 criterion_fit: CriterionFit | None = None) -> None:
         self.embed = embed
         self.trials = list(trials)
         texts: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in SECTION_KINDS}
@@ -300,8 +302,9 @@ class DomainKnowledge:
         self.coherence = CoherenceModel.from_profiles([
             (t.nct_id, condition_centroids[t.nct_id],
              unit_centroid(criterion_matrix[self.criterion_rows.get(t.nct_id, [])])) for t in self.trials])
-        #: per inclusion criterion, its fit with the conditions (None: too few grounding trials to learn it)
-        self.criterion_fit = CriterionFit.train(self.trials, condition_centroids, self.vectors)
+        #: per inclusion criterion, its fit with the conditions: the models given (fitted on these same trials, e.g.
+        #: saved with the store), else fitted here; None: too few grounding trials to learn it
+        self.criterion_fit = criterion_fit or CriterionFit.train(self.trials, condition_centroids, self.vectors)
 
     @property
     def kinds(self) -> list[str]:
