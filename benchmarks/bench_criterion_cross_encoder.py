@@ -26,13 +26,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, phase2_positives, spoil  # noqa: E402
-from common import OUT, TOP, train_pair_epoch  # noqa: E402
-from synthtrials.tools.knowledge.calibration import (  # noqa: E402
-    foreign_sentences,
-    off_topic_criteria,
-    with_inserted_criterion,
-    with_off_topic_criterion,
-)
+from common import OUT, TOP, held_out_spoils, train_pair_epoch  # noqa: E402
+from synthtrials.tools.knowledge.calibration import off_topic_criteria  # noqa: E402
 from synthtrials.tools.knowledge.cross_encoder import conditions_text, fold_assignment, has_pair  # noqa: E402
 from synthtrials.tools.readers import read_trials  # noqa: E402
 from synthtrials.tools.store.embeddings import TransformerEmbeddings, bundled_minilm_path  # noqa: E402
@@ -128,16 +123,7 @@ def main() -> None:
             out[k] = min(out[k], v)
         return out
 
-    r2 = random.Random(1)
-    foreign = list(foreign_sentences())
-    spoiled = {"off_topic": [], "foreign": [], "swap_cond": []}
-    for i in test:
-        j = unrelated(i, test)
-        if j is None:
-            continue
-        spoiled["off_topic"].append(with_off_topic_criterion(trials[i], trials[j], r2))
-        spoiled["foreign"].append(with_inserted_criterion(trials[i], foreign, r2))
-        spoiled["swap_cond"].append(trials[i].model_copy(update={"conditions": trials[j].conditions}))
+    spoiled = held_out_spoils(trials, test, unrelated)
     real = trial_scores([trials[i] for i in test])
     thresholds = [np.quantile(real, q) for q in (0.01, 0.025, 0.05)]
     print(f"held-out fold 0: {len(test)} real trials; caught at 1 / 2.5 / 5% of them rejected")

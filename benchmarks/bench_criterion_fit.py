@@ -29,13 +29,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_critic import doc_sentences, spoil  # noqa: E402
-from common import TOP, print_table  # noqa: E402
-from synthtrials.tools.knowledge.calibration import (  # noqa: E402
-    foreign_sentences,
-    off_topic_criteria,
-    with_inserted_criterion,
-    with_off_topic_criterion,
-)
+from common import TOP, held_out_spoils, print_table  # noqa: E402
+from synthtrials.tools.knowledge.calibration import off_topic_criteria  # noqa: E402
 from synthtrials.tools.knowledge.coherence import unit_centroid  # noqa: E402
 from synthtrials.tools.knowledge.criterion_fit import ITERATIONS, BilinearCriterionFit  # noqa: E402
 from synthtrials.tools.knowledge.cross_encoder import conditions_text, fold_assignment, has_pair  # noqa: E402
@@ -146,16 +141,7 @@ def main() -> None:
         c = [j for j in pool if j != i and sim[i, j] < 0.35]
         return rng.choice(c) if c else None
 
-    r2 = random.Random(1)
-    foreign = list(foreign_sentences())
-    spoiled = {"off_topic": [], "foreign": [], "swap_cond": []}
-    for i in test:
-        j = unrelated(i, test)
-        if j is None:
-            continue
-        spoiled["off_topic"].append(with_off_topic_criterion(trials[i], trials[j], r2))
-        spoiled["foreign"].append(with_inserted_criterion(trials[i], foreign, r2))
-        spoiled["swap_cond"].append(trials[i].model_copy(update={"conditions": trials[j].conditions}))
+    spoiled = held_out_spoils(trials, test, unrelated)
     phase2_kinds = {"real": positives, **spoil(positives, 0, why_stopped, doc_sentences(),
                                                lambda texts: np.asarray(emb.embed_documents(texts)))}
     every = [t for t in trials] + [t for ts in spoiled.values() for t in ts] + [t for ts in phase2_kinds.values() for t in ts]

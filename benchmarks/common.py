@@ -129,3 +129,28 @@ def train_pair_epoch(model, optimiser, batches) -> float:
         optimiser.zero_grad()
         total, seen = total + loss.item() * len(y), seen + len(y)
     return total / max(seen, 1)
+
+
+def held_out_spoils(trials, test: list[int], unrelated) -> dict[str, list]:
+    """The per-criterion benches' spoiled copies of the held-out trials (rows `test` of `trials`), each with a donor
+    `unrelated(i, test)` from the same fold (None: no copy): one off-topic criterion inserted, one sentence from
+    outside medicine inserted, the donor's conditions (bench_criterion_cross_encoder, bench_criterion_fit)."""
+    import random
+
+    from synthtrials.tools.knowledge.calibration import (
+        foreign_sentences,
+        with_inserted_criterion,
+        with_off_topic_criterion,
+    )
+
+    rng = random.Random(1)
+    foreign = list(foreign_sentences())
+    spoiled: dict[str, list] = {"off_topic": [], "foreign": [], "swap_cond": []}
+    for i in test:
+        j = unrelated(i, test)
+        if j is None:
+            continue
+        spoiled["off_topic"].append(with_off_topic_criterion(trials[i], trials[j], rng))
+        spoiled["foreign"].append(with_inserted_criterion(trials[i], foreign, rng))
+        spoiled["swap_cond"].append(trials[i].model_copy(update={"conditions": trials[j].conditions}))
+    return spoiled

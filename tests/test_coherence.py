@@ -219,12 +219,17 @@ def _grounding_trial(known: DomainKnowledge, word: str):
                 and t.eligibility and len(t.eligibility.inclusion) >= 3)
 
 
+def _with_diabetes_criterion(trial):
+    """`trial` with `DIABETES_CRITERION` as its second inclusion criterion."""
+    inclusion = list(trial.eligibility.inclusion)
+    inclusion.insert(1, DIABETES_CRITERION)
+    return trial.model_copy(update={"eligibility": trial.eligibility.model_copy(update={"inclusion": inclusion})})
+
+
 def test_one_inclusion_criterion_of_another_disease_is_named_by_the_worst_criterion_check(phase1_knowledge):
     store, known, calibration = phase1_knowledge
     trial = _grounding_trial(known, "cancer")
-    inclusion = list(trial.eligibility.inclusion)
-    inclusion.insert(1, DIABETES_CRITERION)
-    spoiled = trial.model_copy(update={"eligibility": trial.eligibility.model_copy(update={"inclusion": inclusion})})
+    spoiled = _with_diabetes_criterion(trial)
     original = known.scores(trial, exclude=trial.nct_id)["coherence_criterion"]
     score = known.scores(spoiled, exclude=trial.nct_id)["coherence_criterion"]
     assert score.section == DIABETES_CRITERION and score.score < original.score
@@ -324,9 +329,7 @@ def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its
     assert fit is not None and len(fit.models) == FOLDS
     assert set(fit.fold_of) <= {t.nct_id for t in known.trials} and len(fit.fold_of) > 0.8 * len(known.trials)
     trial = _grounding_trial(known, "cancer")
-    inclusion = list(trial.eligibility.inclusion)
-    inclusion.insert(1, DIABETES_CRITERION)
-    spoiled = trial.model_copy(update={"eligibility": trial.eligibility.model_copy(update={"inclusion": inclusion})})
+    spoiled = _with_diabetes_criterion(trial)
     own = known.scores(trial, exclude=trial.nct_id)["coherence_criterion_fit"]
     score = known.scores(spoiled, exclude=trial.nct_id)["coherence_criterion_fit"]
     assert score.section == DIABETES_CRITERION and score.score < own.score and score.kind == "criterion"

@@ -47,7 +47,6 @@ import functools
 import hashlib
 import os
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
