@@ -61,6 +61,7 @@ from synthtrials.tools.knowledge.coherence import (  # noqa: F401  (off_topic_cr
 )
 from synthtrials.tools.knowledge import cross_encoder as ce
 from synthtrials.tools.knowledge.checks import CriticThresholds
+from synthtrials.tools.knowledge.criterion_fit import VERSION as criterion_fit_version
 from synthtrials.tools.knowledge.criterion_fit import CriterionFit
 from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.knowledge.joint import JOINT, JointScore
@@ -131,7 +132,9 @@ class Calibration(BaseModel):
 def calibration_key(store: TrialStore, splits: list[str], sample: list[str] | None = None) -> str:
     """Names a calibration by everything it depends on: the grounding trials (`sample`: a `--ground-sample` of them)."""
     ids = sorted(store.filter_ids(grounding_filter(splits, sample)))
-    digest = hashlib.sha256("\n".join([CALIBRATION_VERSION, store.embedding_model, *sorted(splits), *ids]).encode())
+    # the learnt criterion fit's version too: its models set a score the thresholds are read from
+    versions = f"{CALIBRATION_VERSION} criterion-fit {criterion_fit_version}"
+    digest = hashlib.sha256("\n".join([versions, store.embedding_model, *sorted(splits), *ids]).encode())
     return digest.hexdigest()[:16]
 
 

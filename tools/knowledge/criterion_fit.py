@@ -42,7 +42,8 @@ ITERATIONS = 200
 #: fewer grounding trials with conditions and inclusion criteria than this: no model (the score is None)
 MIN_TRIALS = 50
 SEED = 11
-#: what changes the fitted models (a saved file of another version is fitted again)
+#: what changes the fitted models: a saved file of another version is fitted again, and the calibration's key
+#: (`calibration.calibration_key`) hashes it, so thresholds read from other models are not reused
 VERSION = "1"
 
 VectorsFn = Callable[[list[str]], np.ndarray]
