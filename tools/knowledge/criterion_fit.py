@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 from synthtrials.tools.knowledge.coherence import Excluded, excluded_ids, off_topic_criteria, unit_centroid
+# unrelated trials (condition centroids less similar than UNRELATED_BELOW) lend the off-topic criteria, as for the
+# cross-encoder and the calibration's spoiled copies
+from synthtrials.tools.knowledge.cross_encoder import UNRELATED_BELOW, fold_assignment
 from synthtrials.tools.records.trial import Trial
 
 FOLDS = 5
-#: unrelated trials (condition centroids less similar than this) lend the off-topic criteria
-UNRELATED_BELOW = 0.35
 #: draws of an unrelated trial per training trial, each lending one off-topic criterion where it has one
 NEGATIVE_DRAWS = 4
 #: the L2 penalty on W, and L-BFGS's iterations (benchmarks/bench_criterion_fit.py)
@@ -132,8 +133,6 @@ class CriterionFit:
         """Fold models from the grounding `trials`, with `centroid_of` (trial id: its conditions' unit centroid) and
         `vectors` (criterion texts: their vectors, the store's cache). None where fewer than `MIN_TRIALS` trials
         have both conditions and inclusion criteria, or a fold's training set lacks off-topic criteria."""
-        from synthtrials.tools.knowledge.cross_encoder import fold_assignment
-
         usable = [t for t in trials if centroid_of.get(t.nct_id) is not None and inclusion_texts(t)]
         if len(usable) < max(MIN_TRIALS, 2 * folds):
             return None
