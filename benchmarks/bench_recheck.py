@@ -17,6 +17,11 @@ rejected draws' last drafts and for every draft judged, which checks of the stor
 drafts version 6 passes, and random examples of those (seeded).
 
     python benchmarks/bench_recheck.py --run runs/v7_s0 --store STORE [--baseline-store STORE0] [--examples 4] [--seed 0]
+        [--score coherence_criterion_fit]
+
+`--score NAME` also counts the drafts that one calibrated score of the store's calibration rejects on its own
+threshold, whatever the other checks say, and prints random examples of them with the trial's conditions (what a new
+check rejects in a writer's output).
 
 Run with SYNTHTRIALS_EMBEDDING_PRECISION=float32 to compare with RESULTS.md.
 """
@@ -67,6 +72,7 @@ def main() -> None:
                         help="judge the drafts first by this store's calibration (default: version 6 on --store)")
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score", default=None, help="also count and show the drafts this calibrated score rejects")
     args = parser.parse_args()
 
     from synthtrials.tools.knowledge.calibration import (
@@ -134,6 +140,29 @@ def main() -> None:
     for index, verdict, trial_id, messages in random.Random(args.seed).sample(only_new, min(args.examples, len(only_new))):
         print(f"- draw {index} ({trial_id}, {'accepted' if verdict == 'accept' else 'rejected'} in the end): "
               + "; ".join(messages))
+    if args.score:
+        if args.score not in new.calibrated:
+            raise SystemExit(f"--score {args.score}: not a calibrated score of {args.store} "
+                             f"({', '.join(sorted(new.calibrated))})")
+        one = {args.score: new.calibrated[args.score]}
+        counts: Counter = Counter()
+        caught: list[tuple[int, str, object, list[str]]] = []
+        for index, verdict, draft, judged in drawn:
+            counts[verdict, "n"] += 1
+            counts[verdict, "rejected"] += bool(check_domain(knowledge.scores(draft), one))
+            for each in judged:
+                problems = check_domain(knowledge.scores(each), one)
+                counts["judged", "n"] += 1
+                counts["judged", "rejected"] += bool(problems)
+                if problems:
+                    caught.append((index, verdict, each, [p.message for p in problems]))
+        print(f"\n`{args.score}` alone (threshold {one[args.score]:.3f}): "
+              + ", ".join(f"{counts[key, 'rejected']} of {counts[key, 'n']} {label}" for key, label in (
+                  ("accept", "accepted trials"), ("reject", "final drafts of rejected draws"),
+                  ("judged", "drafts judged"))))
+        for index, verdict, draft, messages in random.Random(args.seed).sample(caught, min(args.examples, len(caught))):
+            print(f"- draw {index} ({'accepted' if verdict == 'accept' else 'rejected'} in the end), conditions "
+                  f"{'; '.join(draft.conditions)[:80]!r}: " + "; ".join(messages))
 
 if __name__ == "__main__":
     main()
