@@ -183,6 +183,13 @@ class WordPairScorer:
         return self.model.decision_function(self._features(rows))
 
 
+def worst_per_trial(n: int, owners: list[int], values) -> np.ndarray:
+    """Each of `n` trials' lowest criterion score (`values[i]` belongs to trial `owners[i]`); inf where it has none."""
+    out = np.full(n, np.inf)
+    np.minimum.at(out, np.asarray(owners, dtype=int), np.asarray(values, dtype=float))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scorers", default="cosine,bilinear,mlp")
@@ -283,10 +290,8 @@ def main() -> None:
 
                 def trial_scores(ts):
                     rows = [(k, t, c) for k, t in enumerate(ts) for c in inclusion(t)]
-                    out = np.full(len(ts), np.inf)
-                    for (k, _, _), v in zip(rows, pair_scorer.decision_function([(t, c) for _, t, c in rows])):
-                        out[k] = min(out[k], v)
-                    return out
+                    values = pair_scorer.decision_function([(t, c) for _, t, c in rows]) if rows else []
+                    return worst_per_trial(len(ts), [k for k, _, _ in rows], values)
             elif kind == "vocabulary":
                 vocabulary = VocabularyScorer(args.alpha).fit([trials[i] for i in train])
 
@@ -298,12 +303,9 @@ def main() -> None:
                 def trial_scores(ts):
                     pairs = [(k, context(t), vector_of[c]) for k, t in enumerate(ts)
                              if centroid[tuple(conditions(t))] is not None for c in inclusion(t)]
-                    out = np.full(len(ts), np.inf)
-                    if pairs:
-                        s = scorer.decision_function(np.stack([p[1] for p in pairs]), np.stack([p[2] for p in pairs]))
-                        for (k, _, _), v in zip(pairs, s):
-                            out[k] = min(out[k], v)
-                    return out
+                    values = scorer.decision_function(np.stack([p[1] for p in pairs]),
+                                                      np.stack([p[2] for p in pairs])) if pairs else []
+                    return worst_per_trial(len(ts), [k for k, _, _ in pairs], values)
 
             scores_of[kind] = {"real": trial_scores([trials[i] for i in test]),
                                **{k: trial_scores(ts) for k, ts in spoiled.items()},
