@@ -248,7 +248,8 @@ def recorded_thresholds(recorded: dict) -> CriticThresholds:
 
 
 CRITIC_FILES = ("agents/critic.py", "tools/knowledge/domain.py", "tools/knowledge/calibration.py", "tools/knowledge/checks.py", "tools/store/embeddings.py",
-                "tools/knowledge/coherence.py", "tools/knowledge/joint.py", "tools/knowledge/cross_encoder.py")
+                "tools/knowledge/coherence.py", "tools/knowledge/joint.py", "tools/knowledge/cross_encoder.py",
+                "tools/knowledge/criterion_fit.py", "tools/knowledge/criterion_language.py")
 
 
 def git_blob_id(path: Path) -> str:

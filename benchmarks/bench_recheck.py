@@ -10,14 +10,17 @@ checks of
 - the store's calibration (version 7: the scores one by one on part of the budget, the joint score
   `coherence_joint` on the rest).
 With `--baseline-store`, the first is that store's own calibration instead of version 6 (e.g. the same store
-calibrated without the cross-encoder, against one calibrated with it: `store calibrate --cross-encoder`).
+calibrated without the cross-encoder, against one calibrated with it: `store calibrate --cross-encoder`). With
+`--baseline-calibration KEY`, it is the calibration saved under KEY in the baseline store (default: --store), e.g.
+one of an earlier calibration version, whose thresholds and joint score read today's scores (a score it has no
+threshold for is left out, as the critic of its version did not have it).
 Only the calibrated checks differ between the two; the copy, privacy and leakage checks are the same
 and are left out here. Printed: the 2 x 2 table of the two verdicts for the accepted trials and for the
 rejected draws' last drafts and for every draft judged, which checks of the store's calibration reject
 drafts version 6 passes, and random examples of those (seeded).
 
     python benchmarks/bench_recheck.py --run runs/v7_s0 --store STORE [--baseline-store STORE0] [--examples 4] [--seed 0]
-        [--score coherence_criterion_fit]
+        [--score coherence_criterion_fit] [--baseline-calibration KEY]
 
 `--score NAME` also counts the drafts that one calibrated score of the store's calibration rejects on its own
 threshold, whatever the other checks say, and prints random examples of them with the trial's conditions (what a new
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -70,6 +74,9 @@ def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--baseline-store", default=None,
                         help="judge the drafts first by this store's calibration (default: version 6 on --store)")
+    parser.add_argument("--baseline-calibration", default=None,
+                        help="judge the drafts first by the calibration saved under this key in the baseline store "
+                             "(--baseline-store, default --store), e.g. an earlier version's")
     parser.add_argument("--examples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", default=None, help="also count and show the drafts this calibrated score rejects")
@@ -77,6 +84,7 @@ def main() -> None:
 
     from synthtrials.tools.knowledge.calibration import (
         CALIBRATION_VERSION,
+        Calibration,
         allocate_scores,
         build_knowledge,
         calibration_scores,
@@ -94,12 +102,19 @@ def main() -> None:
     drawn = run_drafts(args.run)
     every = [draft for _, _, _, judged in drawn for draft in judged]
     knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
-    if args.baseline_store:
-        base_store = open_store(args.baseline_store, create=False)
-        base_knowledge = build_knowledge(base_store, splits)
-        base = load_or_calibrate(base_store, splits, base_knowledge).critic_thresholds()
-        base_knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
-        old_name = f"{args.baseline_store}'s calibration ({base.calibration})"
+    if args.baseline_store or args.baseline_calibration:
+        base_store = open_store(args.baseline_store, create=False) if args.baseline_store else store
+        base_knowledge = build_knowledge(base_store, splits) if args.baseline_store else knowledge
+        if args.baseline_calibration:
+            saved = base_store.load_calibration(args.baseline_calibration)
+            if saved is None:
+                sys.exit(f"{args.baseline_store or args.store}: no calibration saved under {args.baseline_calibration}")
+            base = Calibration.model_validate(saved).critic_thresholds()
+        else:
+            base = load_or_calibrate(base_store, splits, base_knowledge).critic_thresholds()
+        if args.baseline_store:
+            base_knowledge.embed_with_sections([draft for _, _, draft, _ in drawn] + every)
+        old_name = f"{args.baseline_store or args.store}'s calibration {base.calibration}"
 
         def old_verdict(draft) -> list:
             return check_domain(with_joint(base_knowledge.scores(draft), base.joint), base.calibrated)
@@ -128,7 +143,7 @@ def main() -> None:
 
     print(f"\n### {args.run}: {len(drawn)} draws, {len(every)} drafts judged; calibration {calibration.key} (version "
           f"{CALIBRATION_VERSION}) against {old_name}, the calibrated checks only\n")
-    first = "version 6" if not args.baseline_store else "the baseline"
+    first = "the baseline" if args.baseline_store or args.baseline_calibration else "version 6"
     print(f"| drafts | n | both pass | {first} rejects only | the store's calibration rejects only | both reject |")
     print("|---|---|---|---|---|---|")
     for key, label in (("accept", "accepted trials (final drafts of accepted draws)"),

@@ -1,7 +1,7 @@
 """Write tools/knowledge/foreign_sentences.txt: fluent English sentences from outside medicine for the
-critic's calibration (`tools.knowledge.calibration.foreign_sentences`), taken once from the Python
-language reference that ships with Python (`pydoc_data.topics`) and kept in the repository, so that every
-Python version calibrates on the same sentences.
+critic's calibration and its `typicality_criterion_language` model (`tools.knowledge.criterion_language`),
+taken once from the Python language reference that ships with Python (`pydoc_data.topics`) and kept in the
+repository, so that every Python version calibrates on the same sentences.
 
     python scripts/make_foreign_sentences.py
 """

@@ -3,7 +3,7 @@ on the same trials, a draft embedded in one call, the grounding sections never e
 
 tests/fixtures/critic_verdicts.json holds what the critic said of 230 fixed cases (first recorded by
 the critic before batching, commit ed083e5, which the batched critic matched; re-recorded when issue
-20 added the coherence checks, when its calibration became bagged and cross-fitted (version 5), when it scored each spoiled copy without its donor (version 6), when it added the joint score (version 7), and when the reader split criteria written without headers and version 8 added a spoiled kind; its `critic_files` are the blob ids of the files that ran) (30 real phase_I_valid trials, 10
+20 added the coherence checks, when its calibration became bagged and cross-fitted (version 5), when it scored each spoiled copy without its donor (version 6), when it added the joint score (version 7), and when the reader split criteria written without headers and version 8 added a spoiled kind, and when version 10 added `typicality_criterion_language`; its `critic_files` are the blob ids of the files that ran) (30 real phase_I_valid trials, 10
 phase_I_train trials scored leave-one-out, the valid trials spoiled 8 ways;
 `benchmarks/bench_critic_speed.py` makes them and wrote the file) through both paths:
 `check_trials`, and `critique_trial` draft by draft as the graph calls it. The store is the

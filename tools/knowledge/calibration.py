@@ -7,7 +7,8 @@ The checks together may reject at most `max_real_rejection` (5%) of real trials 
 That budget is spent where it catches incoherent trials made from the grounding split itself
 (`spoiled_grounding_trials`: each trial with the conditions of an unrelated grounding trial, with its
 eligibility, with one of its inclusion criteria inserted, with its criteria cut to fragments, or with
-one fluent sentence from outside medicine among its criteria; each
+one fluent sentence from outside medicine among its criteria, one that the model of
+`typicality_criterion_language` scoring the trial never saw; each
 scored without its own trial and without the trial it took a section from, as a writer's mistake has
 no donor among the grounding trials), in three steps (`allocate_budget`):
 - one joint score over all the others (`tools.knowledge.joint.JointScore`: a logistic regression of
@@ -37,13 +38,12 @@ see it) is one more column of the same allocation and of the joint score; that c
 (`cross_encoder_key`), and where a store has it, `build_knowledge` and `load_or_calibrate` use it.
 No trial outside the grounding split is read. The result is saved with
 the store under a key that hashes what it depends on (the grounding trials, the embedding model,
-the method's version), so re-ingesting or naming other splits gives another calibration, and a run
+the method's version, the learnt scores' versions, the foreign sentences), so re-ingesting or naming other splits gives another calibration, and a run
 records the key and the thresholds it used.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import random
@@ -63,6 +63,12 @@ from synthtrials.tools.knowledge import cross_encoder as ce
 from synthtrials.tools.knowledge.checks import CriticThresholds
 from synthtrials.tools.knowledge.criterion_fit import VERSION as criterion_fit_version
 from synthtrials.tools.knowledge.criterion_fit import CriterionFit
+from synthtrials.tools.knowledge.criterion_language import VERSION as criterion_language_version
+from synthtrials.tools.knowledge.criterion_language import (
+    CriterionLanguage,
+    foreign_sentences,
+    sentences_digest,
+)
 from synthtrials.tools.knowledge.domain import DomainKnowledge
 from synthtrials.tools.knowledge.joint import JOINT, JointScore
 from synthtrials.tools.errors import ConfigError
@@ -77,8 +83,10 @@ from synthtrials.tools.records.trial import Eligibility, Trial
 #: 6: a spoiled trial scored without the trial it took its section from; 7: the joint score takes the budget;
 #: 8: a fifth spoiled kind, one sentence from outside medicine among the criteria (`foreign_sentence`);
 #: 9: `coherence_criterion_fit`, each inclusion criterion read by a model learnt from the grounding trials
-#: (`tools.knowledge.criterion_fit`)
-CALIBRATION_VERSION = "9"
+#: (`tools.knowledge.criterion_fit`); 10: `typicality_criterion_language`, each criterion read by a model learnt
+#: from the grounding trials' criteria against foreign sentences (`tools.knowledge.criterion_language`); a
+#: foreign sentence spoils a grounding trial only where that model never saw it
+CALIBRATION_VERSION = "10"
 FLOOR_QUANTILE = 0.001
 UNRELATED_BELOW = 0.35  # condition centroids less similar than this belong to unrelated trials
 SPOIL_SEED = 0
@@ -96,7 +104,9 @@ ALLOCATION_SEED = 0
 NOT_IN_JOINT = ("foreign_sentence",)
 #: scores the joint score leaves out, kept to their own thresholds: with `coherence_criterion_fit` in it the joint
 #: score spent its weight on the swaps and caught 9 points fewer phase II fragments (benchmarks/RESULTS.md,
-#: "A learnt fit of each inclusion criterion")
+#: "A learnt fit of each inclusion criterion"). `typicality_criterion_language` is in it: left out, the allocation
+#: gave the joint score more of the budget and caught 4 points fewer off-topic criteria (benchmarks/RESULTS.md,
+#: "Criteria that do not read like criteria")
 SCORES_NOT_IN_JOINT = ("coherence_criterion_fit",)
 MAX_LEVEL = 8.0  # the allocation's raises above the floors at most 7 times their shares
 
@@ -133,7 +143,8 @@ def calibration_key(store: TrialStore, splits: list[str], sample: list[str] | No
     """Names a calibration by everything it depends on: the grounding trials (`sample`: a `--ground-sample` of them)."""
     ids = sorted(store.filter_ids(grounding_filter(splits, sample)))
     # the learnt criterion fit's version too: its models set a score the thresholds are read from
-    versions = f"{CALIBRATION_VERSION} criterion-fit {criterion_fit_version}"
+    versions = (f"{CALIBRATION_VERSION} criterion-fit {criterion_fit_version} criterion-language {criterion_language_version}"
+                f" foreign {sentences_digest(foreign_sentences())}")
     digest = hashlib.sha256("\n".join([versions, store.embedding_model, *sorted(splits), *ids]).encode())
     return digest.hexdigest()[:16]
 
@@ -157,6 +168,12 @@ def criterion_fit_file(store: TrialStore, key: str) -> Path:
     """Where the `coherence_criterion_fit` fold models of the grounding trials of calibration `key` are kept (fitted
     once, about 20 s on phase_I_train): beside the cross-encoder's models (`model_folder`)."""
     return model_folder(store, key).parent.parent / "criterion_fit" / f"{key}.npz"
+
+
+def criterion_language_file(store: TrialStore, key: str) -> Path:
+    """Where the `typicality_criterion_language` fold models of calibration `key` are kept (fitted once, a few
+    seconds): beside the criterion fit's (`criterion_fit_file`)."""
+    return model_folder(store, key).parent.parent / "criterion_language" / f"{key}.npz"
 
 
 def attach_cross_encoder(store: TrialStore, splits: list[str], knowledge: DomainKnowledge,
@@ -219,26 +236,10 @@ def with_inserted_criterion(trial: Trial, choices: Sequence[str], rng: random.Ra
     return trial.model_copy(update={"eligibility": eligibility.model_copy(update={"inclusion": inclusion})})
 
 
-#: fluent English sentences from outside medicine, one per line (scripts/make_foreign_sentences.py)
-FOREIGN_SENTENCES = Path(__file__).with_name("foreign_sentences.txt")
-
-
-@functools.lru_cache(maxsize=1)
-def foreign_sentences() -> tuple[str, ...]:
-    """Fluent English sentences from outside medicine, as a writer that drifts off its task writes them
-    among good criteria: 445 sentences of 6-22 words from the Python language reference
-    (`pydoc_data.topics`), taken once and kept in the repository, so every Python calibrates on the same
-    ones. bench_critic's nonsense comes from another source, the standard library's docstrings, so the
-    bench does not read the calibration's own sentences."""
-    lines = tuple(line for line in FOREIGN_SENTENCES.read_text(encoding="utf-8").splitlines() if line.strip())
-    if not lines:
-        raise ConfigError(f"{FOREIGN_SENTENCES}: no sentences (re-create it: python scripts/make_foreign_sentences.py)")
-    return lines
-
-
-def with_foreign_sentence(trial: Trial, rng: random.Random) -> Trial:
-    """`trial` with one of `foreign_sentences()` inserted at a random place among its inclusion criteria."""
-    return with_inserted_criterion(trial, foreign_sentences(), rng)
+def with_foreign_sentence(trial: Trial, rng: random.Random, choices: Sequence[str] | None = None) -> Trial:
+    """`trial` with one of `choices` (default `foreign_sentences()`) inserted at a random place among its inclusion
+    criteria."""
+    return with_inserted_criterion(trial, choices or foreign_sentences(), rng)
 
 
 def spoiled_grounding_trials(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> dict[str, list[Trial]]:
@@ -280,7 +281,9 @@ def spoiled_with_donors(knowledge: DomainKnowledge, seed: int = SPOIL_SEED) -> d
             "inclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.inclusion],
             "exclusion": [c[:rng.randint(8, 20)] for c in trial.eligibility.exclusion]})
         out["fragments"].append((trial.model_copy(update={"eligibility": cut}), trial_id))
-        out["foreign_sentence"].append((with_foreign_sentence(trial, foreign), trial_id))
+        # a sentence the model of `typicality_criterion_language` that scores this trial never saw
+        held_out = knowledge.criterion_language.held_out_sentences(trial_id) if knowledge.criterion_language else None
+        out["foreign_sentence"].append((with_foreign_sentence(trial, foreign, held_out), trial_id))
     return out
 
 
@@ -613,18 +616,23 @@ def build_knowledge(store: TrialStore, splits: list[str], progress: ProgressFn |
                     sample: list[str] | None = None, cross_encoder: bool = True) -> DomainKnowledge:
     """The domain knowledge of the store's grounding trials: their sections embedded once and cached
     with the store; a draft's new sections embedded by the store's encoder (never cached there); the
-    `coherence_criterion_fit` models fitted once and kept with the store (`criterion_fit_file`); the
+    `coherence_criterion_fit` and `typicality_criterion_language` models fitted once and kept with the store
+    (`criterion_fit_file`, `criterion_language_file`); the
     cross-encoder's fold models where the store was calibrated with them (unless `cross_encoder` is False)."""
     trials = store.filter(grounding_filter(splits, sample))
-    saved_fit = criterion_fit_file(store, calibration_key(store, splits, sample))
-    fitted = CriterionFit.load(saved_fit)
+    key = calibration_key(store, splits, sample)
+    saved_fit, saved_language = criterion_fit_file(store, key), criterion_language_file(store, key)
+    fitted, language = CriterionFit.load(saved_fit), CriterionLanguage.load(saved_language)
     knowledge = DomainKnowledge(trials, lambda texts: store.section_vectors(texts, progress),
-                                encode=lambda texts: store.embeddings.embed_array(texts), criterion_fit=fitted)
-    if fitted is None and knowledge.criterion_fit is not None:
-        try:
-            knowledge.criterion_fit.save(saved_fit)
-        except OSError:  # a store folder this user cannot write: fitted again next time
-            pass
+                                encode=lambda texts: store.embeddings.embed_array(texts), criterion_fit=fitted,
+                                criterion_language=language)
+    for loaded, model, path in ((fitted, knowledge.criterion_fit, saved_fit),
+                                (language, knowledge.criterion_language, saved_language)):
+        if loaded is None and model is not None:
+            try:
+                model.save(path)
+            except OSError:  # a store folder this user cannot write: fitted again next time
+                pass
     if cross_encoder:
         attach_cross_encoder(store, splits, knowledge, sample)
     return knowledge

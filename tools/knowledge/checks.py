@@ -73,6 +73,7 @@ _WHAT = {"criterion": "eligibility criterion", "condition": "condition", "interv
 #: what each score says about a trial, for the joint score's message (the score that pulls it down most)
 _SCORE_MEANS = {
     "typicality_criterion": "a criterion unlike real criteria", "typicality_criterion_mean": "criteria unlike real ones",
+    "typicality_criterion_language": "a criterion that does not read like an eligibility criterion",
     "typicality_condition": "a condition unlike real conditions", "criteria_count": "few criteria",
     "condition_fit": "conditions this drug's real trials do not study",
     "eligibility_fit": "criteria of another disease than the conditions",
@@ -109,6 +110,8 @@ def check_domain(scores: dict[str, SectionScore], thresholds: dict[str, float]) 
             "criteria_count": f"give as many eligibility criteria as real trials do ({score.score:.0f} is too few)",
             "typicality_criterion_mean": "the eligibility criteria as a whole read unlike real criteria "
                                          f"(the furthest: {quoted})",
+            "typicality_criterion_language": f"the criterion {quoted} does not read like an eligibility criterion: write "
+                                             "only criteria a patient is screened by, with no other text among them",
             "coherence_criterion": f"the inclusion criterion {quoted} does not fit the trial's conditions: it is about "
                                    "another disease or population",
             "coherence_criterion_fit": f"the inclusion criterion {quoted} belongs to trials of another disease than "

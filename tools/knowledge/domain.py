@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from synthtrials.tools.knowledge.coherence import CoherenceModel, Excluded, excluded_ids, unit_centroid
 from synthtrials.tools.knowledge.criterion_fit import CriterionFit
+from synthtrials.tools.knowledge.criterion_language import CriterionLanguage
 from synthtrials.tools.knowledge.cross_encoder import CROSS_ENCODER, CrossEncoderCoherence
 from synthtrials.tools.records.eligibility import trial_drugs
 from synthtrials.tools.records.normalize import normalize_condition
@@ -246,11 +247,12 @@ class DomainKnowledge:
 
     `embed`: the grounding sections' vectors (the store's cached section vectors); `encode`: the
     encoder for texts no grounding trial has (the store's encoder; default `embed`); `criterion_fit`: the
-    `coherence_criterion_fit` models of these trials where they were fitted before (else they are fitted here).
+    `coherence_criterion_fit` models of these trials where they were fitted before (else they are fitted here);
+    `criterion_language`: the `typicality_criterion_language` models, likewise.
     """
 
     def __init__(self, trials: Sequence[Trial], embed: EmbedFn, encode: EmbedFn | None = None,
-                 criterion_fit: CriterionFit | None = None) -> None:
+                 criterion_fit: CriterionFit | None = None, criterion_language: CriterionLanguage | None = None) -> None:
         self.embed = embed
         self.trials = list(trials)
         texts: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in SECTION_KINDS}
@@ -305,6 +307,8 @@ class DomainKnowledge:
         #: per inclusion criterion, its fit with the conditions: the models given (fitted on these same trials, e.g.
         #: saved with the store), else fitted here; None: too few grounding trials to learn it
         self.criterion_fit = criterion_fit or CriterionFit.train(self.trials, condition_centroids, self.vectors)
+        #: per criterion, whether it reads like an eligibility criterion at all: likewise given or fitted here
+        self.criterion_language = criterion_language or CriterionLanguage.train(self.trials, self.vectors)
 
     @property
     def kinds(self) -> list[str]:
@@ -453,11 +457,21 @@ class DomainKnowledge:
         if "criterion" in self.kinds:  # a list of two criteria is no registry entry's
             out["criteria_count"] = SectionScore(float(len(s.texts.get("criterion", []))) if trial.eligibility and (
                 trial.eligibility.inclusion or trial.eligibility.exclusion) else None, None, "criterion")
+        out["typicality_criterion_language"] = self._criterion_language(s)
         out["condition_fit"] = self._condition_fit(trial, s)
         out["eligibility_fit"] = self._eligibility_fit(s)
         out["intervention_fit"], out["intervention_margin"] = self._intervention_fit(s)
         out |= self._coherence(s)
         return out
+
+    def _criterion_language(self, s: _TrialSections) -> SectionScore:
+        """The worst criterion's logit of reading like an eligibility criterion (`tools.knowledge.criterion_language`)."""
+        texts = s.texts.get("criterion")
+        if self.criterion_language is None or not texts:
+            return SectionScore(None)
+        logits = self.criterion_language.criteria_logits(s.vectors["criterion"], s.exclude)
+        worst = int(np.argmin(logits))
+        return SectionScore(float(logits[worst]), texts[worst], "criterion")
 
     def _coherence(self, s: _TrialSections) -> dict[str, SectionScore]:
         """The coherence scores (`tools.knowledge.coherence`); the section each names is its worst."""
