@@ -4,7 +4,7 @@
 A writer that drifts off its task writes a fluent sentence from outside medicine among good criteria (chat
 chatter, a sentence of documentation). `typicality_criterion` asks how close each criterion is to its nearest
 real criterion; a sentence of 6-22 ordinary words often finds a real criterion close enough (stop 53: 21% of
-bench_critic's `one_bad_criterion` trials passed, their inserted sentence 0.002-0.05 above its threshold). This
+bench_critic's `one_bad_criterion` trials passed, most of them within 0.05 above that score's threshold). This
 model asks the question directly: a logistic regression on the sentence vectors, every criterion of the grounding
 trials (inclusion and exclusion, 1) against `foreign_sentences()` (0), the classes weighted equally. A trial's score
 is its worst criterion's logit. benchmarks/bench_criterion_language.py measures it: on a held-out fifth of
@@ -118,7 +118,8 @@ class CriterionLanguage:
 
     def held_out_sentences(self, trial_id: str) -> list[str]:
         """The foreign sentences the model that scores grounding trial `trial_id` never saw (those of its fold); every
-        sentence for a trial that is no grounding trial."""
+        sentence for a trial that is no grounding trial. In the order the folds were dealt (`sentence_fold`'s, which
+        `save` and `load` keep): the calibration draws from this list, so a loaded model spoils as the fitted one."""
         fold = self.fold_of.get(trial_id)
         return [s for s, f in self.sentence_fold.items() if fold is None or f == fold]
 
@@ -136,7 +137,7 @@ class CriterionLanguage:
         """The fold models and both folds in one .npz, written whole or not at all."""
         from synthtrials.tools.atomic import atomic_open
 
-        ids, sentences = sorted(self.fold_of), sorted(self.sentence_fold)
+        ids, sentences = sorted(self.fold_of), list(self.sentence_fold)  # the sentences in their dealt order
         with atomic_open(path, "wb") as handle:
             np.savez(handle, version=np.asarray(VERSION), coef=self.coef, intercept=self.intercept,
                      ids=np.asarray(ids), folds=np.asarray([self.fold_of[i] for i in ids]),
@@ -150,7 +151,7 @@ class CriterionLanguage:
         expected = sorted(sentences if sentences is not None else foreign_sentences())
         try:
             with np.load(path, allow_pickle=False) as saved:
-                if str(saved["version"]) != VERSION or saved["sentences"].tolist() != expected:
+                if str(saved["version"]) != VERSION or sorted(saved["sentences"].tolist()) != expected:
                     return None
                 return cls(saved["coef"], saved["intercept"],
                            dict(zip(saved["ids"].tolist(), (int(f) for f in saved["folds"]))),
