@@ -118,7 +118,7 @@ def main() -> None:
     kinds = bench_critic.spoil(positives, args.seed, why_stopped, genres["docstrings"], store.embeddings.embed_array)
 
     def mean_model(trial) -> float:
-        criteria = [" ".join(c.split()) for c in bench_critic.criteria(trial) if c.strip()]
+        criteria = criterion_texts(trial)
         return float(language.criteria_logits(embed(criteria)).min()) if criteria else np.inf
 
     real2 = np.array([mean_model(t) for t in positives])
