@@ -21,7 +21,11 @@ spoiled one way each, plus drafts written by the embedded model (not adapted):
 - off_topic_criterion: one real inclusion criterion of an unrelated trial inserted among the real
   ones, one about that trial's conditions (`tools.knowledge.calibration.off_topic_criteria`: it names one of
   them whole, else a word of them the trial's own conditions lack; a criterion such as "signed
-  informed consent" fits every trial and is no error);
+  informed consent" fits every trial and is no error). Where the unrelated trial drawn has no such
+  criterion, another donor is drawn among those that have one (`off_topic_donor`, draws of its own, so
+  every other kind is drawn as before); a trial for which none has one gets no copy of this kind. Until
+  stop 54 such a copy took any of the first donor's criteria: 20 of the 150 held a criterion that fits
+  every trial ("≥18 years old.");
 - embedded_drafts: drafts of the base embedded model for these trials' drugs and labels.
 
 Each rate comes with its Wilson 95% interval. The LLM critic and judge are the embedded model by
@@ -33,7 +37,7 @@ negatives), and with the LLM critic enforcing; the AUC of the LLM critic's and t
 scores between the positives and that kind (0.5 = chance). Nothing here was used to set a
 threshold: the critic is calibrated on phase_I_train only.
 
-    python benchmarks/bench_critic.py [--store benchmarks/out/phase1_store] [--n 150] [--llm-n 25]
+    python benchmarks/bench_critic.py [--store benchmarks/out/phase1_store] [--n 150] [--llm-n 25] [--calibration KEY]
         [--llm-backend llamacpp-server | --llm-backend openai --base-url http://127.0.0.1:PORT/v1 --model NAME]
 """
 
@@ -56,8 +60,11 @@ from synthtrials.agents.critic import check_trials, llm_judgement  # noqa: E402
 from synthtrials.agents.writer import write_draft  # noqa: E402
 from synthtrials.evals.judge import judge_trial  # noqa: E402
 from synthtrials.tools.knowledge.calibration import (  # noqa: E402
+    Calibration,
     build_knowledge,
     load_or_calibrate,
+    off_topic_criteria,
+    off_topic_donor,
     with_off_topic_criterion,
 )
 
@@ -111,9 +118,13 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
     vectors = embed(["; ".join(t.conditions) or "none" for t in trials])
     similarity = vectors @ vectors.T
 
+    off_topic = random.Random(f"off_topic_criterion {seed}")  # a second donor's draws (stop 54)
+
+    def far(i: int) -> list[Trial]:
+        return [trials[j] for j in range(len(trials)) if similarity[i, j] < 0.35 and criteria(trials[j])]
+
     def unrelated(i: int) -> Trial:
-        far = [j for j in range(len(trials)) if similarity[i, j] < 0.35 and criteria(trials[j])]
-        return trials[rng.choice(far)]
+        return rng.choice(far(i))
 
     def with_criteria(trial: Trial, inclusion: list[str], exclusion: list[str]) -> Trial:
         return trial.model_copy(update={"eligibility": Eligibility(inclusion=inclusion, exclusion=exclusion)})
@@ -144,7 +155,13 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         one = list(elig.inclusion)
         one.insert(rng.randint(0, len(one)), rng.choice(sentences))
         out["one_bad_criterion"].append(with_criteria(trial, one, exc))
-        out["off_topic_criterion"].append(with_off_topic_criterion(trial, unrelated(i), rng))
+        drawn = unrelated(i)
+        off = with_off_topic_criterion(trial, drawn, rng)  # drawn as before stop 54, so every other kind is too
+        if not off_topic_criteria(trial, drawn):  # the criterion fits any trial: another donor, by draws of its own
+            donor = off_topic_donor(trial, far(i), off_topic)
+            off = with_off_topic_criterion(trial, donor, off_topic) if donor is not None else None
+        if off is not None:
+            out["off_topic_criterion"].append(off)
     return out
 
 
@@ -220,6 +237,9 @@ def main() -> None:
     parser.add_argument("--llm-n", type=int, default=25, help="trials per kind scored by the LLM critic and judge")
     parser.add_argument("--drafts", type=int, default=16, help="drafts of the embedded model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration", default=None,
+                        help="judge by the calibration saved under this key in the store (e.g. an earlier version's) "
+                             "instead of the current version's")
     parser.add_argument("--llm-backend", default="llamacpp",
                         help="LLM critic and judge: llamacpp (in process), llamacpp-server (llama.cpp's OpenAI-compatible "
                              "server started on 127.0.0.1, reached through ChatOpenAI) or openai (with --base-url)")
@@ -231,7 +251,13 @@ def main() -> None:
     splits = default_grounding_splits(store)
     positives, why_stopped = phase2_positives(store, args.n, args.seed)
     knowledge = build_knowledge(store, splits)
-    calibration = load_or_calibrate(store, splits, knowledge, say=print)
+    if args.calibration:
+        saved = store.load_calibration(args.calibration)
+        if saved is None:
+            sys.exit(f"{args.store}: no calibration saved under {args.calibration}")
+        calibration = Calibration.model_validate(saved)
+    else:
+        calibration = load_or_calibrate(store, splits, knowledge, say=print)
     thresholds = calibration.critic_thresholds()
     spec = DraftSpec.from_trials(store.filter(grounding_filter(splits)))
     kinds = {"real (positives)": positives,

@@ -133,12 +133,15 @@ def train_pair_epoch(model, optimiser, batches) -> float:
 
 def held_out_spoils(trials, test: list[int], unrelated) -> dict[str, list]:
     """The per-criterion benches' spoiled copies of the held-out trials (rows `test` of `trials`), each with a donor
-    `unrelated(i, test)` from the same fold (None: no copy): one off-topic criterion inserted, one sentence from
+    `unrelated(i, test)` from the same fold (None: no copy): one off-topic criterion inserted (no copy where the
+    donor has no criterion about its own conditions, `off_topic_criteria`: before stop 54 one of its other
+    criteria, which fits any trial; drawn as before, so the other kinds are unchanged), one sentence from
     outside medicine inserted, the donor's conditions (bench_criterion_cross_encoder, bench_criterion_fit)."""
     import random
 
     from synthtrials.tools.knowledge.calibration import (
         foreign_sentences,
+        off_topic_criteria,
         with_inserted_criterion,
         with_off_topic_criterion,
     )
@@ -150,7 +153,9 @@ def held_out_spoils(trials, test: list[int], unrelated) -> dict[str, list]:
         j = unrelated(i, test)
         if j is None:
             continue
-        spoiled["off_topic"].append(with_off_topic_criterion(trials[i], trials[j], rng))
+        off = with_off_topic_criterion(trials[i], trials[j], rng)
+        if off_topic_criteria(trials[i], trials[j]):
+            spoiled["off_topic"].append(off)
         spoiled["foreign"].append(with_inserted_criterion(trials[i], foreign, rng))
         spoiled["swap_cond"].append(trials[i].model_copy(update={"conditions": trials[j].conditions}))
     return spoiled

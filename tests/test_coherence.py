@@ -301,7 +301,7 @@ def test_too_few_grounding_trials_is_one_line_naming_the_fix(phase1_knowledge):
 def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
     import random
 
-    from synthtrials.tools.knowledge.calibration import off_topic_criteria, with_off_topic_criterion
+    from synthtrials.tools.knowledge.calibration import off_topic_criteria, off_topic_donor, with_off_topic_criterion
     from synthtrials.tools.records.trial import Trial
 
     asthma = Trial(nct_id="NCT00000001", conditions=["Asthma"],
@@ -314,6 +314,13 @@ def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
     spoiled = with_off_topic_criterion(asthma, diabetes, random.Random(0))
     assert sorted(spoiled.eligibility.inclusion) == sorted(asthma.eligibility.inclusion + ["Type 2 diabetes for at least a year"])
     assert spoiled.eligibility.exclusion == asthma.eligibility.exclusion and spoiled.conditions == asthma.conditions
+    # a donor whose criteria fit any trial has no off-topic criterion: off_topic_donor passes over it
+    consent = Trial(nct_id="NCT00000003", conditions=["Hypertension"],
+                    eligibility=Eligibility(inclusion=["Signed informed consent", "Age 18 years or older"]))
+    assert off_topic_criteria(asthma, consent) == []
+    assert {off_topic_donor(asthma, [consent, diabetes, consent], random.Random(seed)).nct_id
+            for seed in range(5)} == {"NCT00000002"}
+    assert off_topic_donor(asthma, [consent, consent], random.Random(0)) is None
 
 
 def test_each_inclusion_criterion_is_read_by_the_fold_model_that_did_not_see_its_trial(phase1_knowledge):
