@@ -85,7 +85,9 @@ def test_named_junk_fails_its_check(text, check):
 
 @pytest.mark.parametrize("number", ["+1 617 555 0123", "(617) 555-0123", "617.555.0123", "1-800-555-0199",
                                     "+44 20 7946 0958", "0044 20 7946 0958", "+33 1 45 67 89 10", "+49 30 12345678",
-                                    "555-123-4567", "(555) 123-4567"])  # the last two: made up, not valid
+                                    "555-123-4567", "(555) 123-4567",  # made up, not valid
+                                    "+44 20 7946 0083", "0044 20 7946 0083", "+1-617-555-0083"])  # by their shape:
+# the first two are in a range kept for drama, which libphonenumber reads as no valid number (bench_critic's seed 2)
 def test_phone_numbers_in_the_usual_forms_fail_privacy(number):
     trial = draft(eligibility=Eligibility(inclusion=["Age >= 18", f"Questions: call the study nurse on {number}"],
                                           exclusion=["Pregnancy"]))
