@@ -24,8 +24,8 @@ spoiled one way each, plus drafts written by the embedded model (not adapted):
   informed consent" fits every trial and is no error). Where the unrelated trial drawn has no such
   criterion, another donor is drawn among those that have one (`off_topic_donor`, draws of its own, so
   every other kind is drawn as before); a trial for which none has one gets no copy of this kind. Until
-  stop 54 such a copy took any of the first donor's criteria: 20 of the 150 held a criterion that fits
-  every trial ("≥18 years old.");
+  stop 54 such a copy took any of the first donor's criteria: 20 of the 150 held a criterion that names none
+  of the donor's conditions ("≥18 years old.", which fits any trial);
 - embedded_drafts: drafts of the base embedded model for these trials' drugs and labels.
 
 Each rate comes with its Wilson 95% interval. The LLM critic and judge are the embedded model by
@@ -239,7 +239,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration", default=None,
                         help="judge by the calibration saved under this key in the store (e.g. an earlier version's) "
-                             "instead of the current version's")
+                             "instead of the current version's: its thresholds and joint score, read against today's "
+                             "scores (a cross-encoder calibration's fold models are not attached)")
     parser.add_argument("--llm-backend", default="llamacpp",
                         help="LLM critic and judge: llamacpp (in process), llamacpp-server (llama.cpp's OpenAI-compatible "
                              "server started on 127.0.0.1, reached through ChatOpenAI) or openai (with --base-url)")

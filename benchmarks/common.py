@@ -135,7 +135,7 @@ def held_out_spoils(trials, test: list[int], unrelated) -> dict[str, list]:
     """The per-criterion benches' spoiled copies of the held-out trials (rows `test` of `trials`), each with a donor
     `unrelated(i, test)` from the same fold (None: no copy): one off-topic criterion inserted (no copy where the
     donor has no criterion about its own conditions, `off_topic_criteria`: before stop 54 one of its other
-    criteria, which fits any trial; drawn as before, so the other kinds are unchanged), one sentence from
+    criteria, one that names none of its conditions; drawn as before, so the other kinds are unchanged), one sentence from
     outside medicine inserted, the donor's conditions (bench_criterion_cross_encoder, bench_criterion_fit)."""
     import random
 

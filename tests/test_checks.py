@@ -94,6 +94,14 @@ def test_phone_numbers_in_the_usual_forms_fail_privacy(number):
     assert [p.message for p in check_privacy(trial)] == ["remove phone numbers"]
 
 
+@pytest.mark.parametrize("text", ["+/- 10 mg", "CD34+ 2 x 10^6/kg", "nnc 0070-0002-0453", "00 1234 5678",
+                                  "between -2.0 and +2.0 SD", "a +10 to +20 change", "+1.5 x ULN"])
+def test_signs_and_codes_that_look_like_international_numbers_are_not_phone_numbers(text):
+    from synthtrials.tools.knowledge.checks import phone_numbers
+
+    assert phone_numbers(text) == []
+
+
 def test_drug_codes_doses_and_counts_in_real_trials_are_not_phone_numbers():
     """Every run of ten or more digits in TOP's trials is a drug code with its dose, a national drug code or a
     count ("pf-00734200 30 mg qd", "ndc 0378-4141-01", "1.5 x 1000000000/L"); a digit-run pattern read them as

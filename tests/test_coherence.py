@@ -320,6 +320,12 @@ def test_an_off_topic_criterion_is_about_the_other_trials_conditions():
     assert off_topic_criteria(asthma, consent) == []
     assert {off_topic_donor(asthma, [consent, diabetes, consent], random.Random(seed)).nct_id
             for seed in range(5)} == {"NCT00000002"}
+    # among donors that have one, the first in the order its random draws give
+    diabetes_too = diabetes.model_copy(update={"nct_id": "NCT00000004"})
+    drawn = [off_topic_donor(asthma, [consent, diabetes, diabetes_too], random.Random(seed)).nct_id for seed in range(20)]
+    assert set(drawn) == {"NCT00000002", "NCT00000004"}
+    assert drawn == [off_topic_donor(asthma, [consent, diabetes, diabetes_too], random.Random(seed)).nct_id
+                     for seed in range(20)]
     assert off_topic_donor(asthma, [consent, consent], random.Random(0)) is None
 
 

@@ -233,7 +233,7 @@ def phone_numbers(text: str) -> list[str]:
     phone number's shape, except a code whose digits and dose happen to make a valid one ("jnj-30979754 15 mg/m2"):
     digits that go on from a word or a hyphen are part of it. A national number of another country written without
     its country code ("020 7946 0958") has no region to be read in and is not found. One written with its country code
-    is found valid or not, by its shape ("+44 20 7946 0083": missed by bench_critic until stop 54).
+    is found valid or not, by its shape ("0044 20 7946 0083": missed by bench_critic until stop 54).
     """
     international = _INTERNATIONAL_PREFIX.sub("+", text)
     found = {match.raw_string for match in
