@@ -157,7 +157,7 @@ def spoil(trials: list[Trial], seed: int, why_stopped: list[str], sentences: lis
         out["one_bad_criterion"].append(with_criteria(trial, one, exc))
         drawn = unrelated(i)
         off = with_off_topic_criterion(trial, drawn, rng)  # drawn as before stop 54, so every other kind is too
-        if not off_topic_criteria(trial, drawn):  # the criterion fits any trial: another donor, by draws of its own
+        if not off_topic_criteria(trial, drawn):  # none about its own conditions: another donor, by draws of its own
             donor = off_topic_donor(trial, far(i), off_topic)
             off = with_off_topic_criterion(trial, donor, off_topic) if donor is not None else None
         if off is not None:
